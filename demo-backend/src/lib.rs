@@ -1,0 +1,149 @@
+//! A small real HTTP backend (axum) for the demo and the integration tests: answers every path
+//! with its id (body and `x-backend` header), serves `/healthz`, and can be made slow or failing.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// How a backend behaves.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub id: String,
+    /// Added before answering any request but `/healthz`.
+    pub delay: Duration,
+    /// Fraction (0.0..=1.0) of requests answered with `fail_status`.
+    pub fail_rate: f64,
+    pub fail_status: u16,
+    /// Whether `/healthz` answers 200 (else 503).
+    pub healthy: bool,
+}
+
+impl Options {
+    pub fn new(id: impl Into<String>) -> Self {
+        Options { id: id.into(), delay: Duration::ZERO, fail_rate: 0.0, fail_status: 500, healthy: true }
+    }
+}
+
+/// What a backend has seen; shared with the test or process that started it.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Requests other than `/healthz`.
+    pub requests: AtomicU64,
+    pub health_checks: AtomicU64,
+    pub in_flight: AtomicU64,
+}
+
+struct Shared {
+    options: Options,
+    id_header: HeaderValue,
+    stats: Arc<Stats>,
+    healthy: AtomicBool,
+}
+
+/// A running backend; dropping it (or [`Running::stop`]) shuts the server down.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub stats: Arc<Stats>,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn id(&self) -> &str {
+        &self.shared.options.id
+    }
+
+    pub fn set_healthy(&self, healthy: bool) {
+        self.shared.healthy.store(healthy, Ordering::SeqCst);
+    }
+
+    /// Stops accepting and closes the listening socket; waits for the server task to end.
+    pub async fn stop(mut self) {
+        self.shutdown();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Serves on `listener` until stopped. Must be called within a tokio runtime.
+pub fn serve(listener: TcpListener, options: Options) -> std::io::Result<Running> {
+    let addr = listener.local_addr()?;
+    let id_header = HeaderValue::from_str(&options.id)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let stats = Arc::new(Stats::default());
+    let healthy = AtomicBool::new(options.healthy);
+    let shared = Arc::new(Shared { options, id_header, stats: Arc::clone(&stats), healthy });
+    let app = Router::new().fallback(handle).with_state(Arc::clone(&shared));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = stopped.await;
+        });
+        if let Err(e) = server.await {
+            eprintln!("backend {addr}: {e}");
+        }
+    });
+    Ok(Running { addr, stats, shared, stop: Some(stop), task: Some(task) })
+}
+
+/// Binds `addr` (port 0 for any free port) and serves.
+pub async fn start(addr: SocketAddr, options: Options) -> std::io::Result<Running> {
+    serve(TcpListener::bind(addr).await?, options)
+}
+
+async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    if request.uri().path() == "/healthz" {
+        shared.stats.health_checks.fetch_add(1, Ordering::Relaxed);
+        let status = if shared.healthy.load(Ordering::SeqCst) {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        return with_id(&shared, status, "ok\n".to_string());
+    }
+    let stats = &shared.stats;
+    stats.requests.fetch_add(1, Ordering::Relaxed);
+    stats.in_flight.fetch_add(1, Ordering::SeqCst);
+    let opts = &shared.options;
+    if !opts.delay.is_zero() {
+        tokio::time::sleep(opts.delay).await;
+    }
+    let fail = opts.fail_rate > 0.0 && fastrand::f64() < opts.fail_rate;
+    stats.in_flight.fetch_sub(1, Ordering::SeqCst);
+    if fail {
+        let status = StatusCode::from_u16(opts.fail_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return with_id(&shared, status, format!("{} failing\n", opts.id));
+    }
+    with_id(&shared, StatusCode::OK, format!("{}\n", opts.id))
+}
+
+fn with_id(shared: &Shared, status: StatusCode, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert("x-backend", shared.id_header.clone());
+    response
+}

@@ -1,0 +1,55 @@
+//! The backend pool: ids, addresses as Envoy spells them, and configured weights.
+
+use std::net::SocketAddr;
+
+/// Most backends one pool may hold (bounds per-VM memory and per-request work).
+pub const MAX_BACKENDS: usize = 10_000;
+
+/// One configured upstream endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    pub id: String,
+    pub address: SocketAddr,
+    /// `address` rendered once, in the `ip:port` / `[ipv6]:port` form override_host expects.
+    pub host: String,
+    pub weight: u32,
+}
+
+impl Backend {
+    pub fn new(id: String, address: SocketAddr, weight: u32) -> Self {
+        Backend { id, host: address.to_string(), address, weight }
+    }
+}
+
+/// The ordered backends of one configuration; a backend is named by its index.
+#[derive(Debug, Clone, Default)]
+pub struct Pool {
+    backends: Vec<Backend>,
+}
+
+impl Pool {
+    pub fn new(backends: Vec<Backend>) -> Self {
+        Pool { backends }
+    }
+
+    pub fn len(&self) -> usize {
+        self.backends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.backends.is_empty()
+    }
+
+    pub fn get(&self, index: usize) -> Option<&Backend> {
+        self.backends.get(index)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Backend> {
+        self.backends.iter()
+    }
+
+    /// Configured weights, in pool order.
+    pub fn weights(&self) -> impl Iterator<Item = u32> + '_ {
+        self.backends.iter().map(|b| b.weight)
+    }
+}

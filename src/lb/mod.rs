@@ -1,0 +1,127 @@
+//! The selection contract: for one request a balancer fills [`Picks`] with distinct backends,
+//! primary first, then the hosts Envoy's retries should try next. Whether a backend may be
+//! chosen at all is the caller's `accept` predicate (health, ejection, drain), kept apart from
+//! the order in which an algorithm proposes candidates.
+
+pub mod random;
+pub mod round_robin;
+
+use crate::backend::Pool;
+use crate::config::{Algorithm, MAX_HOSTS_LIMIT};
+
+/// Up to [`MAX_HOSTS_LIMIT`] distinct backend indexes, in the order Envoy should try them.
+/// Fixed capacity: no allocation per request.
+#[derive(Debug, Clone)]
+pub struct Picks {
+    items: [u32; MAX_HOSTS_LIMIT],
+    len: usize,
+    cap: usize,
+}
+
+impl Picks {
+    /// Holds at most `cap` picks (clamped to 1..=MAX_HOSTS_LIMIT).
+    pub fn with_capacity(cap: usize) -> Self {
+        Picks { items: [0; MAX_HOSTS_LIMIT], len: 0, cap: cap.clamp(1, MAX_HOSTS_LIMIT) }
+    }
+
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.len >= self.cap
+    }
+
+    pub fn as_slice(&self) -> &[u32] {
+        self.items.get(..self.len).unwrap_or(&[])
+    }
+
+    pub fn contains(&self, index: usize) -> bool {
+        self.as_slice().iter().any(|&i| i as usize == index)
+    }
+
+    /// Appends `index` unless full or already present; returns whether it was added.
+    pub fn push(&mut self, index: usize) -> bool {
+        if self.is_full() || self.contains(index) {
+            return false;
+        }
+        let Ok(i) = u32::try_from(index) else { return false };
+        match self.items.get_mut(self.len) {
+            Some(slot) => {
+                *slot = i;
+                self.len += 1;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// One load-balancing algorithm's state for one pool (per worker VM).
+pub trait Balancer {
+    /// Clears `out`, then fills it with up to `out.capacity()` distinct backends for which
+    /// `accept` holds: the primary pick first, then the next picks for retries.
+    fn pick(&mut self, accept: &dyn Fn(usize) -> bool, rng: &mut fastrand::Rng, out: &mut Picks);
+}
+
+/// The balancer for `algorithm` over `pool`.
+pub fn build(algorithm: Algorithm, pool: &Pool) -> Box<dyn Balancer> {
+    match algorithm {
+        Algorithm::RoundRobin => Box::new(round_robin::SmoothWeighted::new(pool.weights())),
+        Algorithm::Random => Box::new(random::WeightedRandom::new(pool.weights())),
+    }
+}
+
+/// Appends to `out`, until it is full, the accepted backends not yet in it, highest `rank`
+/// first (ties: lower index first). One pass over `n` backends; no allocation.
+pub(crate) fn fill_by_rank(
+    out: &mut Picks,
+    n: usize,
+    accept: &dyn Fn(usize) -> bool,
+    rank: impl Fn(usize) -> i64,
+) {
+    let want = out.capacity().saturating_sub(out.len());
+    if want == 0 {
+        return;
+    }
+    // Best `want` candidates so far, sorted by rank descending.
+    let mut best: [(i64, usize); MAX_HOSTS_LIMIT] = [(0, 0); MAX_HOSTS_LIMIT];
+    let mut len = 0usize;
+    for i in 0..n {
+        if !accept(i) || out.contains(i) {
+            continue;
+        }
+        let r = rank(i);
+        let Some(top) = best.get_mut(..len) else { break };
+        let pos = top.iter().position(|&(br, _)| r > br).unwrap_or(len);
+        if pos >= want {
+            continue;
+        }
+        let end = (len + 1).min(want);
+        if let Some(window) = best.get_mut(pos..end) {
+            window.rotate_right(1);
+            if let Some(slot) = window.first_mut() {
+                *slot = (r, i);
+            }
+        }
+        len = end;
+    }
+    for &(_, i) in best.iter().take(len) {
+        out.push(i);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,49 @@
+//! Smooth weighted round robin, as in nginx (`ngx_http_upstream_get_peer`, 2012): every pick
+//! adds each candidate's weight to its running score, takes the highest score and subtracts the
+//! total. Over every cycle of `sum(weights)` picks each backend gets exactly its weight's share,
+//! interleaved rather than in bursts (weights 5,1,1 give a a b a c a a). Backends the caller does
+//! not accept are skipped without scoring, so their share spreads over the others by weight.
+//! Retry hosts are the next-highest scores: the backends the following picks would choose.
+
+use super::{fill_by_rank, Balancer, Picks};
+
+#[derive(Debug, Clone)]
+pub struct SmoothWeighted {
+    weight: Vec<i64>,
+    current: Vec<i64>,
+}
+
+impl SmoothWeighted {
+    pub fn new(weights: impl Iterator<Item = u32>) -> Self {
+        let weight: Vec<i64> = weights.map(i64::from).collect();
+        let current = vec![0; weight.len()];
+        SmoothWeighted { weight, current }
+    }
+}
+
+impl Balancer for SmoothWeighted {
+    fn pick(&mut self, accept: &dyn Fn(usize) -> bool, _rng: &mut fastrand::Rng, out: &mut Picks) {
+        out.clear();
+        let mut total = 0i64;
+        let mut best: Option<(usize, i64)> = None;
+        for (i, (cur, &w)) in self.current.iter_mut().zip(&self.weight).enumerate() {
+            if !accept(i) {
+                continue;
+            }
+            *cur += w;
+            total += w;
+            if best.map_or(true, |(_, b)| *cur > b) {
+                best = Some((i, *cur));
+            }
+        }
+        let Some((chosen, _)) = best else { return };
+        if let Some(cur) = self.current.get_mut(chosen) {
+            *cur -= total;
+        }
+        out.push(chosen);
+        let (current, weight) = (&self.current, &self.weight);
+        fill_by_rank(out, weight.len(), accept, |i| {
+            current.get(i).copied().unwrap_or(0) + weight.get(i).copied().unwrap_or(0)
+        });
+    }
+}

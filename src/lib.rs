@@ -1,0 +1,12 @@
+//! envoy-lb: a proxy-wasm load balancer for Envoy and Istio.
+//!
+//! The core (config, pool, algorithms, routing) is pure Rust, tested natively. Only
+//! `adapter` talks to the proxy-wasm host, and it exists only in the wasm32 build.
+
+pub mod backend;
+pub mod config;
+pub mod lb;
+pub mod router;
+
+#[cfg(target_arch = "wasm32")]
+mod adapter;
