@@ -183,7 +183,7 @@ fn serde_error(e: serde_path_to_error::Error<serde_json::Error>) -> ConfigError 
     let path = if path == "." { "$".to_string() } else { format!("$.{path}") };
     let inner = e.into_inner();
     let message = if inner.is_syntax() || inner.is_eof() {
-        format!("not valid JSON: {inner}; valid: a JSON object")
+        format!("not valid JSON: {inner}; valid: one JSON object (see the config reference)")
     } else {
         inner.to_string()
     };

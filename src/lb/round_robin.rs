@@ -3,9 +3,21 @@
 //! total. Over every cycle of `sum(weights)` picks each backend gets exactly its weight's share,
 //! interleaved rather than in bursts (weights 5,1,1 give a a b a c a a). Backends the caller does
 //! not accept are skipped without scoring, so their share spreads over the others by weight.
-//! Retry hosts are the next-highest scores: the backends the following picks would choose.
+//! Retry hosts are the next-highest scores: the backends the following picks would choose;
+//! equal scores are ordered at random per request, so the retries of a failing backend spread
+//! evenly over the others instead of all landing on its successor.
 
 use super::{fill_by_rank, Balancer, Picks};
+
+/// Low bits of a retry rank that order equal scores. Scores stay within ±(sum of weights)
+/// <= 10^8 < 2^27 (weights <= 10^4, backends <= 10^4), so shifting by 20 cannot overflow.
+const TIE_BITS: u32 = 20;
+
+/// A per-request pseudo-random order of backend indexes (multiplicative hashing of i ^ salt).
+fn tie_break(i: usize, salt: u64) -> i64 {
+    let h = ((i as u64) ^ salt).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (h >> (64 - TIE_BITS)) as i64
+}
 
 #[derive(Debug, Clone)]
 pub struct SmoothWeighted {
@@ -22,7 +34,7 @@ impl SmoothWeighted {
 }
 
 impl Balancer for SmoothWeighted {
-    fn pick(&mut self, accept: &dyn Fn(usize) -> bool, _rng: &mut fastrand::Rng, out: &mut Picks) {
+    fn pick(&mut self, accept: &dyn Fn(usize) -> bool, rng: &mut fastrand::Rng, out: &mut Picks) {
         out.clear();
         let mut total = 0i64;
         let mut best: Option<(usize, i64)> = None;
@@ -41,9 +53,14 @@ impl Balancer for SmoothWeighted {
             *cur -= total;
         }
         out.push(chosen);
+        if out.is_full() {
+            return;
+        }
+        let salt = rng.u64(..);
         let (current, weight) = (&self.current, &self.weight);
         fill_by_rank(out, weight.len(), accept, |i| {
-            current.get(i).copied().unwrap_or(0) + weight.get(i).copied().unwrap_or(0)
+            let score = current.get(i).copied().unwrap_or(0) + weight.get(i).copied().unwrap_or(0);
+            (score << TIE_BITS) | tie_break(i, salt)
         });
     }
 }

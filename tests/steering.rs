@@ -1,0 +1,123 @@
+//! Real Envoy + the built filter + real backends: round robin shares, weights, client steering
+//! refused, retries past a dead backend.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::sync::atomic::Ordering;
+
+use serde_json::json;
+use support::*;
+
+const STEER: &str = "x-gateway-destination-endpoint";
+
+fn equal_pool(backends: &[Backend]) -> Vec<(&str, std::net::SocketAddr, u32)> {
+    backends.iter().map(|b| (b.id(), b.addr, 1)).collect()
+}
+
+async fn start(backends: &[Backend], weights: &[u32], concurrency: u32, extra: serde_json::Value) -> Envoy {
+    let pool: Vec<_> = backends.iter().zip(weights).map(|(b, &w)| (b.id(), b.addr, w)).collect();
+    let endpoints = backends.iter().map(|b| b.addr).collect();
+    Envoy::start(EnvoySetup::new(plugin_config(&pool, extra), endpoints).concurrency(concurrency)).await
+}
+
+fn served(backends: &[Backend]) -> Vec<u64> {
+    backends.iter().map(|b| b.stats.requests.load(Ordering::SeqCst)).collect()
+}
+
+/// (a) 3 equal backends, one worker, 300 requests on fresh connections: exactly 100 each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn equal_weights_one_worker_exact_thirds() {
+    let backends = backends(3).await;
+    let envoy = start(&backends, &[1, 1, 1], 1, json!({})).await;
+    let counts = count_by_backend(&envoy, 300, &[]).await;
+    for b in &backends {
+        assert_eq!(counts.get(b.id()), Some(&100), "counts by x-backend: {counts:?}");
+    }
+    assert_eq!(served(&backends), vec![100, 100, 100], "as counted by the backends");
+}
+
+/// (a) with two workers: each backend within ±2% of 100.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn equal_weights_two_workers_within_two_percent() {
+    let backends = backends(3).await;
+    let envoy = start(&backends, &[1, 1, 1], 2, json!({})).await;
+    let counts = count_by_backend(&envoy, 300, &[]).await;
+    assert_eq!(counts.values().sum::<usize>(), 300);
+    for b in &backends {
+        assert_near(b.id(), counts.get(b.id()).copied().unwrap_or(0), 100.0, 2.0);
+    }
+}
+
+/// (b) weights 1:2:3, 600 requests: exact shares on one worker, within ±2% on two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weights_one_two_three() {
+    let backends = backends(3).await;
+    let one = start(&backends, &[1, 2, 3], 1, json!({})).await;
+    let counts = count_by_backend(&one, 600, &[]).await;
+    let got: Vec<usize> = backends.iter().map(|b| counts.get(b.id()).copied().unwrap_or(0)).collect();
+    assert_eq!(got, vec![100, 200, 300], "one worker: {counts:?}");
+    drop(one);
+
+    let two = start(&backends, &[1, 2, 3], 2, json!({})).await;
+    let counts = count_by_backend(&two, 600, &[]).await;
+    for (b, expected) in backends.iter().zip([100.0, 200.0, 300.0]) {
+        assert_near(b.id(), counts.get(b.id()).copied().unwrap_or(0), expected, 2.0);
+    }
+}
+
+/// (c) A client naming a backend in the steering header (once, twice, in any case) changes
+/// nothing: the filter replaces every client value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_steering_header_is_ignored() {
+    let backends = backends(3).await;
+    let envoy = start(&backends, &[1, 1, 1], 1, json!({})).await;
+    let b1 = backends[0].addr.to_string();
+    let both = format!("{b1},{b1}");
+    for headers in [
+        vec![(STEER, b1.as_str())],
+        vec![("X-Gateway-Destination-Endpoint", b1.as_str()), (STEER, both.as_str())],
+    ] {
+        let counts = count_by_backend(&envoy, 300, &headers).await;
+        for b in &backends {
+            assert_eq!(counts.get(b.id()), Some(&100), "with {headers:?}: {counts:?}");
+        }
+    }
+}
+
+/// With `max_hosts` 1 the header carries only the primary pick, still in round robin order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_hosts_one_still_balances() {
+    let backends = backends(3).await;
+    let envoy = start(&backends, &[1, 1, 1], 1, json!({"target": {"max_hosts": 1}})).await;
+    let counts = count_by_backend(&envoy, 30, &[]).await;
+    for b in &backends {
+        assert_eq!(counts.get(b.id()), Some(&10), "{counts:?}");
+    }
+}
+
+/// (d) One backend refuses connections: every request still succeeds, because each retry
+/// takes the next host of the steering header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_backend_is_retried_on_next_host() {
+    let live = backends(2).await;
+    let dead = refused_address();
+    let mut pool = equal_pool(&live);
+    pool.insert(0, ("dead", dead, 1));
+    let endpoints = pool.iter().map(|p| p.1).collect();
+    let envoy = Envoy::start(EnvoySetup::new(plugin_config(&pool, json!({})), endpoints)).await;
+    let counts = count_by_backend(&envoy, 300, &[]).await;
+    assert_eq!(counts.values().sum::<usize>(), 300, "{counts:?}");
+    assert!(!counts.contains_key("dead"));
+    // Round robin put the dead host first for a third of the requests; each was retried.
+    let connect_fail = envoy.stat("cluster.pool.upstream_cx_connect_fail").await;
+    let retries = envoy.stat("cluster.pool.upstream_rq_retry").await;
+    assert!(connect_fail >= 100, "connect failures: {connect_fail}");
+    assert!(retries >= 100, "retries: {retries}");
+    // The dead host's 100 retried requests are spread over both live backends at random
+    // (not all to its successor, which would give 200:100): 150 ± 30 is 6 sigma.
+    for b in &live {
+        let n = counts.get(b.id()).copied().unwrap_or(0);
+        assert!((120..=180).contains(&n), "{}: {n} of 300 ({counts:?})", b.id());
+    }
+}

