@@ -13,7 +13,8 @@ stop() {
   wait 2>/dev/null || true
   echo "stopped."
 }
-trap stop EXIT INT TERM
+trap stop EXIT
+trap 'stop; exit 0' INT TERM
 
 for i in 1 2 3; do
   "$backend" --id "b$i" --listen "127.0.0.1:808$i" &
@@ -34,8 +35,13 @@ Envoy is ready on :10000 (admin on 127.0.0.1:9901). Try:
   curl -s localhost:9901/stats | grep cluster.pool.upstream_rq_total
 Ctrl-C stops everything.
 MSG
-    wait -n "${pids[@]}" || true
-    echo "a process exited; stopping the rest."
+    rc=0
+    wait -n "${pids[@]}" || rc=$?
+    # Ctrl-C reaches every process: they exit 0 (or by the signal). Anything else is a failure.
+    if [ "$rc" -eq 0 ] || [ "$rc" -ge 128 ]; then
+      exit 0
+    fi
+    echo "a process exited with status $rc; stopping the rest." >&2
     exit 1
   fi
   sleep 0.2

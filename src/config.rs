@@ -208,8 +208,9 @@ impl RawTarget {
     fn validate(self) -> Result<Target, ConfigError> {
         let header = match self.header {
             None => DEFAULT_STEERING_HEADER.to_string(),
-            Some(h) => validate_header_name(&h)
-                .map_err(|m| ConfigError::at("$.target.header", m))?,
+            Some(h) => {
+                validate_header_name(&h).map_err(|m| ConfigError::at("$.target.header", m))?
+            }
         };
         let max_hosts = match self.max_hosts {
             None => DEFAULT_MAX_HOSTS,
@@ -272,8 +273,7 @@ fn validate_id(id: &str) -> Result<(), String> {
 /// `ip:port` with an IPv4 address or `[IPv6]:port`; port 1-65535; no host names, no zone ids.
 fn parse_address(s: &str) -> Result<SocketAddr, String> {
     let valid = "valid: ip:port, e.g. 10.0.0.1:8080 or [2001:db8::1]:8080";
-    let addr: SocketAddr =
-        s.parse().map_err(|_| format!("{s:?} is not an address; {valid}"))?;
+    let addr: SocketAddr = s.parse().map_err(|_| format!("{s:?} is not an address; {valid}"))?;
     if addr.port() == 0 {
         return Err(format!("{s:?} has port 0; {valid} with a port from 1 to 65535"));
     }

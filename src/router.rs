@@ -59,6 +59,10 @@ impl Router {
 
     /// Ids of the backends chosen by the last [`Router::steer`], in order.
     pub fn last_picks(&self) -> impl Iterator<Item = &str> {
-        self.picks.as_slice().iter().filter_map(|&i| self.config.pool.get(i as usize)).map(|b| b.id.as_str())
+        self.picks
+            .as_slice()
+            .iter()
+            .filter_map(|&i| self.config.pool.get(i as usize))
+            .map(|b| b.id.as_str())
     }
 }

@@ -55,7 +55,8 @@ async fn each_invalid_config_class_is_refused_with_its_path() {
     for (name, expected, (status, log)) in futures_join_all(runs).await {
         assert!(!status.success(), "{name}: Envoy exited with {status}");
         let line = log.lines().find(|l| l.contains("invalid plugin config:"));
-        let line = line.unwrap_or_else(|| panic!("{name}: no 'invalid plugin config' line in:\n{log}"));
+        let line =
+            line.unwrap_or_else(|| panic!("{name}: no 'invalid plugin config' line in:\n{log}"));
         assert!(line.contains(expected), "{name}: expected {expected:?} in\n{line}");
         assert_eq!(
             log.matches("invalid plugin config:").count(),
@@ -66,7 +67,9 @@ async fn each_invalid_config_class_is_refused_with_its_path() {
 }
 
 /// Runs the futures concurrently on the current runtime.
-async fn futures_join_all<F: std::future::Future + Send + 'static>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output>
+async fn futures_join_all<F: std::future::Future + Send + 'static>(
+    futs: impl IntoIterator<Item = F>,
+) -> Vec<F::Output>
 where
     F::Output: Send + 'static,
 {

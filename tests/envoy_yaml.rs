@@ -26,7 +26,8 @@ fn every_envoy_yaml_validates() {
             .arg(&file)
             .output()
             .unwrap();
-        let log = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+        let log = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{} does not validate:\n{log}", file.display());
         assert!(log.contains("OK"), "{}: no OK in:\n{log}", file.display());
         assert!(

@@ -15,10 +15,16 @@ fn equal_pool(backends: &[Backend]) -> Vec<(&str, std::net::SocketAddr, u32)> {
     backends.iter().map(|b| (b.id(), b.addr, 1)).collect()
 }
 
-async fn start(backends: &[Backend], weights: &[u32], concurrency: u32, extra: serde_json::Value) -> Envoy {
+async fn start(
+    backends: &[Backend],
+    weights: &[u32],
+    concurrency: u32,
+    extra: serde_json::Value,
+) -> Envoy {
     let pool: Vec<_> = backends.iter().zip(weights).map(|(b, &w)| (b.id(), b.addr, w)).collect();
     let endpoints = backends.iter().map(|b| b.addr).collect();
-    Envoy::start(EnvoySetup::new(plugin_config(&pool, extra), endpoints).concurrency(concurrency)).await
+    Envoy::start(EnvoySetup::new(plugin_config(&pool, extra), endpoints).concurrency(concurrency))
+        .await
 }
 
 fn served(backends: &[Backend]) -> Vec<u64> {
@@ -55,7 +61,8 @@ async fn weights_one_two_three() {
     let backends = backends(3).await;
     let one = start(&backends, &[1, 2, 3], 1, json!({})).await;
     let counts = count_by_backend(&one, 600, &[]).await;
-    let got: Vec<usize> = backends.iter().map(|b| counts.get(b.id()).copied().unwrap_or(0)).collect();
+    let got: Vec<usize> =
+        backends.iter().map(|b| counts.get(b.id()).copied().unwrap_or(0)).collect();
     assert_eq!(got, vec![100, 200, 300], "one worker: {counts:?}");
     drop(one);
 

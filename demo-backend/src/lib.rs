@@ -28,7 +28,13 @@ pub struct Options {
 
 impl Options {
     pub fn new(id: impl Into<String>) -> Self {
-        Options { id: id.into(), delay: Duration::ZERO, fail_rate: 0.0, fail_status: 500, healthy: true }
+        Options {
+            id: id.into(),
+            delay: Duration::ZERO,
+            fail_rate: 0.0,
+            fail_status: 500,
+            healthy: true,
+        }
     }
 }
 
@@ -136,7 +142,8 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     let fail = opts.fail_rate > 0.0 && fastrand::f64() < opts.fail_rate;
     stats.in_flight.fetch_sub(1, Ordering::SeqCst);
     if fail {
-        let status = StatusCode::from_u16(opts.fail_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(opts.fail_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return with_id(&shared, status, format!("{} failing\n", opts.id));
     }
     with_id(&shared, StatusCode::OK, format!("{}\n", opts.id))

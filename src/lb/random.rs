@@ -32,7 +32,12 @@ impl WeightedRandom {
     }
 
     /// Draws over the acceptable backends not yet picked; exact, O(n).
-    fn draw_remaining(&self, accept: &dyn Fn(usize) -> bool, rng: &mut fastrand::Rng, out: &Picks) -> Option<usize> {
+    fn draw_remaining(
+        &self,
+        accept: &dyn Fn(usize) -> bool,
+        rng: &mut fastrand::Rng,
+        out: &Picks,
+    ) -> Option<usize> {
         let eligible = |i: usize| accept(i) && !out.contains(i);
         let sum: u64 =
             self.weight.iter().enumerate().filter(|&(i, _)| eligible(i)).map(|(_, &w)| w).sum();

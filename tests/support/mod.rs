@@ -78,7 +78,9 @@ pub async fn backends(n: usize) -> Vec<Backend> {
 pub fn plugin_config(backends: &[(&str, SocketAddr, u32)], extra: serde_json::Value) -> String {
     let list: Vec<_> = backends
         .iter()
-        .map(|(id, addr, w)| serde_json::json!({"id": id, "address": addr.to_string(), "weight": w}))
+        .map(
+            |(id, addr, w)| serde_json::json!({"id": id, "address": addr.to_string(), "weight": w}),
+        )
         .collect();
     let mut cfg = serde_json::json!({"cluster": "pool", "backends": list});
     if let serde_json::Value::Object(extra) = extra {
@@ -193,7 +195,10 @@ impl Envoy {
         let deadline = Instant::now() + READY_TIMEOUT;
         let admin = loop {
             if let Some(status) = child.try_wait().unwrap() {
-                panic!("Envoy exited ({status}) while starting:\n{}", tail(&read_log(dir.path()), 40));
+                panic!(
+                    "Envoy exited ({status}) while starting:\n{}",
+                    tail(&read_log(dir.path()), 40)
+                );
             }
             if let Ok(text) = std::fs::read_to_string(dir.path().join("admin.txt")) {
                 if let Ok(addr) = text.trim().parse::<SocketAddr>() {
@@ -235,7 +240,10 @@ impl Envoy {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("Envoy accepted a config it should refuse:\n{}", tail(&read_log(dir.path()), 40));
+                panic!(
+                    "Envoy accepted a config it should refuse:\n{}",
+                    tail(&read_log(dir.path()), 40)
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
