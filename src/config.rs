@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 
-use serde::de::{self, Deserializer, Visitor};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde_path_to_error::Segment;
 
 use crate::backend::{Backend, Pool, MAX_BACKENDS};
 
@@ -18,6 +19,7 @@ pub const MAX_HOSTS_LIMIT: usize = 10;
 const DEFAULT_MAX_HOSTS: usize = 3;
 const MAX_WEIGHT: i64 = 10_000;
 const MAX_ID_LEN: usize = 64;
+const MAX_CLUSTER_LEN: usize = 256;
 
 /// A refused configuration: `path` is a JSON path such as `$.backends[1].weight`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,9 +96,29 @@ struct RawConfig {
     cluster: String,
     #[serde(default)]
     algorithm: Algorithm,
-    backends: Vec<RawBackend>,
+    backends: Vec<Obj<RawBackend>>,
     #[serde(default)]
-    target: RawTarget,
+    target: Option<Obj<RawTarget>>,
+}
+
+/// A struct that must be written as a JSON object: serde's derive would also accept an array
+/// of the field values in order, skipping field names and `deny_unknown_fields`.
+struct Obj<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ObjectOnly<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectOnly<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(ObjectOnly(std::marker::PhantomData)).map(Obj)
+    }
 }
 
 #[derive(Deserialize)]
@@ -172,34 +194,78 @@ impl Config {
     /// Parses and validates the plugin configuration bytes.
     pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(serde_error)?;
-        de.end().map_err(|e| ConfigError::at("$", e.to_string()))?;
-        raw.validate()
+        let raw: Obj<RawConfig> = serde_path_to_error::deserialize(&mut de).map_err(serde_error)?;
+        de.end().map_err(|e| {
+            ConfigError::at("$", format!("{e} after the JSON object; valid: one JSON object only"))
+        })?;
+        raw.0.validate()
     }
 }
 
 fn serde_error(e: serde_path_to_error::Error<serde_json::Error>) -> ConfigError {
-    let path = e.path().to_string();
-    let path = if path == "." { "$".to_string() } else { format!("$.{path}") };
+    let path = json_path(e.path());
     let inner = e.into_inner();
+    let text = inner.to_string();
     let message = if inner.is_syntax() || inner.is_eof() {
-        format!("not valid JSON: {inner}; valid: one JSON object (see the config reference)")
+        format!("not valid JSON: {text}; valid: one JSON object (see the config reference)")
+    } else if text.starts_with("missing field") {
+        format!("{text}; valid: an object with that field (see the config reference)")
     } else {
-        inner.to_string()
+        text
     };
     ConfigError::at(path, message)
 }
 
+/// `$`, then `.name` or `["odd name"]` per object key and `[i]` per array index; stops at the
+/// first segment serde could not name (a syntax error between members).
+fn json_path(path: &serde_path_to_error::Path) -> String {
+    let mut out = String::from("$");
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                let plain = !key.is_empty()
+                    && key.len() <= 64
+                    && key.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
+                if plain {
+                    out.push('.');
+                    out.push_str(key);
+                } else {
+                    out.push_str(&format!("[{:?}]", shown(key)));
+                }
+            }
+            Segment::Unknown => break,
+        }
+    }
+    out
+}
+
+/// A value quoted in an error message, cut to 80 characters so a huge input makes a short line.
+fn shown(s: &str) -> String {
+    const MAX: usize = 80;
+    match s.char_indices().nth(MAX) {
+        None => s.to_string(),
+        Some((cut, _)) => format!("{}... ({} bytes)", &s[..cut], s.len()),
+    }
+}
+
 impl RawConfig {
     fn validate(self) -> Result<Config, ConfigError> {
-        if self.cluster.trim().is_empty() {
+        let cluster_ok = !self.cluster.trim().is_empty()
+            && self.cluster.len() <= MAX_CLUSTER_LEN
+            && !self.cluster.chars().any(char::is_control);
+        if !cluster_ok {
             return Err(ConfigError::at(
                 "$.cluster",
-                "must not be empty; valid: the name of the Envoy cluster that holds the backends",
+                format!(
+                    "{:?} is not a cluster name; valid: the name of the Envoy cluster that holds \
+                     the backends, 1 to {MAX_CLUSTER_LEN} characters, no control characters",
+                    shown(&self.cluster)
+                ),
             ));
         }
-        let pool = validate_backends(self.backends)?;
-        let target = self.target.validate()?;
+        let pool = validate_backends(self.backends.into_iter().map(|b| b.0).collect())?;
+        let target = self.target.map(|t| t.0).unwrap_or_default().validate()?;
         Ok(Config { cluster: self.cluster, algorithm: self.algorithm, pool, target })
     }
 }
@@ -238,7 +304,10 @@ fn validate_backends(raw: Vec<RawBackend>) -> Result<Pool, ConfigError> {
         if let Some(first) = ids.insert(&b.id, i) {
             return Err(ConfigError::at(
                 format!("$.backends[{i}].id"),
-                format!("duplicate id {:?} (also $.backends[{first}].id); valid: unique ids", b.id),
+                format!(
+                    "duplicate id {:?} (also $.backends[{first}].id); valid: unique ids",
+                    shown(&b.id)
+                ),
             ));
         }
         let address = parse_address(&b.address)
@@ -265,7 +334,8 @@ fn validate_id(id: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{id:?} is not a valid id; valid: 1 to {MAX_ID_LEN} characters from [A-Za-z0-9_.-]"
+            "{:?} is not a valid id; valid: 1 to {MAX_ID_LEN} characters from [A-Za-z0-9_.-]",
+            shown(id)
         ))
     }
 }
@@ -298,8 +368,9 @@ fn validate_header_name(h: &str) -> Result<String, String> {
         Ok(h.to_ascii_lowercase())
     } else {
         Err(format!(
-            "{h:?} is not a header name; valid: 1 to 256 token characters (RFC 9110), \
-             e.g. {DEFAULT_STEERING_HEADER}"
+            "{:?} is not a header name; valid: 1 to 256 token characters (RFC 9110), \
+             e.g. {DEFAULT_STEERING_HEADER}",
+            shown(h)
         ))
     }
 }

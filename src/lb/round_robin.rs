@@ -13,10 +13,14 @@ use super::{fill_by_rank, Balancer, Picks};
 /// <= 10^8 < 2^27 (weights <= 10^4, backends <= 10^4), so shifting by 20 cannot overflow.
 const TIE_BITS: u32 = 20;
 
-/// A per-request pseudo-random order of backend indexes (multiplicative hashing of i ^ salt).
+/// A per-request pseudo-random order of backend indexes: the splitmix64 finaliser of
+/// `salt + i * golden ratio`, so every pair of indexes is ordered independently of the others.
 fn tie_break(i: usize, salt: u64) -> i64 {
-    let h = ((i as u64) ^ salt).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (h >> (64 - TIE_BITS)) as i64
+    let mut z = salt.wrapping_add((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> (64 - TIE_BITS)) as i64
 }
 
 #[derive(Debug, Clone)]

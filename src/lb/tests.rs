@@ -1,1 +1,906 @@
+//! Native tests of the selection contract ([`Picks`], `fill_by_rank`), the two algorithms, the
+//! algorithm factory and the per-VM [`crate::router::Router`].
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use super::random::WeightedRandom;
+use super::round_robin::SmoothWeighted;
 use super::*;
+use crate::backend::{Backend, Pool};
+use proptest::prelude::*;
+
+fn accept_all(_: usize) -> bool {
+    true
+}
+
+/// One pick with capacity `cap`, as a vector of indexes.
+fn pick(
+    b: &mut dyn Balancer,
+    accept: &dyn Fn(usize) -> bool,
+    rng: &mut fastrand::Rng,
+    cap: usize,
+) -> Vec<usize> {
+    let mut out = Picks::with_capacity(cap);
+    b.pick(accept, rng, &mut out);
+    out.as_slice().iter().map(|&i| i as usize).collect()
+}
+
+/// The primary picks of `count` consecutive requests.
+fn primaries(b: &mut dyn Balancer, accept: &dyn Fn(usize) -> bool, count: usize) -> Vec<usize> {
+    let mut rng = fastrand::Rng::with_seed(1);
+    (0..count).map(|_| pick(b, accept, &mut rng, 1)[0]).collect()
+}
+
+fn rr(weights: &[u32]) -> SmoothWeighted {
+    SmoothWeighted::new(weights.iter().copied())
+}
+
+fn wr(weights: &[u32]) -> WeightedRandom {
+    WeightedRandom::new(weights.iter().copied())
+}
+
+fn is_distinct(v: &[usize]) -> bool {
+    v.iter().enumerate().all(|(k, x)| !v[..k].contains(x))
+}
+
+/// nginx smooth weighted round robin, written from the algorithm's description: the reference
+/// the implementation's primary picks (and retry-host scores) are checked against.
+struct Nginx {
+    weight: Vec<i64>,
+    current: Vec<i64>,
+}
+
+impl Nginx {
+    fn new(weights: &[u32]) -> Self {
+        Nginx {
+            weight: weights.iter().map(|&w| i64::from(w)).collect(),
+            current: vec![0; weights.len()],
+        }
+    }
+
+    fn next(&mut self, accept: &dyn Fn(usize) -> bool) -> Option<usize> {
+        let mut total = 0;
+        let mut best: Option<usize> = None;
+        for i in 0..self.weight.len() {
+            if !accept(i) {
+                continue;
+            }
+            self.current[i] += self.weight[i];
+            total += self.weight[i];
+            if best.map_or(true, |b| self.current[i] > self.current[b]) {
+                best = Some(i);
+            }
+        }
+        let b = best?;
+        self.current[b] -= total;
+        Some(b)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Picks
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn picks_capacity_is_clamped_to_1_through_10() {
+    assert_eq!(Picks::with_capacity(0).capacity(), 1);
+    assert_eq!(Picks::with_capacity(1).capacity(), 1);
+    assert_eq!(Picks::with_capacity(3).capacity(), 3);
+    assert_eq!(Picks::with_capacity(10).capacity(), 10);
+    assert_eq!(Picks::with_capacity(11).capacity(), MAX_HOSTS_LIMIT);
+    assert_eq!(Picks::with_capacity(usize::MAX).capacity(), MAX_HOSTS_LIMIT);
+}
+
+#[test]
+fn picks_push_refuses_duplicates_and_overflow() {
+    let mut p = Picks::with_capacity(3);
+    assert!(p.is_empty());
+    assert!(!p.is_full());
+    assert_eq!(p.as_slice(), &[] as &[u32]);
+    assert!(p.push(4));
+    assert!(!p.push(4), "duplicate accepted");
+    assert!(p.push(7));
+    assert!(!p.push(7));
+    assert!(!p.push(4));
+    assert_eq!(p.len(), 2);
+    assert!(p.contains(4) && p.contains(7) && !p.contains(0) && !p.contains(5));
+    assert!(p.push(0));
+    assert!(p.is_full());
+    assert!(!p.push(9), "pushed past capacity");
+    assert!(!p.contains(9));
+    assert_eq!(p.as_slice(), &[4, 7, 0]);
+    assert_eq!(p.len(), 3);
+}
+
+#[test]
+fn picks_capacity_one_holds_one() {
+    let mut p = Picks::with_capacity(0);
+    assert!(p.push(5));
+    assert!(!p.push(6));
+    assert_eq!(p.as_slice(), &[5]);
+}
+
+#[test]
+fn picks_hold_up_to_the_limit() {
+    let mut p = Picks::with_capacity(MAX_HOSTS_LIMIT);
+    for i in 0..MAX_HOSTS_LIMIT {
+        assert!(p.push(100 + i));
+    }
+    assert!(p.is_full());
+    assert!(!p.push(0));
+    assert_eq!(p.as_slice().len(), MAX_HOSTS_LIMIT);
+    assert_eq!(p.as_slice()[MAX_HOSTS_LIMIT - 1], 109);
+}
+
+#[cfg(target_pointer_width = "64")]
+#[test]
+fn picks_refuse_an_index_beyond_u32() {
+    let mut p = Picks::with_capacity(3);
+    assert!(!p.push(u32::MAX as usize + 1));
+    assert!(p.is_empty());
+    assert!(p.push(u32::MAX as usize));
+    assert!(p.contains(u32::MAX as usize));
+    assert!(!p.contains(u32::MAX as usize + 1));
+}
+
+#[test]
+fn picks_clear_empties_and_allows_reuse() {
+    let mut p = Picks::with_capacity(2);
+    assert!(p.push(1) && p.push(2));
+    p.clear();
+    assert!(p.is_empty() && !p.is_full());
+    assert_eq!(p.len(), 0);
+    assert_eq!(p.as_slice(), &[] as &[u32]);
+    assert!(!p.contains(1));
+    assert_eq!(p.capacity(), 2);
+    assert!(p.push(2) && p.push(1));
+    assert_eq!(p.as_slice(), &[2, 1]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// fill_by_rank
+// ---------------------------------------------------------------------------------------------
+
+fn fill(cap: usize, pre: &[usize], ranks: &[i64], accept: &dyn Fn(usize) -> bool) -> Vec<u32> {
+    let mut out = Picks::with_capacity(cap);
+    for &i in pre {
+        assert!(out.push(i));
+    }
+    fill_by_rank(&mut out, ranks.len(), accept, |i| ranks[i]);
+    out.as_slice().to_vec()
+}
+
+#[test]
+fn fill_by_rank_orders_by_rank_descending() {
+    assert_eq!(fill(3, &[], &[5, 9, 8, 1, 7], &accept_all), vec![1, 2, 4]);
+    assert_eq!(fill(5, &[], &[5, 9, 8, 1, 7], &accept_all), vec![1, 2, 4, 0, 3]);
+    // Negative ranks sort too (no sentinel at 0).
+    assert_eq!(fill(3, &[], &[-5, -1, -3, -100], &accept_all), vec![1, 2, 0]);
+    assert_eq!(fill(2, &[], &[i64::MIN, i64::MAX, 0], &accept_all), vec![1, 2]);
+}
+
+#[test]
+fn fill_by_rank_breaks_ties_by_lower_index() {
+    assert_eq!(fill(3, &[], &[2, 2, 2, 2, 2], &accept_all), vec![0, 1, 2]);
+    assert_eq!(fill(4, &[], &[1, 3, 1, 3, 1], &accept_all), vec![1, 3, 0, 2]);
+}
+
+#[test]
+fn fill_by_rank_skips_not_accepted_and_already_picked() {
+    let ranks = [5, 9, 8, 1, 7];
+    assert_eq!(fill(3, &[], &ranks, &|i| i != 1), vec![2, 4, 0]);
+    assert_eq!(fill(3, &[2], &ranks, &accept_all), vec![2, 1, 4]);
+    assert_eq!(fill(4, &[3], &ranks, &|i| i != 1), vec![3, 2, 4, 0]);
+    assert_eq!(fill(3, &[], &ranks, &|_| false), Vec::<u32>::new());
+}
+
+#[test]
+fn fill_by_rank_respects_capacity() {
+    assert_eq!(fill(10, &[], &[3, 5, 4], &accept_all), vec![1, 2, 0]);
+    assert_eq!(fill(1, &[], &[3, 5, 4], &accept_all), vec![1]);
+    // Already full: unchanged.
+    assert_eq!(fill(2, &[0, 2], &[3, 5, 4], &accept_all), vec![0, 2]);
+}
+
+proptest! {
+    /// Against a reference: stable sort of the eligible indexes by rank descending.
+    #[test]
+    fn fill_by_rank_matches_a_sort(
+        ranks in prop::collection::vec(-5i64..5, 0..40),
+        mask in prop::collection::vec(any::<bool>(), 40),
+        pre in prop::collection::vec(0usize..40, 0..4),
+        cap in 0usize..12,
+    ) {
+        let n = ranks.len();
+        let accept = |i: usize| mask[i];
+        let mut out = Picks::with_capacity(cap);
+        let mut expected: Vec<usize> = Vec::new();
+        for &i in pre.iter().filter(|&&i| i < n) {
+            if out.push(i) {
+                expected.push(i);
+            }
+        }
+        let mut eligible: Vec<usize> = (0..n).filter(|&i| mask[i] && !expected.contains(&i)).collect();
+        eligible.sort_by_key(|&i| std::cmp::Reverse(ranks[i]));
+        let room = out.capacity() - expected.len();
+        expected.extend(eligible.into_iter().take(room));
+        fill_by_rank(&mut out, n, &accept, |i| ranks[i]);
+        let got: Vec<usize> = out.as_slice().iter().map(|&i| i as usize).collect();
+        prop_assert_eq!(got, expected);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Smooth weighted round robin
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn swrr_weights_5_1_1_give_the_nginx_sequence() {
+    // nginx: a a b a c a a, then again.
+    let cycle = [0, 0, 1, 0, 2, 0, 0];
+    let mut b = rr(&[5, 1, 1]);
+    let got = primaries(&mut b, &accept_all, cycle.len() * 4);
+    let expected: Vec<usize> = cycle.iter().copied().cycle().take(cycle.len() * 4).collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn swrr_weights_1_2_3_give_the_nginx_sequence() {
+    let cycle = [2, 1, 0, 2, 1, 2];
+    let mut b = rr(&[1, 2, 3]);
+    let got = primaries(&mut b, &accept_all, cycle.len() * 4);
+    let expected: Vec<usize> = cycle.iter().copied().cycle().take(cycle.len() * 4).collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn swrr_primary_sequence_does_not_depend_on_capacity() {
+    // Retry hosts are proposed without changing the state.
+    for cap in 1..=MAX_HOSTS_LIMIT {
+        let mut b = rr(&[5, 1, 1]);
+        let mut rng = fastrand::Rng::with_seed(cap as u64);
+        let got: Vec<usize> =
+            (0..14).map(|_| pick(&mut b, &accept_all, &mut rng, cap)[0]).collect();
+        assert_eq!(got, vec![0, 0, 1, 0, 2, 0, 0, 0, 0, 1, 0, 2, 0, 0], "cap {cap}");
+    }
+}
+
+#[test]
+fn swrr_primary_does_not_depend_on_the_rng() {
+    // The rng only orders equal-scored retry hosts; the primary sequence is the same whatever
+    // the seed, and the same seed reproduces the same picks.
+    let mut a = rr(&[3, 1, 2]);
+    let mut b = rr(&[3, 1, 2]);
+    let mut c = rr(&[3, 1, 2]);
+    let mut ra = fastrand::Rng::with_seed(1);
+    let mut rb = fastrand::Rng::with_seed(999);
+    let mut rc = fastrand::Rng::with_seed(1);
+    for _ in 0..30 {
+        let pa = pick(&mut a, &accept_all, &mut ra, 3);
+        let pb = pick(&mut b, &accept_all, &mut rb, 3);
+        assert_eq!(pa[0], pb[0]);
+        assert_eq!(pick(&mut c, &accept_all, &mut rc, 3), pa);
+    }
+}
+
+/// Sorted copy.
+fn sorted(v: &[usize]) -> Vec<usize> {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    v
+}
+
+#[test]
+fn swrr_equal_weights_are_plain_round_robin() {
+    for n in 1..=12usize {
+        for cap in 1..=MAX_HOSTS_LIMIT {
+            let mut b = rr(&vec![7; n]);
+            let mut rng = fastrand::Rng::with_seed(n as u64 * 100 + cap as u64);
+            for t in 0..3 * n {
+                let p = pick(&mut b, &accept_all, &mut rng, cap);
+                assert_eq!(p[0], t % n, "n {n} cap {cap} pick {t}: {p:?}");
+                assert_eq!(p.len(), cap.min(n), "n {n} cap {cap} pick {t}: {p:?}");
+                assert!(is_distinct(&p), "{p:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn swrr_retry_hosts_for_equal_weights_are_the_rest_of_the_round_first() {
+    // Equal weights, after primary i (a round serves 0..n in order): the backends still due in
+    // this round (i+1..n) score higher than those already served (0..=i), so they come first.
+    // Within each group the scores are equal and the order is random per request.
+    let n = 6usize;
+    for cap in 2..=MAX_HOSTS_LIMIT {
+        let mut b = rr(&vec![1; n]);
+        let mut rng = fastrand::Rng::with_seed(cap as u64);
+        for t in 0..4 * n {
+            let i = t % n;
+            let p = pick(&mut b, &accept_all, &mut rng, cap);
+            assert_eq!(p[0], i, "{p:?}");
+            let retries = &p[1..];
+            let due = n - 1 - i;
+            let k = due.min(retries.len());
+            assert!(retries[..k].iter().all(|&x| x > i), "cap {cap} pick {t}: {p:?}");
+            assert!(retries[k..].iter().all(|&x| x < i), "cap {cap} pick {t}: {p:?}");
+        }
+    }
+}
+
+#[test]
+fn swrr_with_one_other_backend_the_retry_is_the_other() {
+    let mut b = rr(&[1, 1]);
+    let mut rng = fastrand::Rng::with_seed(0);
+    for t in 0..10 {
+        assert_eq!(pick(&mut b, &accept_all, &mut rng, 3), vec![t % 2, 1 - t % 2]);
+    }
+}
+
+#[test]
+fn swrr_retry_hosts_spread_evenly_over_equal_scores() {
+    // Weights 1,1,1,1: every 4th request starts a round with primary 0, after which 1, 2 and 3
+    // have equal scores; the first retry host must be each of them about 1/3 of the time, not
+    // always the successor. 5 sigma of a share of 1/3 over 30_000 rounds is 0.0136.
+    let rounds = 30_000;
+    let mut b = rr(&[1, 1, 1, 1]);
+    let mut rng = fastrand::Rng::with_seed(0x5eed_1001);
+    let mut count = [0usize; 4];
+    for _ in 0..rounds {
+        let p = pick(&mut b, &accept_all, &mut rng, 2);
+        assert_eq!(p[0], 0);
+        count[p[1]] += 1;
+        for _ in 0..3 {
+            pick(&mut b, &accept_all, &mut rng, 2);
+        }
+    }
+    assert_eq!(count[0], 0);
+    for (j, &c) in count.iter().enumerate().skip(1) {
+        let share = c as f64 / rounds as f64;
+        let tol = five_sigma(1.0 / 3.0, rounds);
+        assert!((share - 1.0 / 3.0).abs() <= tol, "first retry {j}: share {share:.4} ({count:?})");
+    }
+}
+
+#[test]
+fn swrr_retry_order_among_ties_is_a_uniform_permutation() {
+    // Weights all 1 over 4 backends, capacity 4: after primary 0 the retries are a permutation
+    // of 1,2,3; each of the 6 orders should appear ~1/6 of the time (5 sigma: 0.0108 over
+    // 30_000 rounds).
+    let rounds = 30_000;
+    let mut b = rr(&[1, 1, 1, 1]);
+    let mut rng = fastrand::Rng::with_seed(0x5eed_1002);
+    let mut count: std::collections::BTreeMap<Vec<usize>, usize> =
+        std::collections::BTreeMap::new();
+    for _ in 0..rounds {
+        let p = pick(&mut b, &accept_all, &mut rng, 4);
+        assert_eq!(p[0], 0);
+        *count.entry(p[1..].to_vec()).or_default() += 1;
+        for _ in 0..3 {
+            pick(&mut b, &accept_all, &mut rng, 4);
+        }
+    }
+    assert_eq!(count.len(), 6, "{count:?}");
+    for (order, &c) in &count {
+        let share = c as f64 / rounds as f64;
+        let tol = five_sigma(1.0 / 6.0, rounds);
+        assert!((share - 1.0 / 6.0).abs() <= tol, "order {order:?}: share {share:.4} ({count:?})");
+    }
+}
+
+#[test]
+fn swrr_retry_hosts_skip_excluded_backends() {
+    // Index 1 is excluded: the primary rotates over 0, 2, 3 and the retries are the other two.
+    let accept = |i: usize| i != 1;
+    let mut b = rr(&[1, 1, 1, 1]);
+    let mut rng = fastrand::Rng::with_seed(0);
+    for t in 0..12 {
+        let p = pick(&mut b, &accept, &mut rng, 3);
+        assert_eq!(p[0], [0, 2, 3][t % 3], "{p:?}");
+        assert_eq!(sorted(&p), vec![0, 2, 3], "{p:?}");
+    }
+}
+
+#[test]
+fn swrr_excluded_backend_is_never_picked_and_others_share_by_weight() {
+    let weights = [5, 1, 1];
+    let accept = |i: usize| i != 0;
+    let mut b = rr(&weights);
+    let got = primaries(&mut b, &accept, 10);
+    // Only 1 and 2 remain, with equal weights: they alternate.
+    assert_eq!(got, vec![1, 2, 1, 2, 1, 2, 1, 2, 1, 2]);
+}
+
+#[test]
+fn swrr_nothing_accepted_gives_empty_picks() {
+    let mut b = rr(&[1, 2, 3]);
+    let mut rng = fastrand::Rng::with_seed(0);
+    let mut out = Picks::with_capacity(3);
+    b.pick(&accept_all, &mut rng, &mut out);
+    assert_eq!(out.len(), 3);
+    // The previous picks are cleared.
+    b.pick(&|_| false, &mut rng, &mut out);
+    assert!(out.is_empty());
+    // And an empty pool.
+    let mut empty = rr(&[]);
+    empty.pick(&accept_all, &mut rng, &mut out);
+    assert!(out.is_empty());
+}
+
+#[test]
+fn swrr_single_backend_always_picked() {
+    let mut b = rr(&[42]);
+    let mut rng = fastrand::Rng::with_seed(0);
+    for _ in 0..10 {
+        assert_eq!(pick(&mut b, &accept_all, &mut rng, 3), vec![0]);
+    }
+}
+
+/// Weights 1..=100 for 1..=20 backends.
+fn weights_strategy() -> impl Strategy<Value = Vec<u32>> {
+    prop::collection::vec(1u32..=100, 1..=20)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Over every cycle of sum(weights) picks, each backend gets exactly its weight.
+    #[test]
+    fn swrr_each_cycle_gives_each_backend_exactly_its_weight(weights in weights_strategy(), cap in 1usize..=10) {
+        let total: usize = weights.iter().map(|&w| w as usize).sum();
+        let mut b = rr(&weights);
+        let mut rng = fastrand::Rng::with_seed(0);
+        for cycle in 0..3 {
+            let mut count = vec![0u32; weights.len()];
+            for _ in 0..total {
+                count[pick(&mut b, &accept_all, &mut rng, cap)[0]] += 1;
+            }
+            prop_assert_eq!(&count, &weights, "cycle {}", cycle);
+        }
+    }
+
+    /// With one backend excluded throughout, the others share each cycle of the remaining sum
+    /// exactly by weight, and the excluded one is never picked (not even as a retry host).
+    #[test]
+    fn swrr_exclusion_shares_the_rest_by_weight(
+        weights in prop::collection::vec(1u32..=100, 2..=20),
+        excluded_seed in any::<prop::sample::Index>(),
+        cap in 1usize..=10,
+    ) {
+        let excluded = excluded_seed.index(weights.len());
+        let accept = |i: usize| i != excluded;
+        let total: usize =
+            weights.iter().enumerate().filter(|&(i, _)| i != excluded).map(|(_, &w)| w as usize).sum();
+        let mut b = rr(&weights);
+        let mut rng = fastrand::Rng::with_seed(0);
+        for cycle in 0..3 {
+            let mut count = vec![0u32; weights.len()];
+            for _ in 0..total {
+                let p = pick(&mut b, &accept, &mut rng, cap);
+                prop_assert!(!p.contains(&excluded), "excluded {} picked in {:?}", excluded, p);
+                count[p[0]] += 1;
+            }
+            let mut expected = weights.clone();
+            expected[excluded] = 0;
+            prop_assert_eq!(&count, &expected, "cycle {}", cycle);
+        }
+    }
+
+    /// Against the nginx reference, with a different accept mask per request: the primary is
+    /// the reference's pick; picks are distinct, accepted, and as many as capacity allows.
+    #[test]
+    fn swrr_matches_nginx_reference_under_changing_accept(
+        weights in weights_strategy(),
+        masks in prop::collection::vec(prop::collection::vec(prop::bool::weighted(0.8), 20), 1..200),
+        cap in 1usize..=12,
+    ) {
+        let mut b = rr(&weights);
+        let mut reference = Nginx::new(&weights);
+        let mut rng = fastrand::Rng::with_seed(0);
+        for mask in &masks {
+            let accept = |i: usize| mask[i];
+            let accepted = (0..weights.len()).filter(|&i| mask[i]).count();
+            let p = pick(&mut b, &accept, &mut rng, cap);
+            prop_assert_eq!(p.first().copied(), reference.next(&accept));
+            prop_assert!(is_distinct(&p), "not distinct: {:?}", p);
+            // Retry hosts are the next-highest scores (current + weight), highest first; the
+            // order among equal scores is free.
+            let score = |i: usize| reference.current[i] + reference.weight[i];
+            let retry_scores: Vec<i64> = p.iter().skip(1).map(|&i| score(i)).collect();
+            prop_assert!(retry_scores.windows(2).all(|w| w[0] >= w[1]), "retries {:?} scores {:?}", p, retry_scores);
+            let left_out = (0..weights.len()).filter(|&i| mask[i] && !p.contains(&i)).map(score).max();
+            if let (Some(&lowest), Some(best_left)) = (retry_scores.last(), left_out) {
+                prop_assert!(lowest >= best_left, "retries {:?} skip a higher score {}", p, best_left);
+            }
+            prop_assert!(p.iter().all(|&i| i < weights.len() && mask[i]), "not accepted: {:?}", p);
+            prop_assert_eq!(p.len(), accepted.min(cap.clamp(1, MAX_HOSTS_LIMIT)));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weighted random
+// ---------------------------------------------------------------------------------------------
+
+/// 5 standard deviations of a binomial proportion estimate over `n` trials.
+fn five_sigma(p: f64, n: usize) -> f64 {
+    5.0 * (p * (1.0 - p) / n as f64).sqrt()
+}
+
+#[test]
+fn random_primary_follows_weights() {
+    // 60_000 primary picks for weights 1,2,3. One standard deviation of the observed share is
+    // sqrt(p(1-p)/n): 0.00152 for p=1/6, 0.00192 for 2/6, 0.00204 for 3/6. A flat +-2% relative
+    // band would be only 2.2 sigma for p=1/6 (fails for ~3% of seeds), so the tolerance is
+    // 5 sigma per backend (0.0076, 0.0096, 0.0102 absolute; 4.6%, 2.9%, 2.0% relative), which a
+    // correct implementation exceeds with probability < 1e-6 whatever the seed. An off-by-one in
+    // the cumulative search (shares 2/6, 2/6, 2/6) is > 20 sigma away.
+    let n = 60_000;
+    let weights = [1, 2, 3];
+    let mut b = wr(&weights);
+    let mut rng = fastrand::Rng::with_seed(0x5eed_0001);
+    let mut count = [0usize; 3];
+    for _ in 0..n {
+        count[pick(&mut b, &accept_all, &mut rng, 1)[0]] += 1;
+    }
+    for (i, &w) in weights.iter().enumerate() {
+        let p = f64::from(w) / 6.0;
+        let share = count[i] as f64 / n as f64;
+        let tol = five_sigma(p, n);
+        assert!(
+            (share - p).abs() <= tol,
+            "backend {i}: share {share:.4}, expected {p:.4} +- {tol:.4}"
+        );
+    }
+}
+
+#[test]
+fn random_primary_within_2_percent_relative_with_enough_picks() {
+    // +-2% relative is >= 5.6 sigma for every share once n = 400_000 (sigma(1/6) = 0.00059).
+    let n = 400_000;
+    let weights = [1, 2, 3];
+    let mut b = wr(&weights);
+    let mut rng = fastrand::Rng::with_seed(0x5eed_0002);
+    let mut count = [0usize; 3];
+    for _ in 0..n {
+        count[pick(&mut b, &accept_all, &mut rng, 1)[0]] += 1;
+    }
+    for (i, &w) in weights.iter().enumerate() {
+        let p = f64::from(w) / 6.0;
+        let share = count[i] as f64 / n as f64;
+        assert!(five_sigma(p, n) <= 0.02 * p);
+        assert!(
+            (share - p).abs() <= 0.02 * p,
+            "backend {i}: share {share:.4}, expected {p:.4} +- 2%"
+        );
+    }
+}
+
+#[test]
+fn random_retry_host_is_drawn_without_replacement_by_weight() {
+    // P(second = j) = sum over i != j of w_i/W * w_j/(W - w_i); for 1,2,3: 0.25, 0.40, 0.35.
+    let n = 60_000;
+    let expected = [0.25, 0.40, 0.35];
+    let mut b = wr(&[1, 2, 3]);
+    let mut rng = fastrand::Rng::with_seed(0x5eed_0003);
+    let mut count = [0usize; 3];
+    for _ in 0..n {
+        let p = pick(&mut b, &accept_all, &mut rng, 2);
+        assert_eq!(p.len(), 2);
+        count[p[1]] += 1;
+    }
+    for (i, &p) in expected.iter().enumerate() {
+        let share = count[i] as f64 / n as f64;
+        let tol = five_sigma(p, n);
+        assert!(
+            (share - p).abs() <= tol,
+            "backend {i}: share {share:.4}, expected {p:.4} +- {tol:.4}"
+        );
+    }
+}
+
+#[test]
+fn random_accept_excluding_a_backend_is_honoured() {
+    let n = 30_000;
+    let mut b = wr(&[1, 2, 3]);
+    let accept = |i: usize| i != 2;
+    let mut rng = fastrand::Rng::with_seed(0x5eed_0004);
+    let mut count = [0usize; 3];
+    for _ in 0..n {
+        let p = pick(&mut b, &accept, &mut rng, 3);
+        assert!(!p.contains(&2), "excluded backend picked: {p:?}");
+        assert_eq!(p.len(), 2);
+        count[p[0]] += 1;
+    }
+    assert_eq!(count[2], 0);
+    // The remaining weights 1 and 2 share the primary as 1/3 and 2/3.
+    for (i, p) in [(0usize, 1.0 / 3.0), (1, 2.0 / 3.0)] {
+        let share = count[i] as f64 / n as f64;
+        assert!(
+            (share - p).abs() <= five_sigma(p, n),
+            "backend {i}: share {share:.4}, expected {p:.4}"
+        );
+    }
+}
+
+#[test]
+fn random_excluding_the_heavy_backend_still_fills() {
+    // Nearly every fast-path draw lands on the excluded backend; the exact fallback must fill.
+    let mut b = wr(&[10_000, 1, 1, 1]);
+    let accept = |i: usize| i != 0;
+    for seed in 0..200 {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut p = pick(&mut b, &accept, &mut rng, 3);
+        p.sort_unstable();
+        assert_eq!(p, vec![1, 2, 3], "seed {seed}");
+    }
+}
+
+#[test]
+fn random_fewer_accepted_than_capacity_gives_exactly_those() {
+    let mut b = wr(&[5, 1, 1, 3, 2]);
+    let accept = |i: usize| i == 1 || i == 3;
+    for seed in 0..200 {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut p = pick(&mut b, &accept, &mut rng, 3);
+        assert_eq!(p.len(), 2, "seed {seed}: {p:?}");
+        p.sort_unstable();
+        assert_eq!(p, vec![1, 3]);
+    }
+}
+
+#[test]
+fn random_nothing_accepted_gives_empty_picks() {
+    let mut b = wr(&[1, 2, 3]);
+    let mut rng = fastrand::Rng::with_seed(0);
+    let mut out = Picks::with_capacity(3);
+    b.pick(&accept_all, &mut rng, &mut out);
+    assert_eq!(out.len(), 3);
+    b.pick(&|_| false, &mut rng, &mut out);
+    assert!(out.is_empty());
+    let mut empty = wr(&[]);
+    empty.pick(&accept_all, &mut rng, &mut out);
+    assert!(out.is_empty());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Picks are distinct and accepted; full when at least `capacity` backends are accepted,
+    /// otherwise exactly the accepted ones.
+    #[test]
+    fn random_picks_are_distinct_accepted_and_full(
+        weights in weights_strategy(),
+        mask in prop::collection::vec(prop::bool::weighted(0.7), 20),
+        cap in 1usize..=10,
+        seed in any::<u64>(),
+    ) {
+        let mut b = wr(&weights);
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let accept = |i: usize| mask[i];
+        let accepted = (0..weights.len()).filter(|&i| mask[i]).count();
+        for _ in 0..20 {
+            let p = pick(&mut b, &accept, &mut rng, cap);
+            prop_assert!(is_distinct(&p), "not distinct: {:?}", p);
+            prop_assert!(p.iter().all(|&i| i < weights.len() && mask[i]), "not accepted: {:?}", p);
+            prop_assert_eq!(p.len(), accepted.min(cap));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// build
+// ---------------------------------------------------------------------------------------------
+
+fn pool(weights: &[u32]) -> Pool {
+    Pool::new(
+        weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| {
+                Backend::new(format!("b{i}"), format!("10.0.0.{}:80", i + 1).parse().unwrap(), w)
+            })
+            .collect(),
+    )
+}
+
+fn sequence(b: &mut dyn Balancer, seed: u64, count: usize) -> Vec<usize> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..count).map(|_| pick(b, &accept_all, &mut rng, 1)[0]).collect()
+}
+
+#[test]
+fn build_round_robin_is_the_deterministic_nginx_sequence() {
+    let p = pool(&[5, 1, 1]);
+    let mut a = build(Algorithm::RoundRobin, &p);
+    let mut b = build(Algorithm::RoundRobin, &p);
+    let expected: Vec<usize> = [0, 0, 1, 0, 2, 0, 0].iter().copied().cycle().take(21).collect();
+    assert_eq!(sequence(a.as_mut(), 1, 21), expected);
+    assert_eq!(sequence(b.as_mut(), 2, 21), expected);
+}
+
+#[test]
+fn build_random_is_weighted_random() {
+    let p = pool(&[1, 1, 1]);
+    let mut a = build(Algorithm::Random, &p);
+    let got = sequence(a.as_mut(), 7, 60);
+    // Not the round robin rotation (chance 3^-60), and every backend is drawn.
+    let rotation: Vec<usize> = (0..60).map(|t| t % 3).collect();
+    assert_ne!(got, rotation);
+    assert!((0..3).all(|i| got.contains(&i)), "{got:?}");
+    // Seeded: the same seed gives the same sequence, another seed another one.
+    let mut b = build(Algorithm::Random, &p);
+    assert_eq!(sequence(b.as_mut(), 7, 60), got);
+    let mut c = build(Algorithm::Random, &p);
+    assert_ne!(sequence(c.as_mut(), 8, 60), got);
+}
+
+#[test]
+fn build_uses_the_pool_weights() {
+    let p = pool(&[1, 2, 3]);
+    let mut r = build(Algorithm::RoundRobin, &p);
+    assert_eq!(sequence(r.as_mut(), 0, 6), vec![2, 1, 0, 2, 1, 2]);
+    // Random: backend 2 (weight 3) is drawn about half the time.
+    let mut w = build(Algorithm::Random, &p);
+    let n = 30_000;
+    let share = sequence(w.as_mut(), 3, n).iter().filter(|&&i| i == 2).count() as f64 / n as f64;
+    assert!((share - 0.5).abs() <= five_sigma(0.5, n), "share {share}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Router
+// ---------------------------------------------------------------------------------------------
+
+mod router_tests {
+    use crate::config::Config;
+    use crate::router::Router;
+
+    fn router(json: &str) -> Router {
+        Router::new(Config::from_json(json.as_bytes()).unwrap(), 42)
+    }
+
+    /// The next steering value, owned.
+    fn steer(r: &mut Router) -> String {
+        let s = r.steer().expect("a steering value");
+        assert_eq!(s.header, "x-gateway-destination-endpoint");
+        s.value.to_string()
+    }
+
+    const THREE: &str = r#"[
+        {"id":"a","address":"10.0.0.1:80"},
+        {"id":"b","address":"10.0.0.2:80"},
+        {"id":"c","address":"10.0.0.3:80"}]"#;
+
+    #[test]
+    fn round_robin_value_is_three_distinct_hosts_primary_first() {
+        let mut r = router(&format!(r#"{{"cluster":"c","backends":{THREE}}}"#));
+        let all = ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"];
+        for t in 0..30 {
+            let value = steer(&mut r);
+            let hosts: Vec<&str> = value.split(',').collect();
+            assert_eq!(hosts.len(), 3, "{value}");
+            // Primary first, in round robin order.
+            assert_eq!(hosts[0], all[t % 3], "request {t}: {value}");
+            let mut set = hosts.clone();
+            set.sort_unstable();
+            assert_eq!(set, all, "request {t}: {value}");
+            let ids: Vec<&str> = r.last_picks().collect();
+            let expected_ids: Vec<&str> = hosts
+                .iter()
+                .map(|h| ["a", "b", "c"][all.iter().position(|a| a == h).unwrap()])
+                .collect();
+            assert_eq!(ids, expected_ids);
+        }
+    }
+
+    #[test]
+    fn no_trailing_or_doubled_separators() {
+        let mut r =
+            router(&format!(r#"{{"cluster":"c","algorithm":"random","backends":{THREE}}}"#));
+        for _ in 0..20 {
+            let v = steer(&mut r);
+            assert!(
+                !v.starts_with(',') && !v.ends_with(',') && !v.contains(",,") && !v.contains(' '),
+                "{v}"
+            );
+        }
+    }
+
+    #[test]
+    fn weighted_round_robin_primary_follows_the_nginx_sequence() {
+        let mut r = router(
+            r#"{"cluster":"c","backends":[
+                {"id":"a","address":"10.0.0.1:80","weight":5},
+                {"id":"b","address":"10.0.0.2:80"},
+                {"id":"c","address":"10.0.0.3:80"}]}"#,
+        );
+        let expected = ["a", "a", "b", "a", "c", "a", "a"];
+        for round in 0..3 {
+            for (k, &want) in expected.iter().enumerate() {
+                let value = steer(&mut r);
+                let hosts: Vec<&str> = value.split(',').collect();
+                assert_eq!(hosts.len(), 3, "{value}");
+                let mut sorted = hosts.clone();
+                sorted.sort_unstable();
+                assert_eq!(sorted, vec!["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"], "{value}");
+                let ids: Vec<&str> = r.last_picks().collect();
+                assert_eq!(ids[0], want, "round {round} pick {k}: {value}");
+            }
+        }
+    }
+
+    #[test]
+    fn max_hosts_1_gives_one_host() {
+        let mut r =
+            router(&format!(r#"{{"cluster":"c","backends":{THREE},"target":{{"max_hosts":1}}}}"#));
+        for want in ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80", "10.0.0.1:80"] {
+            assert_eq!(steer(&mut r), want);
+        }
+        let mut r = router(&format!(
+            r#"{{"cluster":"c","algorithm":"random","backends":{THREE},"target":{{"max_hosts":1}}}}"#
+        ));
+        for _ in 0..50 {
+            let v = steer(&mut r);
+            assert!(!v.contains(','), "{v}");
+            assert!(["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"].contains(&v.as_str()), "{v}");
+        }
+    }
+
+    #[test]
+    fn fewer_backends_than_max_hosts_gives_each_once() {
+        let two = r#"[{"id":"a","address":"10.0.0.1:80"},{"id":"b","address":"10.0.0.2:80"}]"#;
+        let mut r = router(&format!(r#"{{"cluster":"c","backends":{two}}}"#));
+        assert_eq!(steer(&mut r), "10.0.0.1:80,10.0.0.2:80");
+        assert_eq!(steer(&mut r), "10.0.0.2:80,10.0.0.1:80");
+        let mut r = router(&format!(
+            r#"{{"cluster":"c","algorithm":"random","backends":{two},"target":{{"max_hosts":10}}}}"#
+        ));
+        for _ in 0..50 {
+            let v = steer(&mut r);
+            assert!(v == "10.0.0.1:80,10.0.0.2:80" || v == "10.0.0.2:80,10.0.0.1:80", "{v}");
+        }
+    }
+
+    #[test]
+    fn random_value_is_distinct_hosts_from_the_pool() {
+        let five: Vec<String> =
+            (1..=5).map(|i| format!(r#"{{"id":"b{i}","address":"10.0.0.{i}:80"}}"#)).collect();
+        let mut r = router(&format!(
+            r#"{{"cluster":"c","algorithm":"random","backends":[{}]}}"#,
+            five.join(",")
+        ));
+        let mut primaries = std::collections::HashSet::new();
+        for _ in 0..500 {
+            let v = steer(&mut r);
+            let hosts: Vec<&str> = v.split(',').collect();
+            assert_eq!(hosts.len(), 3, "{v}");
+            assert!(hosts.iter().enumerate().all(|(k, h)| !hosts[..k].contains(h)), "{v}");
+            assert!(hosts.iter().all(|h| h.starts_with("10.0.0.") && h.ends_with(":80")), "{v}");
+            primaries.insert(hosts[0].to_string());
+        }
+        assert_eq!(primaries.len(), 5);
+    }
+
+    #[test]
+    fn ipv6_host_is_rendered_in_brackets() {
+        let mut r = router(
+            r#"{"cluster":"c","backends":[
+                {"id":"v6","address":"[2001:0db8::1]:8080"},
+                {"id":"v4","address":"10.0.0.1:80"}]}"#,
+        );
+        assert_eq!(steer(&mut r), "[2001:db8::1]:8080,10.0.0.1:80");
+        assert_eq!(steer(&mut r), "10.0.0.1:80,[2001:db8::1]:8080");
+    }
+
+    #[test]
+    fn header_is_the_configured_lower_case_name() {
+        let mut r = router(&format!(
+            r#"{{"cluster":"c","backends":{THREE},"target":{{"header":"X-Steer-To"}}}}"#
+        ));
+        assert_eq!(r.header(), "x-steer-to");
+        let s = r.steer().unwrap();
+        assert_eq!(s.header, "x-steer-to");
+        let r = router(&format!(r#"{{"cluster":"c","backends":{THREE}}}"#));
+        assert_eq!(r.header(), "x-gateway-destination-endpoint");
+        assert_eq!(r.config().target.max_hosts, 3);
+    }
+}
