@@ -2,7 +2,7 @@
 //! steering value `ip:port[,ip:port...]` (primary first, then retry hosts), reusing one buffer.
 
 use crate::config::Config;
-use crate::lb::{self, Balancer, Picks};
+use crate::lb::{self, Balancer, NoLoad, PickCtx, Picks};
 
 /// The header to set and its value, for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +41,14 @@ impl Router {
     /// can be chosen.
     pub fn steer(&mut self) -> Option<Steering<'_>> {
         let accept = |_: usize| true;
-        self.balancer.pick(&accept, &mut self.rng, &mut self.picks);
+        let mut ctx = PickCtx {
+            accept: &accept,
+            rng: &mut self.rng,
+            key: None,
+            load: &mut NoLoad,
+            now_ns: 0,
+        };
+        self.balancer.pick(&mut ctx, &mut self.picks);
         self.value.clear();
         for (n, &i) in self.picks.as_slice().iter().enumerate() {
             let Some(backend) = self.config.pool.get(i as usize) else { continue };

@@ -69,11 +69,62 @@ impl Picks {
     }
 }
 
+/// Requests in flight per backend, counted across every worker of the proxy. Reads may cost a
+/// host call each, so algorithms read only the backends they compare.
+pub trait LoadView {
+    /// In-flight requests of backend `index`.
+    fn in_flight(&mut self, index: usize) -> u64;
+    /// In-flight requests of the whole pool.
+    fn total_in_flight(&mut self) -> u64;
+}
+
+/// A [`LoadView`] for algorithms that read no load.
+pub struct NoLoad;
+
+impl LoadView for NoLoad {
+    fn in_flight(&mut self, _index: usize) -> u64 {
+        0
+    }
+    fn total_in_flight(&mut self) -> u64 {
+        0
+    }
+}
+
+/// Everything an algorithm may use for one pick.
+pub struct PickCtx<'a> {
+    /// Whether a backend may be chosen at all (health, ejection, drain).
+    pub accept: &'a dyn Fn(usize) -> bool,
+    pub rng: &'a mut fastrand::Rng,
+    /// The request's 64-bit hash key (see `hash_key`); `None` when the request has none.
+    pub key: Option<u64>,
+    pub load: &'a mut dyn LoadView,
+    /// Now, in nanoseconds (any fixed origin).
+    pub now_ns: u64,
+}
+
+/// What happened to a request, reported to the algorithm that served it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Response headers arrived after `rtt_ns`; `failed` for 5xx and 429.
+    Response { rtt_ns: u64, failed: bool },
+    /// No response (reset, timeout, local reply, client abort).
+    NoResponse,
+}
+
 /// One load-balancing algorithm's state for one pool (per worker VM).
 pub trait Balancer {
     /// Clears `out`, then fills it with up to `out.capacity()` distinct backends for which
-    /// `accept` holds: the primary pick first, then the next picks for retries.
-    fn pick(&mut self, accept: &dyn Fn(usize) -> bool, rng: &mut fastrand::Rng, out: &mut Picks);
+    /// `ctx.accept` holds: the primary pick first, then the next picks for retries.
+    fn pick(&mut self, ctx: &mut PickCtx<'_>, out: &mut Picks);
+
+    /// Whether picks read [`LoadView`], so in-flight counts must be kept for this algorithm.
+    fn uses_load(&self) -> bool {
+        false
+    }
+
+    /// Reports the outcome of a request served by `backend` (latency-aware algorithms learn
+    /// from it).
+    fn observe(&mut self, _backend: usize, _outcome: Outcome, _now_ns: u64) {}
 }
 
 /// The balancer for `algorithm` over `pool`.

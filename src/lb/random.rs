@@ -2,7 +2,7 @@
 //! cumulative weights); retry hosts are further draws without replacement, so the list holds
 //! distinct backends in weighted order.
 
-use super::{Balancer, Picks};
+use super::{Balancer, PickCtx, Picks};
 
 /// Rejection draws per wanted pick before drawing exactly over what remains.
 const DRAWS_PER_PICK: usize = 4;
@@ -59,8 +59,9 @@ impl WeightedRandom {
 }
 
 impl Balancer for WeightedRandom {
-    fn pick(&mut self, accept: &dyn Fn(usize) -> bool, rng: &mut fastrand::Rng, out: &mut Picks) {
+    fn pick(&mut self, ctx: &mut PickCtx<'_>, out: &mut Picks) {
         out.clear();
+        let (accept, rng) = (ctx.accept, &mut *ctx.rng);
         let total = self.total();
         if total == 0 {
             return;

@@ -7,7 +7,7 @@
 //! equal scores are ordered at random per request, so the retries of a failing backend spread
 //! evenly over the others instead of all landing on its successor.
 
-use super::{fill_by_rank, Balancer, Picks};
+use super::{fill_by_rank, Balancer, PickCtx, Picks};
 
 /// Low bits of a retry rank that order equal scores. Scores stay within ±(sum of weights)
 /// <= 10^8 < 2^27 (weights <= 10^4, backends <= 10^4), so shifting by 20 cannot overflow.
@@ -38,8 +38,9 @@ impl SmoothWeighted {
 }
 
 impl Balancer for SmoothWeighted {
-    fn pick(&mut self, accept: &dyn Fn(usize) -> bool, rng: &mut fastrand::Rng, out: &mut Picks) {
+    fn pick(&mut self, ctx: &mut PickCtx<'_>, out: &mut Picks) {
         out.clear();
+        let accept = ctx.accept;
         let mut total = 0i64;
         let mut best: Option<(usize, i64)> = None;
         for (i, (cur, &w)) in self.current.iter_mut().zip(&self.weight).enumerate() {
@@ -60,7 +61,7 @@ impl Balancer for SmoothWeighted {
         if out.is_full() {
             return;
         }
-        let salt = rng.u64(..);
+        let salt = ctx.rng.u64(..);
         let (current, weight) = (&self.current, &self.weight);
         fill_by_rank(out, weight.len(), accept, |i| {
             let score = current.get(i).copied().unwrap_or(0) + weight.get(i).copied().unwrap_or(0);

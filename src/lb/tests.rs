@@ -20,8 +20,19 @@ fn pick(
     cap: usize,
 ) -> Vec<usize> {
     let mut out = Picks::with_capacity(cap);
-    b.pick(accept, rng, &mut out);
+    pick_into(b, accept, rng, &mut out);
     out.as_slice().iter().map(|&i| i as usize).collect()
+}
+
+/// One pick into `out`, with no hash key and no load.
+fn pick_into(
+    b: &mut dyn Balancer,
+    accept: &dyn Fn(usize) -> bool,
+    rng: &mut fastrand::Rng,
+    out: &mut Picks,
+) {
+    let mut ctx = PickCtx { accept, rng, key: None, load: &mut NoLoad, now_ns: 0 };
+    b.pick(&mut ctx, out);
 }
 
 /// The primary picks of `count` consecutive requests.
@@ -415,14 +426,14 @@ fn swrr_nothing_accepted_gives_empty_picks() {
     let mut b = rr(&[1, 2, 3]);
     let mut rng = fastrand::Rng::with_seed(0);
     let mut out = Picks::with_capacity(3);
-    b.pick(&accept_all, &mut rng, &mut out);
+    pick_into(&mut b, &accept_all, &mut rng, &mut out);
     assert_eq!(out.len(), 3);
     // The previous picks are cleared.
-    b.pick(&|_| false, &mut rng, &mut out);
+    pick_into(&mut b, &|_| false, &mut rng, &mut out);
     assert!(out.is_empty());
     // And an empty pool.
     let mut empty = rr(&[]);
-    empty.pick(&accept_all, &mut rng, &mut out);
+    pick_into(&mut empty, &accept_all, &mut rng, &mut out);
     assert!(out.is_empty());
 }
 
@@ -653,12 +664,12 @@ fn random_nothing_accepted_gives_empty_picks() {
     let mut b = wr(&[1, 2, 3]);
     let mut rng = fastrand::Rng::with_seed(0);
     let mut out = Picks::with_capacity(3);
-    b.pick(&accept_all, &mut rng, &mut out);
+    pick_into(&mut b, &accept_all, &mut rng, &mut out);
     assert_eq!(out.len(), 3);
-    b.pick(&|_| false, &mut rng, &mut out);
+    pick_into(&mut b, &|_| false, &mut rng, &mut out);
     assert!(out.is_empty());
     let mut empty = wr(&[]);
-    empty.pick(&accept_all, &mut rng, &mut out);
+    pick_into(&mut empty, &accept_all, &mut rng, &mut out);
     assert!(out.is_empty());
 }
 
