@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod hash_key;
 pub mod lb;
 pub mod router;
 

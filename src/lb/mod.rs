@@ -3,7 +3,11 @@
 //! chosen at all is the caller's `accept` predicate (health, ejection, drain), kept apart from
 //! the order in which an algorithm proposes candidates.
 
+pub mod least_request;
+pub mod least_time;
+pub mod maglev;
 pub mod random;
+pub mod ring_hash;
 pub mod round_robin;
 
 use crate::backend::Pool;
