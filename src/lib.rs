@@ -8,6 +8,7 @@ pub mod config;
 pub mod hash_key;
 pub mod lb;
 pub mod router;
+pub mod state;
 
 #[cfg(target_arch = "wasm32")]
 mod adapter;

@@ -1,8 +1,16 @@
-//! Per-VM routing state: the validated config, its balancer and RNG. Turns one request into the
-//! steering value `ip:port[,ip:port...]` (primary first, then retry hosts), reusing one buffer.
+//! Per-VM routing state and the life of one request: the validated config, its balancer, RNG
+//! and in-flight counters. A request is steered (hash key in, steering value
+//! `ip:port[,ip:port...]` out, primary first, then retry hosts), its response is attributed to
+//! the backend that really served it, and its end releases what it held, exactly once.
 
-use crate::config::Config;
-use crate::lb::{self, Balancer, NoLoad, PickCtx, Picks};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use crate::config::{Config, HashOn};
+use crate::hash_key;
+use crate::lb::{self, Balancer, NoLoad, Outcome, PickCtx, Picks};
+use crate::state::in_flight::InFlight;
+use crate::state::SharedStore;
 
 /// The header to set and its value, for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,21 +19,78 @@ pub struct Steering<'a> {
     pub value: &'a str,
 }
 
+/// What the adapter must read from the request for the hash key, if anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource<'a> {
+    None,
+    /// Envoy's `source.address` property.
+    SourceAddress,
+    /// The value of this request header.
+    Header(&'a str),
+    /// The request's `cookie` header.
+    CookieHeader,
+    /// The request's `:path`.
+    Path,
+}
+
+/// Process-wide gauges the router keeps current.
+pub trait Metrics {
+    /// Requests in flight to `backend` changed by `delta`.
+    fn in_flight(&mut self, backend: usize, delta: i64);
+}
+
+/// Metrics that go nowhere.
+pub struct NoMetrics;
+
+impl Metrics for NoMetrics {
+    fn in_flight(&mut self, _backend: usize, _delta: i64) {}
+}
+
+/// What one request holds between its callbacks. Created by [`Router::steer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    /// The backend the request is attributed to (the primary, then whoever served it).
+    backend: usize,
+    started_ns: u64,
+    /// Still counted in flight against `backend`.
+    held: bool,
+    answered: bool,
+}
+
 pub struct Router {
     config: Config,
     balancer: Box<dyn Balancer>,
     rng: fastrand::Rng,
     picks: Picks,
     value: String,
+    /// Shared in-flight counters, kept only when the algorithm reads load.
+    in_flight: Option<InFlight>,
+    by_address: HashMap<SocketAddr, usize, fnv::FnvBuildHasher>,
+    store: Box<dyn SharedStore>,
+    metrics: Box<dyn Metrics>,
 }
 
 impl Router {
     /// `seed` should differ per VM so that workers do not draw the same random sequence.
-    pub fn new(config: Config, seed: u64) -> Self {
-        let balancer = lb::build(config.algorithm, &config.pool);
+    pub fn new(
+        config: Config,
+        seed: u64,
+        now_ns: u64,
+        store: Box<dyn SharedStore>,
+        metrics: Box<dyn Metrics>,
+    ) -> Self {
+        let balancer = lb::build(&config.balancing, &config.pool, now_ns);
+        let in_flight = balancer.uses_load().then(|| {
+            InFlight::new(&config.cluster, &config.pool, config.balancing.balance_factor.is_some())
+        });
+        if let Some(counters) = &in_flight {
+            counters.ensure(store.as_ref());
+        }
+        let by_address = config.pool.iter().enumerate().map(|(i, b)| (b.address, i)).collect();
         let picks = Picks::with_capacity(config.target.max_hosts);
         let value = String::with_capacity(config.target.max_hosts * 48);
-        Router { config, balancer, rng: fastrand::Rng::with_seed(seed), picks, value }
+        let rng = fastrand::Rng::with_seed(seed);
+        Router { config, balancer, rng, picks, value, in_flight, by_address, store, metrics }
     }
 
     pub fn config(&self) -> &Config {
@@ -37,18 +102,58 @@ impl Router {
         &self.config.target.header
     }
 
-    /// Picks backends for one request and renders the steering value; `None` when no backend
-    /// can be chosen.
-    pub fn steer(&mut self) -> Option<Steering<'_>> {
-        let accept = |_: usize| true;
-        let mut ctx = PickCtx {
-            accept: &accept,
-            rng: &mut self.rng,
-            key: None,
-            load: &mut NoLoad,
-            now_ns: 0,
+    /// Whether responses matter (attribution to the serving backend, latency): false for
+    /// algorithms that read no load, which saves host reads on every response.
+    pub fn tracks_responses(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// What [`Router::steer`] needs as `key_input`.
+    pub fn key_source(&self) -> KeySource<'_> {
+        match &self.config.balancing.hash_on {
+            None => KeySource::None,
+            Some(HashOn::SourceIp) => KeySource::SourceAddress,
+            Some(HashOn::Header(h)) => KeySource::Header(h),
+            Some(HashOn::Cookie(_)) => KeySource::CookieHeader,
+            Some(HashOn::Query(_)) => KeySource::Path,
+        }
+    }
+
+    /// The request's hash key from the input named by [`Router::key_source`].
+    fn key(&self, input: Option<&str>) -> Option<u64> {
+        let input = input?;
+        let bytes = match self.config.balancing.hash_on.as_ref()? {
+            HashOn::SourceIp => hash_key::source_ip(input)?,
+            HashOn::Header(_) => input,
+            HashOn::Cookie(name) => hash_key::cookie(input, name)?,
+            HashOn::Query(name) => hash_key::query(input, name)?,
         };
-        self.balancer.pick(&mut ctx, &mut self.picks);
+        Some(hash_key::hash(bytes.as_bytes()))
+    }
+
+    /// Picks backends for one request, counts it in flight on the primary, and renders the
+    /// steering value; `None` when no backend can be chosen.
+    pub fn steer(
+        &mut self,
+        key_input: Option<&str>,
+        now_ns: u64,
+    ) -> Option<(Steering<'_>, Ticket)> {
+        let key = self.key(key_input);
+        let accept = |_: usize| true;
+        match &self.in_flight {
+            Some(counters) => {
+                let mut load = counters.view(self.store.as_ref());
+                let mut ctx =
+                    PickCtx { accept: &accept, rng: &mut self.rng, key, load: &mut load, now_ns };
+                self.balancer.pick(&mut ctx, &mut self.picks);
+            }
+            None => {
+                let mut ctx =
+                    PickCtx { accept: &accept, rng: &mut self.rng, key, load: &mut NoLoad, now_ns };
+                self.balancer.pick(&mut ctx, &mut self.picks);
+            }
+        }
+        let primary = *self.picks.as_slice().first()? as usize;
         self.value.clear();
         for (n, &i) in self.picks.as_slice().iter().enumerate() {
             let Some(backend) = self.config.pool.get(i as usize) else { continue };
@@ -57,11 +162,71 @@ impl Router {
             }
             self.value.push_str(&backend.host);
         }
-        if self.value.is_empty() {
-            None
-        } else {
-            Some(Steering { header: &self.config.target.header, value: &self.value })
+        let mut ticket =
+            Ticket { backend: primary, started_ns: now_ns, held: false, answered: false };
+        self.hold(&mut ticket, primary);
+        let steering = Steering { header: &self.config.target.header, value: &self.value };
+        Some((steering, ticket))
+    }
+
+    /// Response headers arrived: `served_by` is Envoy's `upstream.address` ("ip:port") when
+    /// known. Moves the request's count to the backend that really served it (after retries)
+    /// and reports the outcome to the algorithm.
+    pub fn on_response(
+        &mut self,
+        ticket: &mut Ticket,
+        served_by: Option<&str>,
+        status: u32,
+        now_ns: u64,
+    ) {
+        if ticket.answered {
+            return;
         }
+        ticket.answered = true;
+        let served = served_by.and_then(|a| a.parse::<SocketAddr>().ok());
+        let served = served.and_then(|a| self.by_address.get(&a).copied());
+        // No upstream address: Envoy answered itself (e.g. every try failed to connect).
+        let failed = served.is_none() || status >= 500 || status == 429;
+        if let Some(backend) = served {
+            if backend != ticket.backend && ticket.held {
+                self.release(ticket);
+                self.hold(ticket, backend);
+            }
+            ticket.backend = backend;
+        }
+        let rtt_ns = now_ns.saturating_sub(ticket.started_ns);
+        self.balancer.observe(ticket.backend, Outcome::Response { rtt_ns, failed }, now_ns);
+    }
+
+    /// The stream ended, however it ended: releases the in-flight count exactly once.
+    pub fn on_end(&mut self, ticket: &mut Ticket, now_ns: u64) {
+        if !ticket.answered {
+            ticket.answered = true;
+            self.balancer.observe(ticket.backend, Outcome::NoResponse, now_ns);
+        }
+        self.release(ticket);
+    }
+
+    fn hold(&mut self, ticket: &mut Ticket, backend: usize) {
+        let applied = match &self.in_flight {
+            Some(c) => c.add(self.store.as_ref(), backend, 1).unwrap_or(0),
+            None => 1,
+        };
+        self.metrics.in_flight(backend, applied);
+        ticket.backend = backend;
+        ticket.held = true;
+    }
+
+    fn release(&mut self, ticket: &mut Ticket) {
+        if !ticket.held {
+            return;
+        }
+        ticket.held = false;
+        let applied = match &self.in_flight {
+            Some(c) => c.add(self.store.as_ref(), ticket.backend, -1).unwrap_or(0),
+            None => -1,
+        };
+        self.metrics.in_flight(ticket.backend, applied);
     }
 
     /// Ids of the backends chosen by the last [`Router::steer`], in order.
@@ -73,3 +238,6 @@ impl Router {
             .map(|b| b.id.as_str())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,6 @@
-//! HTTP context: for one request, removes every client-supplied value of the steering header
-//! and sets it to the router's picks. Anything unexpected fails closed with a local 503, never
-//! passing a client's header through.
+//! HTTP context: for one request, removes every client-supplied value of the steering header,
+//! sets it to the router's picks, and carries the request's [`Ticket`] to its response and its
+//! end. Anything unexpected fails closed with a local 503, never passing a client's header.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -9,15 +9,17 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
-use crate::router::Router;
+use super::host;
+use crate::router::{KeySource, Router, Ticket};
 
 pub struct Http {
     router: Rc<RefCell<Option<Router>>>,
+    ticket: Option<Ticket>,
 }
 
 impl Http {
     pub fn new(router: Rc<RefCell<Option<Router>>>) -> Self {
-        Http { router }
+        Http { router, ticket: None }
     }
 }
 
@@ -29,6 +31,21 @@ fn reject(status: u32, error: &str) -> Action {
         log::error!("cannot send local reply: {status:?}");
     }
     Action::Pause
+}
+
+fn request_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpRequestHeaders, name).ok().flatten()
+}
+
+/// The raw input of the request's hash key, as the router asks for it.
+fn key_input(source: KeySource<'_>) -> Option<String> {
+    match source {
+        KeySource::None => None,
+        KeySource::SourceAddress => host::property(&["source", "address"]),
+        KeySource::Header(name) => request_header(name),
+        KeySource::CookieHeader => request_header("cookie"),
+        KeySource::Path => request_header(":path"),
+    }
 }
 
 impl Context for Http {}
@@ -45,13 +62,43 @@ impl HttpContext for Http {
         if hostcalls::remove_map_value(MapType::HttpRequestHeaders, router.header()).is_err() {
             return reject(503, "internal");
         }
-        let Some(steering) = router.steer() else {
+        let input = key_input(router.key_source());
+        let Some((steering, ticket)) = router.steer(input.as_deref(), host::now_ns()) else {
             return reject(503, "no_healthy_backend");
         };
         let (header, value) = (steering.header, steering.value);
         if hostcalls::add_map_value(MapType::HttpRequestHeaders, header, value).is_err() {
+            let mut ticket = ticket;
+            router.on_end(&mut ticket, host::now_ns());
             return reject(503, "internal");
         }
+        self.ticket = Some(ticket);
         Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(ticket) = self.ticket.as_mut() else { return Action::Continue };
+        let Ok(mut guard) = self.router.try_borrow_mut() else { return Action::Continue };
+        let Some(router) = guard.as_mut() else { return Action::Continue };
+        if router.tracks_responses() {
+            let status = hostcalls::get_map_value(MapType::HttpResponseHeaders, ":status")
+                .ok()
+                .flatten()
+                .and_then(|s| s.parse::<u32>().ok())
+                .unwrap_or(0);
+            let served_by = host::property(&["upstream", "address"]);
+            router.on_response(ticket, served_by.as_deref(), status, host::now_ns());
+        }
+        Action::Continue
+    }
+
+    /// Called once at the end of every stream (completed, reset, timed out, aborted, or
+    /// answered locally).
+    fn on_log(&mut self) {
+        let Some(mut ticket) = self.ticket.take() else { return };
+        let Ok(mut guard) = self.router.try_borrow_mut() else { return };
+        if let Some(router) = guard.as_mut() {
+            router.on_end(&mut ticket, host::now_ns());
+        }
     }
 }

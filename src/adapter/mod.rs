@@ -1,6 +1,7 @@
 //! The only module that talks to the proxy-wasm host: the VM entry point, the root context
 //! (configuration) and the HTTP context (one request). Compiled for wasm32 only.
 
+mod host;
 mod http;
 mod root;
 

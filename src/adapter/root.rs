@@ -10,6 +10,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
 
+use super::host::{self, HostMetrics, HostStore};
 use super::http::Http;
 use crate::config::Config;
 use crate::router::Router;
@@ -52,7 +53,10 @@ impl RootContext for Root {
                     config.target.header,
                     config.target.max_hosts,
                 );
-                *self.router.borrow_mut() = Some(Router::new(config, self.seed()));
+                let metrics = Box::new(HostMetrics::define(&config.pool));
+                let router =
+                    Router::new(config, self.seed(), host::now_ns(), Box::new(HostStore), metrics);
+                *self.router.borrow_mut() = Some(router);
                 true
             }
             Err(e) => {

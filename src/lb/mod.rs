@@ -11,7 +11,7 @@ pub mod ring_hash;
 pub mod round_robin;
 
 use crate::backend::Pool;
-use crate::config::{Algorithm, MAX_HOSTS_LIMIT};
+use crate::config::{Algorithm, AlgorithmConfig, MAX_HOSTS_LIMIT};
 
 /// Up to [`MAX_HOSTS_LIMIT`] distinct backend indexes, in the order Envoy should try them.
 /// Fixed capacity: no allocation per request.
@@ -131,11 +131,33 @@ pub trait Balancer {
     fn observe(&mut self, _backend: usize, _outcome: Outcome, _now_ns: u64) {}
 }
 
-/// The balancer for `algorithm` over `pool`.
-pub fn build(algorithm: Algorithm, pool: &Pool) -> Box<dyn Balancer> {
-    match algorithm {
+/// The balancer for `config.algorithm` over `pool`.
+pub fn build(config: &AlgorithmConfig, pool: &Pool, now_ns: u64) -> Box<dyn Balancer> {
+    const MS: u64 = 1_000_000;
+    match config.algorithm {
         Algorithm::RoundRobin => Box::new(round_robin::SmoothWeighted::new(pool.weights())),
         Algorithm::Random => Box::new(random::WeightedRandom::new(pool.weights())),
+        Algorithm::LeastRequest => Box::new(least_request::LeastRequest::new(
+            pool,
+            config.choice_count,
+            config.active_request_bias,
+        )),
+        Algorithm::LeastTime => Box::new(least_time::LeastTime::new(
+            pool,
+            config.default_rtt_ms.saturating_mul(MS),
+            config.decay_ms.saturating_mul(MS),
+            config.error_penalty_ms.saturating_mul(MS),
+            now_ns,
+        )),
+        Algorithm::RingHash => Box::new(ring_hash::RingHash::new(
+            pool,
+            config.min_ring_size,
+            config.max_ring_size,
+            config.balance_factor,
+        )),
+        Algorithm::Maglev | Algorithm::SourceIpHash => {
+            Box::new(maglev::Maglev::new(pool, config.maglev_table_size, config.balance_factor))
+        }
     }
 }
 

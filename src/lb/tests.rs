@@ -722,8 +722,8 @@ fn sequence(b: &mut dyn Balancer, seed: u64, count: usize) -> Vec<usize> {
 #[test]
 fn build_round_robin_is_the_deterministic_nginx_sequence() {
     let p = pool(&[5, 1, 1]);
-    let mut a = build(Algorithm::RoundRobin, &p);
-    let mut b = build(Algorithm::RoundRobin, &p);
+    let mut a = build(&AlgorithmConfig::defaults(Algorithm::RoundRobin), &p, 0);
+    let mut b = build(&AlgorithmConfig::defaults(Algorithm::RoundRobin), &p, 0);
     let expected: Vec<usize> = [0, 0, 1, 0, 2, 0, 0].iter().copied().cycle().take(21).collect();
     assert_eq!(sequence(a.as_mut(), 1, 21), expected);
     assert_eq!(sequence(b.as_mut(), 2, 21), expected);
@@ -732,186 +732,27 @@ fn build_round_robin_is_the_deterministic_nginx_sequence() {
 #[test]
 fn build_random_is_weighted_random() {
     let p = pool(&[1, 1, 1]);
-    let mut a = build(Algorithm::Random, &p);
+    let mut a = build(&AlgorithmConfig::defaults(Algorithm::Random), &p, 0);
     let got = sequence(a.as_mut(), 7, 60);
     // Not the round robin rotation (chance 3^-60), and every backend is drawn.
     let rotation: Vec<usize> = (0..60).map(|t| t % 3).collect();
     assert_ne!(got, rotation);
     assert!((0..3).all(|i| got.contains(&i)), "{got:?}");
     // Seeded: the same seed gives the same sequence, another seed another one.
-    let mut b = build(Algorithm::Random, &p);
+    let mut b = build(&AlgorithmConfig::defaults(Algorithm::Random), &p, 0);
     assert_eq!(sequence(b.as_mut(), 7, 60), got);
-    let mut c = build(Algorithm::Random, &p);
+    let mut c = build(&AlgorithmConfig::defaults(Algorithm::Random), &p, 0);
     assert_ne!(sequence(c.as_mut(), 8, 60), got);
 }
 
 #[test]
 fn build_uses_the_pool_weights() {
     let p = pool(&[1, 2, 3]);
-    let mut r = build(Algorithm::RoundRobin, &p);
+    let mut r = build(&AlgorithmConfig::defaults(Algorithm::RoundRobin), &p, 0);
     assert_eq!(sequence(r.as_mut(), 0, 6), vec![2, 1, 0, 2, 1, 2]);
     // Random: backend 2 (weight 3) is drawn about half the time.
-    let mut w = build(Algorithm::Random, &p);
+    let mut w = build(&AlgorithmConfig::defaults(Algorithm::Random), &p, 0);
     let n = 30_000;
     let share = sequence(w.as_mut(), 3, n).iter().filter(|&&i| i == 2).count() as f64 / n as f64;
     assert!((share - 0.5).abs() <= five_sigma(0.5, n), "share {share}");
-}
-
-// ---------------------------------------------------------------------------------------------
-// Router
-// ---------------------------------------------------------------------------------------------
-
-mod router_tests {
-    use crate::config::Config;
-    use crate::router::Router;
-
-    fn router(json: &str) -> Router {
-        Router::new(Config::from_json(json.as_bytes()).unwrap(), 42)
-    }
-
-    /// The next steering value, owned.
-    fn steer(r: &mut Router) -> String {
-        let s = r.steer().expect("a steering value");
-        assert_eq!(s.header, "x-gateway-destination-endpoint");
-        s.value.to_string()
-    }
-
-    const THREE: &str = r#"[
-        {"id":"a","address":"10.0.0.1:80"},
-        {"id":"b","address":"10.0.0.2:80"},
-        {"id":"c","address":"10.0.0.3:80"}]"#;
-
-    #[test]
-    fn round_robin_value_is_three_distinct_hosts_primary_first() {
-        let mut r = router(&format!(r#"{{"cluster":"c","backends":{THREE}}}"#));
-        let all = ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"];
-        for t in 0..30 {
-            let value = steer(&mut r);
-            let hosts: Vec<&str> = value.split(',').collect();
-            assert_eq!(hosts.len(), 3, "{value}");
-            // Primary first, in round robin order.
-            assert_eq!(hosts[0], all[t % 3], "request {t}: {value}");
-            let mut set = hosts.clone();
-            set.sort_unstable();
-            assert_eq!(set, all, "request {t}: {value}");
-            let ids: Vec<&str> = r.last_picks().collect();
-            let expected_ids: Vec<&str> = hosts
-                .iter()
-                .map(|h| ["a", "b", "c"][all.iter().position(|a| a == h).unwrap()])
-                .collect();
-            assert_eq!(ids, expected_ids);
-        }
-    }
-
-    #[test]
-    fn no_trailing_or_doubled_separators() {
-        let mut r =
-            router(&format!(r#"{{"cluster":"c","algorithm":"random","backends":{THREE}}}"#));
-        for _ in 0..20 {
-            let v = steer(&mut r);
-            assert!(
-                !v.starts_with(',') && !v.ends_with(',') && !v.contains(",,") && !v.contains(' '),
-                "{v}"
-            );
-        }
-    }
-
-    #[test]
-    fn weighted_round_robin_primary_follows_the_nginx_sequence() {
-        let mut r = router(
-            r#"{"cluster":"c","backends":[
-                {"id":"a","address":"10.0.0.1:80","weight":5},
-                {"id":"b","address":"10.0.0.2:80"},
-                {"id":"c","address":"10.0.0.3:80"}]}"#,
-        );
-        let expected = ["a", "a", "b", "a", "c", "a", "a"];
-        for round in 0..3 {
-            for (k, &want) in expected.iter().enumerate() {
-                let value = steer(&mut r);
-                let hosts: Vec<&str> = value.split(',').collect();
-                assert_eq!(hosts.len(), 3, "{value}");
-                let mut sorted = hosts.clone();
-                sorted.sort_unstable();
-                assert_eq!(sorted, vec!["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"], "{value}");
-                let ids: Vec<&str> = r.last_picks().collect();
-                assert_eq!(ids[0], want, "round {round} pick {k}: {value}");
-            }
-        }
-    }
-
-    #[test]
-    fn max_hosts_1_gives_one_host() {
-        let mut r =
-            router(&format!(r#"{{"cluster":"c","backends":{THREE},"target":{{"max_hosts":1}}}}"#));
-        for want in ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80", "10.0.0.1:80"] {
-            assert_eq!(steer(&mut r), want);
-        }
-        let mut r = router(&format!(
-            r#"{{"cluster":"c","algorithm":"random","backends":{THREE},"target":{{"max_hosts":1}}}}"#
-        ));
-        for _ in 0..50 {
-            let v = steer(&mut r);
-            assert!(!v.contains(','), "{v}");
-            assert!(["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"].contains(&v.as_str()), "{v}");
-        }
-    }
-
-    #[test]
-    fn fewer_backends_than_max_hosts_gives_each_once() {
-        let two = r#"[{"id":"a","address":"10.0.0.1:80"},{"id":"b","address":"10.0.0.2:80"}]"#;
-        let mut r = router(&format!(r#"{{"cluster":"c","backends":{two}}}"#));
-        assert_eq!(steer(&mut r), "10.0.0.1:80,10.0.0.2:80");
-        assert_eq!(steer(&mut r), "10.0.0.2:80,10.0.0.1:80");
-        let mut r = router(&format!(
-            r#"{{"cluster":"c","algorithm":"random","backends":{two},"target":{{"max_hosts":10}}}}"#
-        ));
-        for _ in 0..50 {
-            let v = steer(&mut r);
-            assert!(v == "10.0.0.1:80,10.0.0.2:80" || v == "10.0.0.2:80,10.0.0.1:80", "{v}");
-        }
-    }
-
-    #[test]
-    fn random_value_is_distinct_hosts_from_the_pool() {
-        let five: Vec<String> =
-            (1..=5).map(|i| format!(r#"{{"id":"b{i}","address":"10.0.0.{i}:80"}}"#)).collect();
-        let mut r = router(&format!(
-            r#"{{"cluster":"c","algorithm":"random","backends":[{}]}}"#,
-            five.join(",")
-        ));
-        let mut primaries = std::collections::HashSet::new();
-        for _ in 0..500 {
-            let v = steer(&mut r);
-            let hosts: Vec<&str> = v.split(',').collect();
-            assert_eq!(hosts.len(), 3, "{v}");
-            assert!(hosts.iter().enumerate().all(|(k, h)| !hosts[..k].contains(h)), "{v}");
-            assert!(hosts.iter().all(|h| h.starts_with("10.0.0.") && h.ends_with(":80")), "{v}");
-            primaries.insert(hosts[0].to_string());
-        }
-        assert_eq!(primaries.len(), 5);
-    }
-
-    #[test]
-    fn ipv6_host_is_rendered_in_brackets() {
-        let mut r = router(
-            r#"{"cluster":"c","backends":[
-                {"id":"v6","address":"[2001:0db8::1]:8080"},
-                {"id":"v4","address":"10.0.0.1:80"}]}"#,
-        );
-        assert_eq!(steer(&mut r), "[2001:db8::1]:8080,10.0.0.1:80");
-        assert_eq!(steer(&mut r), "10.0.0.1:80,[2001:db8::1]:8080");
-    }
-
-    #[test]
-    fn header_is_the_configured_lower_case_name() {
-        let mut r = router(&format!(
-            r#"{{"cluster":"c","backends":{THREE},"target":{{"header":"X-Steer-To"}}}}"#
-        ));
-        assert_eq!(r.header(), "x-steer-to");
-        let s = r.steer().unwrap();
-        assert_eq!(s.header, "x-steer-to");
-        let r = router(&format!(r#"{{"cluster":"c","backends":{THREE}}}"#));
-        assert_eq!(r.header(), "x-gateway-destination-endpoint");
-        assert_eq!(r.config().target.max_hosts, 3);
-    }
 }

@@ -1,0 +1,248 @@
+//! Validation of the algorithm blocks: defaults, ranges, exclusivity, refusal paths.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use super::super::{Config, ConfigError};
+use super::*;
+
+const B: &str =
+    r#""backends":[{"id":"a","address":"10.0.0.1:80"},{"id":"b","address":"10.0.0.2:80"}]"#;
+
+fn parse(extra: &str) -> Result<Config, ConfigError> {
+    let sep = if extra.is_empty() { "" } else { "," };
+    Config::from_json(format!(r#"{{"cluster":"c",{B}{sep}{extra}}}"#).as_bytes())
+}
+
+fn ok(extra: &str) -> AlgorithmConfig {
+    match parse(extra) {
+        Ok(c) => c.balancing,
+        Err(e) => panic!("{extra}: refused: {e}"),
+    }
+}
+
+fn refused(extra: &str, path: &str, words: &[&str]) {
+    let e = match parse(extra) {
+        Ok(c) => panic!("{extra}: accepted: {c:?}"),
+        Err(e) => e,
+    };
+    assert_eq!(e.path, path, "{extra}: {e}");
+    for w in words {
+        assert!(e.message.contains(w), "{extra}: {e:?} lacks {w:?}");
+    }
+}
+
+#[test]
+fn defaults() {
+    let c = ok("");
+    assert_eq!(c.algorithm, Algorithm::RoundRobin);
+    assert_eq!((c.choice_count, c.active_request_bias), (2, 1.0));
+    assert_eq!((c.default_rtt_ms, c.decay_ms, c.error_penalty_ms), (30, 10_000, 1_000));
+    assert_eq!(c.hash_on, None);
+    assert_eq!(c.maglev_table_size, 65_537);
+    assert_eq!((c.min_ring_size, c.max_ring_size), (1024, 8_388_608));
+    assert_eq!(c.balance_factor, None);
+}
+
+#[test]
+fn every_algorithm_name_parses() {
+    for (name, alg) in [
+        ("least_request", Algorithm::LeastRequest),
+        ("least_time", Algorithm::LeastTime),
+        ("source_ip_hash", Algorithm::SourceIpHash),
+    ] {
+        let c = ok(&format!(r#""algorithm":"{name}""#));
+        assert_eq!(c.algorithm, alg);
+        assert_eq!(alg.name(), name);
+    }
+    let c = ok(r#""algorithm":"maglev","hash_on":{"header":"X-User"}"#);
+    assert_eq!(c.hash_on, Some(HashOn::Header("x-user".into())));
+    let c = ok(r#""algorithm":"ring_hash","hash_on":{"cookie":"sid"}"#);
+    assert_eq!(c.hash_on, Some(HashOn::Cookie("sid".into())));
+    let c = ok(r#""algorithm":"maglev","hash_on":{"query":"user"}"#);
+    assert_eq!(c.hash_on, Some(HashOn::Query("user".into())));
+    let c = ok(r#""algorithm":"maglev","hash_on":{"source_ip":true}"#);
+    assert_eq!(c.hash_on, Some(HashOn::SourceIp));
+    assert_eq!(ok(r#""algorithm":"source_ip_hash""#).hash_on, Some(HashOn::SourceIp));
+}
+
+#[test]
+fn tuning_blocks_are_read() {
+    let c = ok(
+        r#""algorithm":"least_request","least_request":{"choice_count":0,"active_request_bias":0.5}"#,
+    );
+    assert_eq!((c.choice_count, c.active_request_bias), (0, 0.5));
+    let c = ok(
+        r#""algorithm":"least_time","least_time":{"default_rtt_ms":5,"decay_ms":2000,"error_penalty_ms":300}"#,
+    );
+    assert_eq!((c.default_rtt_ms, c.decay_ms, c.error_penalty_ms), (5, 2000, 300));
+    let c = ok(
+        r#""algorithm":"maglev","hash_on":{"source_ip":true},"maglev":{"table_size":251},"balance_factor":1.25"#,
+    );
+    assert_eq!((c.maglev_table_size, c.balance_factor), (251, Some(1.25)));
+    let c = ok(
+        r#""algorithm":"ring_hash","hash_on":{"source_ip":true},"ring_hash":{"min_ring_size":64,"max_ring_size":64}"#,
+    );
+    assert_eq!((c.min_ring_size, c.max_ring_size), (64, 64));
+}
+
+#[test]
+fn hashing_needs_exactly_one_key_source() {
+    refused(
+        r#""algorithm":"maglev""#,
+        "$.hash_on",
+        &["is required with algorithm maglev", "valid:"],
+    );
+    refused(r#""algorithm":"ring_hash","hash_on":{}"#, "$.hash_on", &["exactly one"]);
+    refused(
+        r#""algorithm":"ring_hash","hash_on":{"header":"a","cookie":"b"}"#,
+        "$.hash_on",
+        &["exactly one"],
+    );
+    refused(
+        r#""algorithm":"maglev","hash_on":{"source_ip":false}"#,
+        "$.hash_on.source_ip",
+        &["valid:"],
+    );
+    refused(
+        r#""algorithm":"maglev","hash_on":{"header":"a b"}"#,
+        "$.hash_on.header",
+        &["not a header name"],
+    );
+    refused(
+        r#""algorithm":"maglev","hash_on":{"cookie":"a;b"}"#,
+        "$.hash_on.cookie",
+        &["not a cookie name"],
+    );
+    refused(
+        r#""algorithm":"maglev","hash_on":{"query":"a&b"}"#,
+        "$.hash_on.query",
+        &["not a query parameter name"],
+    );
+    refused(r#""algorithm":"maglev","hash_on":{"query":""}"#, "$.hash_on.query", &["valid:"]);
+    refused(r#""algorithm":"maglev","hash_on":{"path":"x"}"#, "$.hash_on.path", &["unknown field"]);
+    refused(
+        r#""algorithm":"maglev","hash_on":"source_ip""#,
+        "$.hash_on",
+        &["expected a JSON object"],
+    );
+}
+
+#[test]
+fn blocks_of_another_algorithm_are_refused() {
+    refused(
+        r#""least_request":{"choice_count":3}"#,
+        "$.least_request",
+        &["does not apply", "least_request"],
+    );
+    refused(r#""algorithm":"least_request","least_time":{}"#, "$.least_time", &["does not apply"]);
+    refused(r#""hash_on":{"source_ip":true}"#, "$.hash_on", &["ring_hash or maglev"]);
+    refused(
+        r#""algorithm":"source_ip_hash","hash_on":{"header":"x"}"#,
+        "$.hash_on",
+        &["does not apply"],
+    );
+    refused(
+        r#""algorithm":"ring_hash","hash_on":{"source_ip":true},"maglev":{}"#,
+        "$.maglev",
+        &["does not apply"],
+    );
+    refused(
+        r#""algorithm":"maglev","hash_on":{"source_ip":true},"ring_hash":{}"#,
+        "$.ring_hash",
+        &["does not apply"],
+    );
+    refused(
+        r#""algorithm":"least_request","balance_factor":1.5"#,
+        "$.balance_factor",
+        &["does not apply"],
+    );
+}
+
+#[test]
+fn numbers_out_of_range_are_refused() {
+    let lr = r#""algorithm":"least_request","least_request":"#;
+    refused(
+        &format!(r#"{lr}{{"choice_count":101}}"#),
+        "$.least_request.choice_count",
+        &["from 0 to 100"],
+    );
+    refused(
+        &format!(r#"{lr}{{"choice_count":-1}}"#),
+        "$.least_request.choice_count",
+        &["out of range"],
+    );
+    refused(
+        &format!(r#"{lr}{{"active_request_bias":-0.5}}"#),
+        "$.least_request.active_request_bias",
+        &["from 0 to 10"],
+    );
+    refused(
+        &format!(r#"{lr}{{"active_request_bias":"1"}}"#),
+        "$.least_request.active_request_bias",
+        &["a number from 0 to 10"],
+    );
+    let lt = r#""algorithm":"least_time","least_time":"#;
+    refused(
+        &format!(r#"{lt}{{"default_rtt_ms":0}}"#),
+        "$.least_time.default_rtt_ms",
+        &["from 1 to 60000"],
+    );
+    refused(&format!(r#"{lt}{{"decay_ms":600001}}"#), "$.least_time.decay_ms", &["out of range"]);
+    refused(
+        &format!(r#"{lt}{{"error_penalty_ms":1.5}}"#),
+        "$.least_time.error_penalty_ms",
+        &["expected an integer"],
+    );
+    let hf = r#""algorithm":"maglev","hash_on":{"source_ip":true}"#;
+    refused(&format!(r#"{hf},"balance_factor":0.9"#), "$.balance_factor", &["from 1 to 100"]);
+    refused(
+        &format!(r#"{hf},"maglev":{{"table_size":65536}}"#),
+        "$.maglev.table_size",
+        &["not a prime"],
+    );
+    refused(
+        &format!(r#"{hf},"maglev":{{"table_size":1}}"#),
+        "$.maglev.table_size",
+        &["not a prime"],
+    );
+    refused(
+        &format!(r#"{hf},"maglev":{{"table_size":5000012}}"#),
+        "$.maglev.table_size",
+        &["out of range"],
+    );
+    let rh = r#""algorithm":"ring_hash","hash_on":{"source_ip":true},"ring_hash":"#;
+    refused(
+        &format!(r#"{rh}{{"min_ring_size":2048,"max_ring_size":1024}}"#),
+        "$.ring_hash.min_ring_size",
+        &["above max_ring_size"],
+    );
+    refused(
+        &format!(r#"{rh}{{"max_ring_size":8388609}}"#),
+        "$.ring_hash.max_ring_size",
+        &["out of range"],
+    );
+}
+
+#[test]
+fn maglev_table_must_hold_every_backend() {
+    // 2 backends: 2 is prime and large enough, 1 is not prime.
+    let c = ok(r#""algorithm":"maglev","hash_on":{"source_ip":true},"maglev":{"table_size":2}"#);
+    assert_eq!(c.maglev_table_size, 2);
+    let three: String = (1..=3)
+        .map(|i| format!(r#"{{"id":"b{i}","address":"10.0.0.{i}:80"}}"#))
+        .collect::<Vec<_>>()
+        .join(",");
+    let e = Config::from_json(
+        format!(r#"{{"cluster":"c","backends":[{three}],"algorithm":"maglev","hash_on":{{"source_ip":true}},"maglev":{{"table_size":2}}}}"#)
+            .as_bytes(),
+    )
+    .unwrap_err();
+    assert_eq!(e.path, "$.maglev.table_size");
+    assert!(e.message.contains("at least the number of backends (3)"), "{e}");
+}
+
+#[test]
+fn primes() {
+    let small: Vec<usize> = (0..30).filter(|&n| is_prime(n)).collect();
+    assert_eq!(small, vec![2, 3, 5, 7, 11, 13, 17, 19, 23, 29]);
+    assert!(is_prime(65_537) && is_prime(5_000_011) && !is_prime(65_535));
+}

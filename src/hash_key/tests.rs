@@ -1,0 +1,246 @@
+//! Native tests of the request hash and key extraction: golden xxHash64 vectors, source
+//! addresses, cookie and query parsing edge cases, and property tests on arbitrary text.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use super::*;
+use proptest::prelude::*;
+
+/// Golden vectors, computed independently with the reference C library (libxxhash 0.8.1,
+/// `XXH64(data, len, 0)` through Python ctypes). `""` and `"a"` are also xxHash's own published
+/// sanity values. A change here moves every key to another backend on every proxy.
+#[test]
+fn hash_golden_vectors() {
+    assert_eq!(hash(b""), 0xEF46_DB37_51D8_E999);
+    assert_eq!(hash(b"a"), 0xD24E_C4F1_A98C_6E5B);
+    assert_eq!(hash(b"10.0.0.1"), 0xED16_CB68_C786_E3D7);
+}
+
+#[test]
+fn hash_depends_on_every_byte() {
+    assert_ne!(hash(b"10.0.0.1"), hash(b"10.0.0.2"));
+    assert_ne!(hash(b"a"), hash(b"a\0"));
+}
+
+#[test]
+fn source_ip_v4_and_v6() {
+    assert_eq!(source_ip("1.2.3.4:5678"), Some("1.2.3.4"));
+    assert_eq!(source_ip("10.0.0.1:0"), Some("10.0.0.1"));
+    assert_eq!(source_ip("255.255.255.255:65535"), Some("255.255.255.255"));
+    assert_eq!(source_ip("[::1]:5678"), Some("::1"));
+    assert_eq!(source_ip("[2001:db8::8a2e:370:7334]:443"), Some("2001:db8::8a2e:370:7334"));
+    assert_eq!(source_ip("[::ffff:1.2.3.4]:80"), Some("::ffff:1.2.3.4"));
+    assert_eq!(source_ip("[fe80::1%eth0]:80"), Some("fe80::1%eth0"));
+}
+
+#[test]
+fn source_ip_malformed_is_none() {
+    for bad in [
+        "",
+        ":",
+        "1.2.3.4",
+        "1.2.3.4:",
+        "1.2.3.4:65536",
+        "1.2.3.4:99999999999999999999",
+        "1.2.3.4:-1",
+        "1.2.3.4:+80",
+        "1.2.3.4:8a",
+        "1.2.3:80",
+        "256.1.1.1:80",
+        "01.2.3.4:80",
+        "a.b.c.d:80",
+        " 1.2.3.4:80",
+        "1.2.3.4:80 ",
+        "1.2.3.4 :80",
+        "::1",
+        "::1:80",
+        "[::1]",
+        "[::1]:",
+        "[::1:80",
+        "::1]:80",
+        "[[::1]]:80",
+        "[1.2.3.4]:80",
+        "[fe80::1%]:80",
+        "[fe80::1%a b]:80",
+        "[%eth0]:80",
+        "/var/run/envoy.sock",
+        "@abstract",
+        "localhost:80",
+    ] {
+        assert_eq!(source_ip(bad), None, "{bad:?}");
+    }
+}
+
+#[test]
+fn cookie_basic_and_spacing() {
+    let h = "a=1; b=2";
+    assert_eq!(cookie(h, "a"), Some("1"));
+    assert_eq!(cookie(h, "b"), Some("2"));
+    assert_eq!(cookie(h, "c"), None);
+    let odd = "  a = 1 ;b=2;;  ;\tc\t=\t3\t; ;d=";
+    assert_eq!(cookie(odd, "a"), Some("1"));
+    assert_eq!(cookie(odd, "b"), Some("2"));
+    assert_eq!(cookie(odd, "c"), Some("3"));
+    assert_eq!(cookie(odd, "d"), Some(""));
+}
+
+#[test]
+fn cookie_values_names_duplicates_quotes() {
+    // A value may contain '=': only the first '=' separates.
+    assert_eq!(cookie("tok=abc==; x=1", "tok"), Some("abc=="));
+    assert_eq!(cookie("a=b=c", "a"), Some("b=c"));
+    // Duplicates: the first wins.
+    assert_eq!(cookie("a=1; a=2", "a"), Some("1"));
+    assert_eq!(cookie("x=0; a=; a=2", "a"), Some(""));
+    // Names are compared exactly and case-sensitively.
+    assert_eq!(cookie("A=1; a=2", "a"), Some("2"));
+    assert_eq!(cookie("A=1; a=2", "A"), Some("1"));
+    assert_eq!(cookie("ab=1; b=2", "a"), None);
+    assert_eq!(cookie("a=1", "ab"), None);
+    assert_eq!(cookie("xa=1", "a"), None);
+    // A piece without '=' is no cookie, even when it spells the name.
+    assert_eq!(cookie("a; b=2", "a"), None);
+    assert_eq!(cookie("b=a", "a"), None);
+    // Quotes around the value are removed; a lone quote stays.
+    assert_eq!(cookie(r#"s="xyz"; t=1"#, "s"), Some("xyz"));
+    assert_eq!(cookie(r#"s= "x y" "#, "s"), Some("x y"));
+    assert_eq!(cookie(r#"s="""#, "s"), Some(""));
+    assert_eq!(cookie(r#"s=""#, "s"), Some("\""));
+    assert_eq!(cookie(r#"s="abc"#, "s"), Some("\"abc"));
+    // Empty headers and empty names.
+    assert_eq!(cookie("", "a"), None);
+    assert_eq!(cookie(";;; ;", "a"), None);
+    assert_eq!(cookie("=v; a=1", ""), None);
+    assert_eq!(cookie("a=1", ""), None);
+}
+
+#[test]
+fn cookie_many_and_huge_headers() {
+    let many: String = (0..200).map(|i| format!("c{i}=v{i}")).collect::<Vec<_>>().join("; ");
+    for i in 0..200 {
+        assert_eq!(cookie(&many, &format!("c{i}")), Some(format!("v{i}").as_str()));
+    }
+    assert_eq!(cookie(&many, "c200"), None);
+
+    let mut huge = "x=1; ".repeat(200_000); // 1 MB
+    huge.push_str("target=found; ");
+    huge.push_str(&"y".repeat(1 << 20));
+    assert_eq!(cookie(&huge, "target"), Some("found"));
+    assert_eq!(cookie(&huge, "x"), Some("1"));
+    assert_eq!(cookie(&huge, "missing"), None);
+    let long_value = format!("big={}", "v".repeat(1 << 20));
+    assert_eq!(cookie(&long_value, "big").map(str::len), Some(1 << 20));
+}
+
+#[test]
+fn query_basic_and_fragment() {
+    let p = "/x?a=1&b=2#frag";
+    assert_eq!(query(p, "a"), Some("1"));
+    assert_eq!(query(p, "b"), Some("2"));
+    assert_eq!(query(p, "frag"), None);
+    assert_eq!(query("/x?a=1#c=3&d=4", "c"), None);
+    assert_eq!(query("/x?a=1#c=3&d=4", "d"), None);
+    assert_eq!(query("/x#f?a=1", "a"), None);
+    assert_eq!(query("/x?a=1#", "a"), Some("1"));
+}
+
+#[test]
+fn query_edge_cases() {
+    // Present without '=' gives an empty value; the first occurrence wins.
+    assert_eq!(query("/x?a&b=2", "a"), Some(""));
+    assert_eq!(query("/x?a=&b=2", "a"), Some(""));
+    assert_eq!(query("/x?a&a=2", "a"), Some(""));
+    assert_eq!(query("/x?b=1&a=2&a=3", "a"), Some("2"));
+    // Raw: no percent-decoding, no '+' to space, exact case-sensitive names.
+    assert_eq!(query("/x?q=a%20b+c", "q"), Some("a%20b+c"));
+    assert_eq!(query("/x?k%65y=1", "key"), None);
+    assert_eq!(query("/x?k%65y=1", "k%65y"), Some("1"));
+    assert_eq!(query("/x?A=1", "a"), None);
+    assert_eq!(query("/x?ab=1", "a"), None);
+    // Values may hold '=' and '?'.
+    assert_eq!(query("/x?a=b=c", "a"), Some("b=c"));
+    assert_eq!(query("/x?a=1?b=2", "a"), Some("1?b=2"));
+    assert_eq!(query("/x?a=1?b=2", "b"), None);
+    // Empty pieces, no query, empty names.
+    assert_eq!(query("/x?&&a=1&", "a"), Some("1"));
+    assert_eq!(query("/x", "a"), None);
+    assert_eq!(query("/x?", "a"), None);
+    assert_eq!(query("?a=1", "a"), Some("1"));
+    assert_eq!(query("", "a"), None);
+    assert_eq!(query("/x?=1&a=2", ""), None);
+    assert_eq!(query("/x?a=1", ""), None);
+}
+
+#[test]
+fn query_many_and_huge() {
+    let many: String =
+        format!("/p?{}", (0..200).map(|i| format!("k{i}=v{i}")).collect::<Vec<_>>().join("&"));
+    for i in 0..200 {
+        assert_eq!(query(&many, &format!("k{i}")), Some(format!("v{i}").as_str()));
+    }
+    let huge = format!("/p?{}&target=found", "x=1&".repeat(250_000));
+    assert_eq!(query(&huge, "target"), Some("found"));
+}
+
+/// The separators a client may put between cookies.
+fn separator() -> impl Strategy<Value = &'static str> {
+    prop_oneof![Just("; "), Just(";"), Just(" ;  "), Just(";\t"), Just("; ; ")]
+}
+
+proptest! {
+    #[test]
+    fn nothing_panics_and_results_are_slices_of_the_input(s in any::<String>(), name in any::<String>()) {
+        let _ = hash(s.as_bytes());
+        if let Some(ip) = source_ip(&s) {
+            prop_assert!(s.contains(ip));
+            let addr = ip.split_once('%').map_or(ip, |(a, _)| a);
+            prop_assert!(addr.parse::<std::net::IpAddr>().is_ok(), "{ip:?}");
+        }
+        if let Some(v) = cookie(&s, &name) {
+            prop_assert!(s.contains(v));
+            prop_assert!(!v.contains(';'));
+        }
+        if let Some(v) = query(&s, &name) {
+            prop_assert!(s.contains(v));
+            prop_assert!(!v.contains('&') && !v.contains('#'));
+        }
+    }
+
+    #[test]
+    fn structured_text_does_not_panic(s in "[\\[\\]:;=&?#%\" \t0-9a-f.]{0,40}", name in "[a=;]{0,2}") {
+        let _ = (source_ip(&s), cookie(&s, &name), query(&s, &name));
+    }
+
+    #[test]
+    fn cookie_finds_the_first_pair_of_a_name(
+        pairs in prop::collection::vec(("[a-c]{1,2}", "[a-z0-9=]{0,5}"), 0..12),
+        seps in prop::collection::vec(separator(), 12),
+        name in "[a-c]{1,2}",
+    ) {
+        let mut header = String::new();
+        for (k, ((n, v), sep)) in pairs.iter().zip(&seps).enumerate() {
+            if k > 0 {
+                header.push_str(sep);
+            }
+            header.push_str(&format!("{n}={v}"));
+        }
+        let expected = pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str());
+        prop_assert_eq!(cookie(&header, &name), expected);
+    }
+
+    #[test]
+    fn query_finds_the_first_param_of_a_name(
+        params in prop::collection::vec(("[a-c]{1,2}", prop::option::of("[a-z0-9=%+]{0,5}")), 0..12),
+        name in "[a-c]{1,2}",
+    ) {
+        let rendered: Vec<String> = params
+            .iter()
+            .map(|(n, v)| v.as_ref().map_or(n.clone(), |v| format!("{n}={v}")))
+            .collect();
+        let path = format!("/p?{}#{}=frag", rendered.join("&"), name);
+        let expected = params
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_deref().unwrap_or(""));
+        prop_assert_eq!(query(&path, &name), expected);
+    }
+}

@@ -1,0 +1,430 @@
+//! Native tests of Maglev: Envoy's own table vectors, fullness and balance, weights, disruption
+//! on removal, pinned key -> backend vectors, the pick contract (distinct, accepted, hash-order
+//! retries, round robin without a key) and bounded loads against a fake load view.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use super::*;
+use crate::backend::Backend;
+use crate::hash_key::hash;
+use crate::lb::{LoadView, NoLoad};
+use proptest::prelude::*;
+
+const M: usize = 65537;
+
+fn pool_of(backends: &[(&str, u32)]) -> Pool {
+    Pool::new(
+        backends
+            .iter()
+            .enumerate()
+            .map(|(i, &(id, w))| {
+                let addr = format!("10.0.{}.{}:8080", i / 256, i % 256).parse().unwrap();
+                Backend::new(id.to_string(), addr, w)
+            })
+            .collect(),
+    )
+}
+
+/// `n` backends `b0..b{n-1}` of weight 1.
+fn equal_pool(n: usize) -> Pool {
+    let ids: Vec<String> = (0..n).map(|i| format!("b{i}")).collect();
+    pool_of(&ids.iter().map(|id| (id.as_str(), 1)).collect::<Vec<_>>())
+}
+
+fn table_of(m: &Maglev) -> Vec<usize> {
+    m.table.iter().map(|&b| usize::from(b)).collect()
+}
+
+fn entries_per_backend(m: &Maglev, n: usize) -> Vec<usize> {
+    let mut counts = vec![0; n];
+    for &b in &m.table {
+        counts[usize::from(b)] += 1;
+    }
+    counts
+}
+
+/// In-flight counts set by the test; records which backends were read.
+#[derive(Default)]
+struct FakeLoad {
+    in_flight: Vec<u64>,
+    total: u64,
+    reads: Vec<usize>,
+    total_reads: usize,
+}
+
+impl LoadView for FakeLoad {
+    fn in_flight(&mut self, index: usize) -> u64 {
+        self.reads.push(index);
+        self.in_flight.get(index).copied().unwrap_or(0)
+    }
+    fn total_in_flight(&mut self) -> u64 {
+        self.total_reads += 1;
+        self.total
+    }
+}
+
+fn pick_with(
+    b: &mut dyn Balancer,
+    key: Option<u64>,
+    accept: &dyn Fn(usize) -> bool,
+    load: &mut dyn LoadView,
+    cap: usize,
+) -> Vec<usize> {
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut ctx = PickCtx { accept, rng: &mut rng, key, load, now_ns: 0 };
+    let mut out = Picks::with_capacity(cap);
+    b.pick(&mut ctx, &mut out);
+    out.as_slice().iter().map(|&i| i as usize).collect()
+}
+
+fn pick(b: &mut dyn Balancer, key: u64, accept: &dyn Fn(usize) -> bool, cap: usize) -> Vec<usize> {
+    pick_with(b, Some(key), accept, &mut NoLoad, cap)
+}
+
+fn all(_: usize) -> bool {
+    true
+}
+
+/// The table built by Envoy's loop as written (sweeps over the backends in id order, a turn
+/// iff `iteration * weight >= target`, permutation probing), with exact integer weights: the
+/// reference for the heap-scheduled build.
+fn envoy_loop(pool: &Pool, m: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..pool.len()).collect();
+    order.sort_by(|&a, &b| pool.get(a).unwrap().id.cmp(&pool.get(b).unwrap().id));
+    let max_w = pool.weights().max().unwrap() as u64;
+    let mut state: Vec<(u64, u64, u64, u64)> = order
+        .iter()
+        .map(|&i| {
+            let id = pool.get(i).unwrap().id.as_bytes();
+            let offset = xxhash_rust::xxh64::xxh64(id, 0) % m as u64;
+            let skip = xxhash_rust::xxh64::xxh64(id, 1) % (m as u64 - 1) + 1;
+            (offset, skip, 0, 0) // offset, skip, next, target
+        })
+        .collect();
+    let mut table = vec![usize::MAX; m];
+    let mut filled = 0;
+    let mut iteration = 1u64;
+    while filled < m {
+        for (k, &i) in order.iter().enumerate() {
+            if filled == m {
+                break;
+            }
+            let w = pool.get(i).unwrap().weight as u64;
+            let (offset, skip, next, target) = &mut state[k];
+            if iteration * w < *target {
+                continue;
+            }
+            *target += max_w;
+            let mut c = ((*offset + *skip * *next) % m as u64) as usize;
+            while table[c] != usize::MAX {
+                *next += 1;
+                c = ((*offset + *skip * *next) % m as u64) as usize;
+            }
+            table[c] = i;
+            *next += 1;
+            filled += 1;
+        }
+        iteration += 1;
+    }
+    table
+}
+
+/// Picks by the definition: walk the table from `key % M`, keep distinct accepted backends.
+fn reference_walk(m: &Maglev, key: u64, accept: &dyn Fn(usize) -> bool, cap: usize) -> Vec<usize> {
+    let t = table_of(m);
+    let start = (key % t.len() as u64) as usize;
+    let mut out = Vec::new();
+    for k in 0..t.len() {
+        let b = t[(start + k) % t.len()];
+        if out.len() < cap && accept(b) && !out.contains(&b) {
+            out.push(b);
+        }
+    }
+    out
+}
+
+// Vectors of Envoy's test/extensions/load_balancing_policies/maglev/maglev_lb_test.cc, whose
+// hosts hash their address (or hostname) where ours hash the id.
+#[test]
+fn envoy_table_vectors() {
+    let addrs = [
+        "127.0.0.1:90",
+        "127.0.0.1:91",
+        "127.0.0.1:92",
+        "127.0.0.1:93",
+        "127.0.0.1:94",
+        "127.0.0.1:95",
+    ];
+    let p = pool_of(&addrs.map(|a| (a, 1)));
+    assert_eq!(table_of(&Maglev::new(&p, 7, None)), [2, 4, 0, 1, 5, 0, 3]); // Basic
+    let names = ["90", "91", "92", "93", "94", "95"];
+    let p = pool_of(&names.map(|a| (a, 1)));
+    assert_eq!(table_of(&Maglev::new(&p, 7, None)), [2, 5, 0, 3, 4, 1, 0]); // BasicWithHostName
+    let p = pool_of(&[("127.0.0.1:90", 1), ("127.0.0.1:91", 2)]);
+    let weighted = [1, 0, 0, 1, 0, 1, 1, 0, 1, 1, 1, 1, 1, 0, 1, 0, 1];
+    assert_eq!(table_of(&Maglev::new(&p, 17, None)), weighted); // Weighted
+    let p = pool_of(&[("127.0.0.1:90", 1), ("127.0.0.1:91", 1)]);
+    let equal = [1, 0, 0, 1, 0, 1, 1, 0, 0, 1, 0, 1, 0, 0, 1, 0, 1];
+    assert_eq!(table_of(&Maglev::new(&p, 17, None)), equal); // LocalityWeightedSameLocalityWeights
+                                                             // The primary for key k is table[k % M], as Envoy's chooseHost.
+    let mut m = Maglev::new(&p, 17, None);
+    for k in 0..51u64 {
+        assert_eq!(pick(&mut m, k, &all, 1), [equal[(k % 17) as usize]]);
+    }
+}
+
+#[test]
+fn table_depends_on_ids_not_pool_order() {
+    let a = pool_of(&[("x", 3), ("y", 1), ("z", 2), ("w", 5)]);
+    let b = pool_of(&[("z", 2), ("w", 5), ("x", 3), ("y", 1)]);
+    let (ta, tb) = (table_of(&Maglev::new(&a, 1009, None)), table_of(&Maglev::new(&b, 1009, None)));
+    let id = |p: &Pool, i: usize| p.get(i).unwrap().id.clone();
+    assert!(ta.iter().zip(&tb).all(|(&i, &j)| id(&a, i) == id(&b, j)));
+}
+
+fn assert_full_and_balanced(n: usize) {
+    let m = Maglev::new(&equal_pool(n), M, None);
+    assert_eq!(m.table.len(), M);
+    let counts = entries_per_backend(&m, n); // Panics on an entry that is no backend.
+    let (lo, hi) = (M / n, M.div_ceil(n));
+    assert!(counts.iter().all(|&c| c == lo || c == hi), "n={n}: {lo}..={hi}");
+    let (min, max) = (*counts.iter().min().unwrap(), *counts.iter().max().unwrap());
+    assert!(max as f64 / min as f64 <= 1.02, "n={n}: {min}..{max}");
+}
+
+#[test]
+fn full_and_balanced_for_chosen_sizes() {
+    for n in [1, 2, 3, 10, 100, 999, 1000] {
+        assert_full_and_balanced(n);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(6))]
+    #[test]
+    fn full_and_balanced_for_random_sizes(n in 1usize..=1000) {
+        assert_full_and_balanced(n);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// The heap-scheduled build is Envoy's loop, for any weights and prime sizes.
+    #[test]
+    fn build_matches_envoys_loop(
+        weights in prop::collection::vec(1u32..=20, 1..12),
+        m in prop::sample::select(vec![2usize, 3, 7, 17, 101, 1009]),
+    ) {
+        let ids: Vec<String> = (0..weights.len()).map(|i| format!("host-{i}")).collect();
+        let p = pool_of(&ids.iter().map(String::as_str).zip(weights.iter().copied()).collect::<Vec<_>>());
+        prop_assert_eq!(table_of(&Maglev::new(&p, m, None)), envoy_loop(&p, m));
+    }
+}
+
+#[test]
+fn entries_follow_weights() {
+    let p = pool_of(&[("a", 1), ("b", 2), ("c", 3), ("d", 4)]);
+    let counts = entries_per_backend(&Maglev::new(&p, M, None), 4);
+    for (i, &c) in counts.iter().enumerate() {
+        let expected = M as f64 * (i + 1) as f64 / 10.0;
+        assert!((c as f64 / expected - 1.0).abs() < 0.02, "{i}: {c} vs {expected}");
+    }
+    // Skewed: one heavy backend among light ones.
+    let mut backends = vec![("heavy".to_string(), 100u32)];
+    backends.extend((0..100).map(|i| (format!("light{i}"), 1)));
+    let p = pool_of(&backends.iter().map(|(id, w)| (id.as_str(), *w)).collect::<Vec<_>>());
+    let counts = entries_per_backend(&Maglev::new(&p, M, None), 101);
+    assert!((counts[0] as f64 / (M as f64 / 2.0) - 1.0).abs() < 0.02, "{}", counts[0]);
+    assert!(counts[1..].iter().all(|&c| (320..=335).contains(&c)), "{counts:?}");
+}
+
+#[test]
+fn removing_one_backend_moves_few_keys() {
+    let mut rng = fastrand::Rng::with_seed(42);
+    let keys: Vec<u64> = (0..20_000).map(|_| rng.u64(..)).collect();
+    for n in [2usize, 5, 10, 50, 200] {
+        let full = equal_pool(n);
+        let removed = n / 2;
+        let rest = Pool::new(
+            full.iter()
+                .enumerate()
+                .filter(|&(i, _)| i != removed)
+                .map(|(_, b)| b.clone())
+                .collect(),
+        );
+        let (mut before, mut after) = (Maglev::new(&full, M, None), Maglev::new(&rest, M, None));
+        let moved = keys
+            .iter()
+            .filter(|&&k| {
+                let old = &full.get(pick(&mut before, k, &all, 1)[0]).unwrap().id;
+                let new = &rest.get(pick(&mut after, k, &all, 1)[0]).unwrap().id;
+                old != new
+            })
+            .count();
+        let share = moved as f64 / keys.len() as f64;
+        assert!(share <= 1.0 / n as f64 + 0.01, "n={n}: {share}");
+    }
+}
+
+/// ids b1..b5, weight 1, M = 65537; keys xxh64("key-0".."key-19"). Any change of the mapping
+/// (hash, permutation, turn order, lookup) fails here.
+#[test]
+fn golden_key_to_backend() {
+    let ids = ["b1", "b2", "b3", "b4", "b5"];
+    let p = pool_of(&ids.map(|id| (id, 1)));
+    let mut m = Maglev::new(&p, M, None);
+    let got: Vec<&str> = (0..20)
+        .map(|k| ids[pick(&mut m, hash(format!("key-{k}").as_bytes()), &all, 1)[0]])
+        .collect();
+    let expected: [&str; 20] = GOLDEN;
+    assert_eq!(got, expected);
+}
+
+/// Also computed independently: a Python port of Envoy's loop over libxxhash's XXH64.
+const GOLDEN: [&str; 20] = [
+    "b2", "b5", "b5", "b5", "b2", "b4", "b2", "b4", "b1", "b4", //
+    "b5", "b4", "b2", "b3", "b4", "b2", "b1", "b4", "b1", "b3",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn picks_are_the_distinct_accepted_backends_in_table_order(
+        n in 1usize..40,
+        mask in any::<u64>(),
+        key in any::<u64>(),
+        cap in 1usize..=10,
+    ) {
+        let mut m = Maglev::new(&equal_pool(n), 1009, None);
+        let accept = |i: usize| mask >> (i % 64) & 1 == 1;
+        let got = pick(&mut m, key, &accept, cap);
+        prop_assert!(got.iter().all(|&i| accept(i)));
+        let distinct: std::collections::HashSet<_> = got.iter().collect();
+        prop_assert_eq!(distinct.len(), got.len());
+        prop_assert_eq!(got.len(), cap.min((0..n).filter(|&i| accept(i)).count()));
+        prop_assert_eq!(got, reference_walk(&m, key, &accept, cap));
+    }
+}
+
+#[test]
+fn nothing_accepted_gives_no_pick_and_one_accepted_gives_it_alone() {
+    let mut m = Maglev::new(&equal_pool(50), M, None);
+    for key in [0, 1, u64::MAX, 12345] {
+        assert_eq!(pick(&mut m, key, &|_| false, 3), Vec::<usize>::new());
+        assert_eq!(pick(&mut m, key, &|i| i == 17, 3), [17]);
+    }
+}
+
+#[test]
+fn without_key_picks_follow_round_robin() {
+    let p = pool_of(&[("a", 5), ("b", 1), ("c", 1)]);
+    let mut m = Maglev::new(&p, 101, None);
+    let mut rr = SmoothWeighted::new(p.weights());
+    for _ in 0..21 {
+        let got = pick_with(&mut m, None, &all, &mut NoLoad, 3);
+        assert_eq!(got, pick_with(&mut rr, None, &all, &mut NoLoad, 3));
+    }
+    let primaries: Vec<usize> =
+        (0..7).map(|_| pick_with(&mut m, None, &all, &mut NoLoad, 1)[0]).collect();
+    assert_eq!(primaries, [0, 0, 1, 0, 2, 0, 0]);
+}
+
+#[test]
+fn empty_pool_or_table_gives_no_pick_or_round_robin() {
+    let mut m = Maglev::new(&Pool::default(), M, None);
+    assert!(pick(&mut m, 5, &all, 3).is_empty());
+    assert!(pick_with(&mut m, None, &all, &mut NoLoad, 3).is_empty());
+    let mut zero = Maglev::new(&equal_pool(3), 0, None);
+    assert_eq!(pick(&mut zero, 5, &all, 3).len(), 3);
+}
+
+#[test]
+fn non_prime_table_is_still_full() {
+    for size in [1usize, 4, 8, 12, 1000, 65536] {
+        let m = Maglev::new(&equal_pool(10), size, None);
+        let counts = entries_per_backend(&m, 10);
+        assert_eq!(counts.iter().sum::<usize>(), size);
+        if size >= 10 {
+            assert!(counts.iter().all(|&c| c > 0), "{size}: {counts:?}");
+        }
+    }
+}
+
+#[test]
+fn refusing_the_primary_moves_only_its_keys_to_the_next_in_hash_order() {
+    let mut m = Maglev::new(&equal_pool(8), M, None);
+    let refused = 3;
+    let mut moved = 0;
+    for k in 0..5000u64 {
+        let key = hash(&k.to_le_bytes());
+        let before = pick(&mut m, key, &all, 2);
+        let after = pick(&mut m, key, &|i| i != refused, 1);
+        if before[0] == refused {
+            assert_eq!(after[0], before[1]);
+            moved += 1;
+        } else {
+            assert_eq!(after[0], before[0]);
+        }
+    }
+    assert!(moved > 400 && moved < 850, "{moved}");
+}
+
+#[test]
+fn bounded_load_moves_the_primary_off_a_hot_backend() {
+    let mut m = Maglev::new(&equal_pool(5), M, Some(1.25));
+    let key = hash(b"hot-key");
+    let order = pick(&mut Maglev::new(&equal_pool(5), M, None), key, &all, 5);
+    let hot = order[0];
+    // bound = ceil(1.25 * (10 + 1) / 5) = 3: the hot backend (10 in flight) is over it.
+    let mut load = FakeLoad { in_flight: vec![0; 5], total: 10, ..Default::default() };
+    load.in_flight[hot] = 10;
+    let got = pick_with(&mut m, Some(key), &all, &mut load, 5);
+    assert_eq!(got, [order[1], order[2], order[3], order[4], hot]);
+    assert_eq!(load.total_reads, 1);
+    // At 2 in flight it is under the bound and stays primary; only it was read.
+    load.in_flight[hot] = 2;
+    load.reads.clear();
+    assert_eq!(pick_with(&mut m, Some(key), &all, &mut load, 1), [hot]);
+    assert_eq!(load.reads, [hot]);
+    // Over the bound with one pick: the hot backend and its successor are read, no more.
+    load.in_flight[hot] = 3;
+    load.reads.clear();
+    assert_eq!(pick_with(&mut m, Some(key), &all, &mut load, 1), [order[1]]);
+    assert_eq!(load.reads, [hot, order[1]]);
+}
+
+#[test]
+fn bounded_load_with_every_backend_over_uses_hash_order() {
+    let mut m = Maglev::new(&equal_pool(5), M, Some(1.0));
+    let key = hash(b"k");
+    let order = pick(&mut Maglev::new(&equal_pool(5), M, None), key, &all, 5);
+    // total 0: bound = ceil(1 * 1 / n) = 1, and every backend has 1 in flight.
+    let mut load = FakeLoad { in_flight: vec![1; 5], total: 0, ..Default::default() };
+    assert_eq!(pick_with(&mut m, Some(key), &all, &mut load, 5), order);
+    assert_eq!(pick_with(&mut m, Some(key), &all, &mut load, 1), [order[0]]);
+    // The bound counts only accepted backends, and the fallback is the first accepted.
+    let accept = |i: usize| i != order[0];
+    assert_eq!(pick_with(&mut m, Some(key), &accept, &mut load, 1), [order[1]]);
+}
+
+#[test]
+fn load_is_read_only_with_a_balance_factor() {
+    assert!(!Maglev::new(&equal_pool(3), 7, None).uses_load());
+    assert!(Maglev::new(&equal_pool(3), 7, Some(1.5)).uses_load());
+    let mut m = Maglev::new(&equal_pool(3), 7, None);
+    let mut load = FakeLoad { in_flight: vec![100; 3], total: 0, ..Default::default() };
+    assert_eq!(pick_with(&mut m, Some(4), &all, &mut load, 3).len(), 3);
+    assert_eq!((load.reads.len(), load.total_reads), (0, 0));
+}
+
+#[test]
+fn admission_bound_is_exact() {
+    // ceil(1.1 * 10 / 11) = 1 exactly (floating point gives 1.0000000000000002).
+    assert_eq!(admission_bound(balance_milli(1.1), 9, 11), 1);
+    assert_eq!(admission_bound(balance_milli(1.25), 10, 5), 3);
+    assert_eq!(admission_bound(balance_milli(2.0), 99, 4), 50);
+    assert_eq!(admission_bound(balance_milli(1.0), 0, 1000), 1);
+    // Below 1, NaN: as 1. Infinite: no bound.
+    assert_eq!(balance_milli(0.5), 1000);
+    assert_eq!(balance_milli(f64::NAN), 1000);
+    assert_eq!(admission_bound(balance_milli(f64::INFINITY), u64::MAX, 1), u64::MAX);
+}
