@@ -1,5 +1,6 @@
-//! Plugin configuration: JSON text -> serde `RawConfig` (unknown fields refused) -> validated
-//! [`Config`]. Every error is a [`ConfigError`] that names the JSON path and says what is valid.
+//! Plugin configuration: JSON text -> [`de::Json`] tree -> `RawConfig` (shapes and types
+//! checked, unknown fields refused) -> validated [`Config`]. Every error is a [`ConfigError`]
+//! that names the JSON path and says what is valid.
 
 mod algorithm;
 mod de;
@@ -10,9 +11,9 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
+use algorithm::RawAlgorithm;
 pub use algorithm::{Algorithm, AlgorithmConfig, HashOn, DEFAULT_MAGLEV_TABLE_SIZE};
-use algorithm::{RawAlgorithm, RawHashOn, RawLeastRequest, RawLeastTime, RawMaglev, RawRingHash};
-use de::{header_name, serde_error, shown, Int, Obj};
+use de::{array, header_name, int, object, shown, string, variant, Json};
 
 use crate::backend::{Backend, Pool, MAX_BACKENDS};
 
@@ -22,7 +23,7 @@ pub const DEFAULT_STEERING_HEADER: &str = "x-gateway-destination-endpoint";
 /// Upper bound of `target.max_hosts` (primary + retry hosts in the steering header).
 pub const MAX_HOSTS_LIMIT: usize = 10;
 const DEFAULT_MAX_HOSTS: usize = 3;
-const MAX_WEIGHT: i64 = 10_000;
+const MAX_WEIGHT: u32 = 10_000;
 const MAX_ID_LEN: usize = 64;
 const MAX_CLUSTER_LEN: usize = 256;
 
@@ -48,8 +49,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// How the chosen backend is handed to Envoy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TargetMode {
     /// `envoy.load_balancing_policies.override_host` reads `ip:port[,ip:port...]` from a header.
     #[default]
@@ -77,59 +77,82 @@ pub struct Config {
     pub target: Target,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The JSON members of the top-level object, in the order messages list them.
+const FIELDS: &[&str] = &[
+    "cluster",
+    "algorithm",
+    "backends",
+    "target",
+    "least_request",
+    "least_time",
+    "hash_on",
+    "maglev",
+    "ring_hash",
+    "balance_factor",
+];
+/// `cluster` and `backends`.
+const REQUIRED: u32 = 0b101;
+
+/// The top-level object, shapes and types checked; `validate` checks the values.
 struct RawConfig {
     cluster: String,
-    #[serde(default)]
-    algorithm: Algorithm,
-    backends: Vec<Obj<RawBackend>>,
-    #[serde(default)]
-    target: Option<Obj<RawTarget>>,
-    #[serde(default)]
-    least_request: Option<Obj<RawLeastRequest>>,
-    #[serde(default)]
-    least_time: Option<Obj<RawLeastTime>>,
-    #[serde(default)]
-    hash_on: Option<Obj<RawHashOn>>,
-    #[serde(default)]
-    maglev: Option<Obj<RawMaglev>>,
-    #[serde(default)]
-    ring_hash: Option<Obj<RawRingHash>>,
-    #[serde(default, deserialize_with = "algorithm::balance_factor")]
-    balance_factor: Option<f64>,
+    backends: Vec<RawBackend>,
+    target: RawTarget,
+    balancing: RawAlgorithm,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawBackend {
     id: String,
     address: String,
-    weight: Option<Int<1, MAX_WEIGHT>>,
+    weight: Option<u32>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[derive(Default)]
 struct RawTarget {
-    #[serde(default)]
     mode: TargetMode,
     header: Option<String>,
-    max_hosts: Option<Int<1, { MAX_HOSTS_LIMIT as i64 }>>,
+    max_hosts: Option<u32>,
 }
 
 impl Config {
     /// Parses and validates the plugin configuration bytes.
     pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        let raw: Obj<RawConfig> = serde_path_to_error::deserialize(&mut de).map_err(serde_error)?;
+        let json = Json::deserialize(&mut de).map_err(|e| {
+            ConfigError::at(
+                "$",
+                format!("not valid JSON: {e}; valid: one JSON object (see the config reference)"),
+            )
+        })?;
+        let raw = RawConfig::read(&json)?;
         de.end().map_err(|e| {
             ConfigError::at("$", format!("{e} after the JSON object; valid: one JSON object only"))
         })?;
-        raw.0.validate()
+        raw.validate()
     }
 }
 
 impl RawConfig {
+    /// Reads the top-level object; members are checked in document order.
+    fn read(json: &Json) -> Result<RawConfig, ConfigError> {
+        let mut raw = RawConfig {
+            cluster: String::new(),
+            backends: Vec::new(),
+            target: RawTarget::default(),
+            balancing: RawAlgorithm::default(),
+        };
+        object(json, "$", FIELDS, REQUIRED, &mut |i, v, p| {
+            match i {
+                0 => raw.cluster = string(v, p)?,
+                2 => raw.backends = read_backends(v, p)?,
+                3 => raw.target = RawTarget::read(v, p)?,
+                _ => raw.balancing.read(i, v, p)?,
+            }
+            Ok(())
+        })?;
+        Ok(raw)
+    }
+
     fn validate(self) -> Result<Config, ConfigError> {
         let cluster_ok = !self.cluster.trim().is_empty()
             && self.cluster.len() <= MAX_CLUSTER_LEN
@@ -144,30 +167,68 @@ impl RawConfig {
                 ),
             ));
         }
-        let pool = validate_backends(self.backends.into_iter().map(|b| b.0).collect())?;
-        let target = self.target.map(|t| t.0).unwrap_or_default().validate()?;
-        let balancing = RawAlgorithm {
-            algorithm: self.algorithm,
-            least_request: self.least_request,
-            least_time: self.least_time,
-            hash_on: self.hash_on,
-            maglev: self.maglev,
-            ring_hash: self.ring_hash,
-            balance_factor: self.balance_factor,
-        }
-        .validate(pool.len())?;
-        Ok(Config { cluster: self.cluster, algorithm: self.algorithm, balancing, pool, target })
+        let pool = validate_backends(self.backends)?;
+        let target = self.target.validate()?;
+        let balancing = self.balancing.validate(pool.len())?;
+        Ok(Config {
+            cluster: self.cluster,
+            algorithm: balancing.algorithm,
+            balancing,
+            pool,
+            target,
+        })
+    }
+}
+
+fn read_backends(v: &Json, path: &str) -> Result<Vec<RawBackend>, ConfigError> {
+    let items = array(v, path)?;
+    let mut backends = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        backends.push(RawBackend::read(item, &format!("{path}[{i}]"))?);
+    }
+    Ok(backends)
+}
+
+impl RawBackend {
+    fn read(v: &Json, path: &str) -> Result<RawBackend, ConfigError> {
+        let mut b = RawBackend { id: String::new(), address: String::new(), weight: None };
+        // `id` and `address` are required.
+        object(v, path, &["id", "address", "weight"], 0b011, &mut |i, v, p| {
+            match i {
+                0 => b.id = string(v, p)?,
+                1 => b.address = string(v, p)?,
+                _ => b.weight = Some(int(v, p, 1, MAX_WEIGHT)?),
+            }
+            Ok(())
+        })?;
+        Ok(b)
     }
 }
 
 impl RawTarget {
+    fn read(v: &Json, path: &str) -> Result<RawTarget, ConfigError> {
+        let mut t = RawTarget::default();
+        object(v, path, &["mode", "header", "max_hosts"], 0, &mut |i, v, p| {
+            match i {
+                0 => {
+                    variant(v, p, &["override_host"])?;
+                    t.mode = TargetMode::OverrideHost;
+                }
+                1 => t.header = Some(string(v, p)?),
+                _ => t.max_hosts = Some(int(v, p, 1, MAX_HOSTS_LIMIT as u32)?),
+            }
+            Ok(())
+        })?;
+        Ok(t)
+    }
+
     fn validate(self) -> Result<Target, ConfigError> {
         let header = match self.header {
             None => DEFAULT_STEERING_HEADER.to_string(),
             Some(h) => header_name(&h, DEFAULT_STEERING_HEADER)
                 .map_err(|m| ConfigError::at("$.target.header", m))?,
         };
-        let max_hosts = self.max_hosts.map_or(DEFAULT_MAX_HOSTS, Int::usize);
+        let max_hosts = self.max_hosts.map_or(DEFAULT_MAX_HOSTS, |n| n as usize);
         Ok(Target { mode: self.mode, header, max_hosts })
     }
 }
@@ -207,7 +268,7 @@ fn validate_backends(raw: Vec<RawBackend>) -> Result<Pool, ConfigError> {
                 ),
             ));
         }
-        let weight = b.weight.map_or(1, |w| u32::try_from(w.get()).unwrap_or(1));
+        let weight = b.weight.unwrap_or(1);
         backends.push(Backend::new(b.id.clone(), address, weight));
     }
     Ok(Pool::new(backends))

@@ -1,6 +1,7 @@
 //! A request's hash key for the consistent-hashing balancers (`lb::maglev`, `lb::ring_hash`):
 //! the fixed 64-bit hash, and extraction of the key's text from the source address, a cookie or
-//! a query parameter. Pure functions over borrowed text: no allocation, no panic on any input.
+//! a query parameter. Pure functions over borrowed text, no panic on any input, and no
+//! allocation except to normalise an IPv4-mapped source address not written in dotted form.
 //!
 //! The hash is xxHash64 with seed 0 (Yann Collet, <https://github.com/Cyan4973/xxHash>), the
 //! function Envoy's `HashUtil::xxHash64` uses for its ring hash and Maglev balancers. It is fixed
@@ -16,18 +17,29 @@
 //! by round robin (the hashing balancers' fallback), never hashed on an empty string.
 //! A header key needs no extraction: the adapter reads the header's value and hashes it as is.
 
+use std::borrow::Cow;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
 /// xxHash64 of `bytes` with seed 0: the fixed hash of a request key (see the module doc).
 pub fn hash(bytes: &[u8]) -> u64 {
     xxhash_rust::xxh64::xxh64(bytes, 0)
 }
 
-/// The IP part of Envoy's `source.address` property: `"1.2.3.4:5678"` gives `"1.2.3.4"`,
-/// `"[::1]:5678"` gives `"::1"` (no brackets). `None` unless the text is exactly an IP address
-/// and a decimal port (0-65535) in one of those two forms, e.g. for a pipe path, a bare IP or
-/// stray spaces. An IPv6 zone (`"[fe80::1%eth0]:80"`) is kept in the result: the address before
-/// `%` must parse. An IPv4-mapped IPv6 source (`"[::ffff:1.2.3.4]:80"`) is returned as written,
-/// so it hashes differently from `"1.2.3.4"`.
-pub fn source_ip(address: &str) -> Option<&str> {
+/// The IP part of Envoy's `source.address` property, the text a client's key is hashed from:
+/// `"1.2.3.4:5678"` gives `"1.2.3.4"`, `"[::1]:5678"` gives `"::1"` (no brackets). `None` unless
+/// the text is exactly an IP address and a decimal port (0-65535) in one of those two forms,
+/// e.g. for a pipe path, a bare IP or stray spaces.
+///
+/// Normalised so that a client's key does not depend on how the listener saw it:
+/// - an IPv4-mapped IPv6 address (`::ffff:0:0/96`, RFC 4291 §2.5.5.2), as a dual-stack listener
+///   reports an IPv4 client, gives the IPv4 text: `"[::ffff:10.1.2.3]:5555"` gives
+///   `"10.1.2.3"`, like `"10.1.2.3:5555"`. Borrowed when written with a dotted tail (as Envoy
+///   writes it), owned otherwise (`"[::ffff:a01:203]:80"`). Other IPv6 addresses are returned as
+///   written, the deprecated IPv4-compatible `::1.2.3.4` included;
+/// - an IPv6 zone is dropped: `"[fe80::1%eth0]:80"` gives `"fe80::1"` (the zone names the
+///   proxy's interface the packet came in on, not the client). It must be an interface name
+///   or number, and the address before `%` must parse.
+pub fn source_ip(address: &str) -> Option<Cow<'_, str>> {
     let (ip, port) = address.rsplit_once(':')?;
     if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -40,11 +52,17 @@ pub fn source_ip(address: &str) -> Option<&str> {
             Some((addr, zone)) if is_zone(zone) => addr,
             Some(_) => return None,
         };
-        addr.parse::<std::net::Ipv6Addr>().ok()?;
-        Some(inner)
+        let Some(v4) = addr.parse::<Ipv6Addr>().ok()?.to_ipv4_mapped() else {
+            return Some(Cow::Borrowed(addr));
+        };
+        // Ipv4Addr parses only the canonical dotted form, so a tail that parses is `v4`'s text.
+        Some(match addr.rsplit_once(':') {
+            Some((_, tail)) if tail.parse::<Ipv4Addr>().ok() == Some(v4) => Cow::Borrowed(tail),
+            _ => Cow::Owned(v4.to_string()),
+        })
     } else {
-        ip.parse::<std::net::Ipv4Addr>().ok()?;
-        Some(ip)
+        ip.parse::<Ipv4Addr>().ok()?;
+        Some(Cow::Borrowed(ip))
     }
 }
 

@@ -123,7 +123,7 @@ impl Router {
     fn key(&self, input: Option<&str>) -> Option<u64> {
         let input = input?;
         let bytes = match self.config.balancing.hash_on.as_ref()? {
-            HashOn::SourceIp => hash_key::source_ip(input)?,
+            HashOn::SourceIp => &*hash_key::source_ip(input)?,
             HashOn::Header(_) => input,
             HashOn::Cookie(name) => hash_key::cookie(input, name)?,
             HashOn::Query(name) => hash_key::query(input, name)?,

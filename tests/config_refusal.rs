@@ -15,7 +15,7 @@ fn good_backends() -> String {
 fn cases() -> Vec<(&'static str, String, &'static str)> {
     let b = good_backends();
     vec![
-        ("invalid JSON", r#"{"cluster": "pool", "backends": ["#.to_string(), "invalid plugin config: $.backends: not valid JSON: EOF while parsing a list"),
+        ("invalid JSON", r#"{"cluster": "pool", "backends": ["#.to_string(), "invalid plugin config: $: not valid JSON: EOF while parsing a list"),
         (
             "unknown field",
             format!(r#"{{"cluster": "pool", "backends": {b}, "algorthm": "random"}}"#),

@@ -1,15 +1,13 @@
 //! The `algorithm` choice and its tuning blocks (`least_request`, `least_time`, `hash_on`,
-//! `maglev`, `ring_hash`, `balance_factor`): raw serde shapes and their validation. A block
-//! that the chosen algorithm does not use is refused, so a leftover cannot silently do nothing.
+//! `maglev`, `ring_hash`, `balance_factor`): their raw JSON shapes and their validation. A
+//! block that the chosen algorithm does not use is refused, so a leftover cannot silently do
+//! nothing.
 
-use serde::{Deserialize, Deserializer};
-
-use super::de::{header_name, number_in, shown, Int, Obj};
+use super::de::{boolean, header_name, int, number, object, shown, string, variant, Json};
 use super::ConfigError;
 
 /// How backends are chosen; the JSON names are the public interface.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Algorithm {
     /// Smooth weighted round robin (nginx).
     #[default]
@@ -27,6 +25,27 @@ pub enum Algorithm {
     /// Maglev on the client address.
     SourceIpHash,
 }
+
+/// Every algorithm, in the order of [`ALGORITHM_NAMES`].
+const ALGORITHMS: [Algorithm; 7] = [
+    Algorithm::RoundRobin,
+    Algorithm::Random,
+    Algorithm::LeastRequest,
+    Algorithm::LeastTime,
+    Algorithm::RingHash,
+    Algorithm::Maglev,
+    Algorithm::SourceIpHash,
+];
+/// The JSON names of [`ALGORITHMS`] (the same as [`Algorithm::name`]).
+const ALGORITHM_NAMES: &[&str] = &[
+    "round_robin",
+    "random",
+    "least_request",
+    "least_time",
+    "ring_hash",
+    "maglev",
+    "source_ip_hash",
+];
 
 impl Algorithm {
     pub fn name(self) -> &'static str {
@@ -97,27 +116,23 @@ impl AlgorithmConfig {
         }
     }
 }
-const MAX_MAGLEV_TABLE_SIZE: i64 = 5_000_011;
-const MAX_RING_SIZE: i64 = 8_388_608;
+const MAX_MAGLEV_TABLE_SIZE: u32 = 5_000_011;
+const MAX_RING_SIZE: u32 = 8_388_608;
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[derive(Default)]
 pub(super) struct RawLeastRequest {
-    choice_count: Option<Int<0, 100>>,
-    #[serde(default, deserialize_with = "bias")]
+    choice_count: Option<u32>,
     active_request_bias: Option<f64>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[derive(Default)]
 pub(super) struct RawLeastTime {
-    default_rtt_ms: Option<Int<1, 60_000>>,
-    decay_ms: Option<Int<1, 600_000>>,
-    error_penalty_ms: Option<Int<1, 600_000>>,
+    default_rtt_ms: Option<u32>,
+    decay_ms: Option<u32>,
+    error_penalty_ms: Option<u32>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Default)]
 pub(super) struct RawHashOn {
     source_ip: Option<bool>,
     header: Option<String>,
@@ -125,41 +140,32 @@ pub(super) struct RawHashOn {
     query: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[derive(Default)]
 pub(super) struct RawMaglev {
-    table_size: Option<Int<1, MAX_MAGLEV_TABLE_SIZE>>,
+    table_size: Option<u32>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[derive(Default)]
 pub(super) struct RawRingHash {
-    min_ring_size: Option<Int<1, MAX_RING_SIZE>>,
-    max_ring_size: Option<Int<1, MAX_RING_SIZE>>,
+    min_ring_size: Option<u32>,
+    max_ring_size: Option<u32>,
 }
 
 /// The algorithm-related members of the top-level JSON object.
+#[derive(Default)]
 pub(super) struct RawAlgorithm {
     pub algorithm: Algorithm,
-    pub least_request: Option<Obj<RawLeastRequest>>,
-    pub least_time: Option<Obj<RawLeastTime>>,
-    pub hash_on: Option<Obj<RawHashOn>>,
-    pub maglev: Option<Obj<RawMaglev>>,
-    pub ring_hash: Option<Obj<RawRingHash>>,
+    pub least_request: Option<RawLeastRequest>,
+    pub least_time: Option<RawLeastTime>,
+    pub hash_on: Option<RawHashOn>,
+    pub maglev: Option<RawMaglev>,
+    pub ring_hash: Option<RawRingHash>,
     pub balance_factor: Option<f64>,
 }
 
-fn bias<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-    number_in(d, 0.0, 10.0).map(Some)
-}
-
-pub(super) fn balance_factor<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-    number_in(d, 1.0, 100.0).map(Some)
-}
-
-/// Refuses `block` at `$.name` when `used` is false.
-fn only_with<T>(block: &Option<T>, name: &str, used: bool, who: &str) -> Result<(), ConfigError> {
-    if block.is_some() && !used {
+/// Refuses a `present` block at `$.name` when `used` is false.
+fn only_with(present: bool, name: &str, used: bool, who: &str) -> Result<(), ConfigError> {
+    if present && !used {
         return Err(ConfigError::at(
             format!("$.{name}"),
             format!(
@@ -171,34 +177,61 @@ fn only_with<T>(block: &Option<T>, name: &str, used: bool, who: &str) -> Result<
 }
 
 impl RawAlgorithm {
+    /// Reads the top-level member `i` of `super::FIELDS` (one of the algorithm's) at `path`.
+    pub fn read(&mut self, i: usize, v: &Json, path: &str) -> Result<(), ConfigError> {
+        match i {
+            1 => {
+                let n = variant(v, path, ALGORITHM_NAMES)?;
+                self.algorithm = ALGORITHMS.get(n).copied().unwrap_or_default();
+            }
+            4 => self.least_request = Some(RawLeastRequest::read(v, path)?),
+            5 => self.least_time = Some(RawLeastTime::read(v, path)?),
+            6 => self.hash_on = Some(RawHashOn::read(v, path)?),
+            7 => self.maglev = Some(RawMaglev::read(v, path)?),
+            8 => self.ring_hash = Some(RawRingHash::read(v, path)?),
+            _ => self.balance_factor = Some(number(v, path, 1, 100)?),
+        }
+        Ok(())
+    }
+
     pub fn validate(self, backends: usize) -> Result<AlgorithmConfig, ConfigError> {
         use Algorithm::*;
         let a = self.algorithm;
-        only_with(&self.least_request, "least_request", a == LeastRequest, "least_request")?;
-        only_with(&self.least_time, "least_time", a == LeastTime, "least_time")?;
-        only_with(&self.hash_on, "hash_on", matches!(a, RingHash | Maglev), "ring_hash or maglev")?;
         only_with(
-            &self.maglev,
+            self.least_request.is_some(),
+            "least_request",
+            a == LeastRequest,
+            "least_request",
+        )?;
+        only_with(self.least_time.is_some(), "least_time", a == LeastTime, "least_time")?;
+        only_with(
+            self.hash_on.is_some(),
+            "hash_on",
+            matches!(a, RingHash | Maglev),
+            "ring_hash or maglev",
+        )?;
+        only_with(
+            self.maglev.is_some(),
             "maglev",
             matches!(a, Maglev | SourceIpHash),
             "maglev or source_ip_hash",
         )?;
-        only_with(&self.ring_hash, "ring_hash", a == RingHash, "ring_hash")?;
+        only_with(self.ring_hash.is_some(), "ring_hash", a == RingHash, "ring_hash")?;
         only_with(
-            &self.balance_factor,
+            self.balance_factor.is_some(),
             "balance_factor",
             a.hashes(),
             "ring_hash, maglev or source_ip_hash",
         )?;
 
-        let lr = self.least_request.map(|o| o.0).unwrap_or_default();
-        let lt = self.least_time.map(|o| o.0).unwrap_or_default();
-        let mg = self.maglev.map(|o| o.0).unwrap_or_default();
-        let rh = self.ring_hash.map(|o| o.0).unwrap_or_default();
+        let lr = self.least_request.unwrap_or_default();
+        let lt = self.least_time.unwrap_or_default();
+        let mg = self.maglev.unwrap_or_default();
+        let rh = self.ring_hash.unwrap_or_default();
 
         let hash_on = match (a, self.hash_on) {
             (SourceIpHash, _) => Some(HashOn::SourceIp),
-            (RingHash | Maglev, Some(h)) => Some(h.0.validate()?),
+            (RingHash | Maglev, Some(h)) => Some(h.validate()?),
             (RingHash | Maglev, None) => {
                 return Err(ConfigError::at(
                     "$.hash_on",
@@ -212,7 +245,7 @@ impl RawAlgorithm {
             _ => None,
         };
 
-        let table = mg.table_size.map_or(DEFAULT_MAGLEV_TABLE_SIZE, Int::usize);
+        let table = mg.table_size.map_or(DEFAULT_MAGLEV_TABLE_SIZE, |n| n as usize);
         if !is_prime(table) || table < backends {
             return Err(ConfigError::at(
                 "$.maglev.table_size",
@@ -223,8 +256,8 @@ impl RawAlgorithm {
                 ),
             ));
         }
-        let min_ring = rh.min_ring_size.map_or(1024, Int::usize);
-        let max_ring = rh.max_ring_size.map_or(MAX_RING_SIZE as usize, Int::usize);
+        let min_ring = rh.min_ring_size.map_or(1024, |n| n as usize);
+        let max_ring = rh.max_ring_size.map_or(MAX_RING_SIZE as usize, |n| n as usize);
         if min_ring > max_ring {
             return Err(ConfigError::at(
                 "$.ring_hash.min_ring_size",
@@ -233,11 +266,11 @@ impl RawAlgorithm {
         }
         Ok(AlgorithmConfig {
             algorithm: a,
-            choice_count: lr.choice_count.map_or(2, Int::usize),
+            choice_count: lr.choice_count.map_or(2, |n| n as usize),
             active_request_bias: lr.active_request_bias.unwrap_or(1.0),
-            default_rtt_ms: lt.default_rtt_ms.map_or(30, |v| v.get().unsigned_abs()),
-            decay_ms: lt.decay_ms.map_or(10_000, |v| v.get().unsigned_abs()),
-            error_penalty_ms: lt.error_penalty_ms.map_or(1_000, |v| v.get().unsigned_abs()),
+            default_rtt_ms: lt.default_rtt_ms.map_or(30, u64::from),
+            decay_ms: lt.decay_ms.map_or(10_000, u64::from),
+            error_penalty_ms: lt.error_penalty_ms.map_or(1_000, u64::from),
             hash_on,
             maglev_table_size: table,
             min_ring_size: min_ring,
@@ -247,7 +280,76 @@ impl RawAlgorithm {
     }
 }
 
+impl RawLeastRequest {
+    fn read(v: &Json, path: &str) -> Result<RawLeastRequest, ConfigError> {
+        let mut lr = RawLeastRequest::default();
+        object(v, path, &["choice_count", "active_request_bias"], 0, &mut |i, v, p| {
+            match i {
+                0 => lr.choice_count = Some(int(v, p, 0, 100)?),
+                _ => lr.active_request_bias = Some(number(v, p, 0, 10)?),
+            }
+            Ok(())
+        })?;
+        Ok(lr)
+    }
+}
+
+impl RawLeastTime {
+    fn read(v: &Json, path: &str) -> Result<RawLeastTime, ConfigError> {
+        let mut lt = RawLeastTime::default();
+        let fields = ["default_rtt_ms", "decay_ms", "error_penalty_ms"];
+        object(v, path, &fields, 0, &mut |i, v, p| {
+            match i {
+                0 => lt.default_rtt_ms = Some(int(v, p, 1, 60_000)?),
+                1 => lt.decay_ms = Some(int(v, p, 1, 600_000)?),
+                _ => lt.error_penalty_ms = Some(int(v, p, 1, 600_000)?),
+            }
+            Ok(())
+        })?;
+        Ok(lt)
+    }
+}
+
+impl RawMaglev {
+    fn read(v: &Json, path: &str) -> Result<RawMaglev, ConfigError> {
+        let mut mg = RawMaglev::default();
+        object(v, path, &["table_size"], 0, &mut |_, v, p| {
+            mg.table_size = Some(int(v, p, 1, MAX_MAGLEV_TABLE_SIZE)?);
+            Ok(())
+        })?;
+        Ok(mg)
+    }
+}
+
+impl RawRingHash {
+    fn read(v: &Json, path: &str) -> Result<RawRingHash, ConfigError> {
+        let mut rh = RawRingHash::default();
+        object(v, path, &["min_ring_size", "max_ring_size"], 0, &mut |i, v, p| {
+            match i {
+                0 => rh.min_ring_size = Some(int(v, p, 1, MAX_RING_SIZE)?),
+                _ => rh.max_ring_size = Some(int(v, p, 1, MAX_RING_SIZE)?),
+            }
+            Ok(())
+        })?;
+        Ok(rh)
+    }
+}
+
 impl RawHashOn {
+    fn read(v: &Json, path: &str) -> Result<RawHashOn, ConfigError> {
+        let mut h = RawHashOn::default();
+        object(v, path, &["source_ip", "header", "cookie", "query"], 0, &mut |i, v, p| {
+            match i {
+                0 => h.source_ip = Some(boolean(v, p)?),
+                1 => h.header = Some(string(v, p)?),
+                2 => h.cookie = Some(string(v, p)?),
+                _ => h.query = Some(string(v, p)?),
+            }
+            Ok(())
+        })?;
+        Ok(h)
+    }
+
     fn validate(self) -> Result<HashOn, ConfigError> {
         let set = [
             self.source_ip.is_some(),

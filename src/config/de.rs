@@ -1,169 +1,248 @@
-//! Deserialization helpers for the plugin config: objects only, bounded numbers whose serde
-//! errors say what is valid, and JSON paths / short quoted values for error messages.
+//! The plugin config's JSON reader: the text is parsed once into a [`Json`] tree, then plain
+//! functions walk it with explicit JSON paths. Objects only, unknown and repeated members
+//! refused, bounded numbers, and error messages worded like serde's that say what is valid.
+//! Nothing here is generic over the config's types, so the filter carries one copy of it.
 
 use std::fmt;
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde::Deserialize;
-use serde_path_to_error::Segment;
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::Number;
 
 use super::ConfigError;
 
-/// A struct that must be written as a JSON object: serde's derive would also accept an array
-/// of the field values in order, skipping field names and `deny_unknown_fields`.
-pub(super) struct Obj<T>(pub T);
+/// A parsed JSON value. Objects keep their members in document order, repeated keys
+/// included, so the walker reports the first problem in the document and refuses duplicates
+/// (serde_json's `Value` keeps one of them, silently).
+pub(super) enum Json {
+    Null,
+    Bool(bool),
+    Num(Number),
+    Str(String),
+    Arr(Vec<Json>),
+    Obj(Vec<(String, Json)>),
+}
 
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct ObjectOnly<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectOnly<T> {
-            type Value = T;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-                T::deserialize(de::value::MapAccessDeserializer::new(map))
-            }
-        }
-        d.deserialize_map(ObjectOnly(std::marker::PhantomData)).map(Obj)
+impl<'de> Deserialize<'de> for Json {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Json, D::Error> {
+        d.deserialize_any(JsonVisitor)
     }
 }
 
-/// A JSON integer within `MIN..=MAX`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Int<const MIN: i64, const MAX: i64>(pub i64);
+struct JsonVisitor;
 
-impl<const MIN: i64, const MAX: i64> Int<MIN, MAX> {
-    pub fn get(self) -> i64 {
-        self.0
-    }
-
-    /// As usize: the bounds are checked, so only a negative MIN could fail (mapped to 0).
-    pub fn usize(self) -> usize {
-        usize::try_from(self.0).unwrap_or(0)
-    }
-}
-
-impl<'de, const MIN: i64, const MAX: i64> Deserialize<'de> for Int<MIN, MAX> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(BoundedInt { min: MIN, max: MAX }).map(Int)
-    }
-}
-
-/// Accepts a JSON integer within `min..=max`; the serde error says so in words.
-struct BoundedInt {
-    min: i64,
-    max: i64,
-}
-
-impl BoundedInt {
-    fn check<E: de::Error>(&self, v: i128) -> Result<i64, E> {
-        if v < i128::from(self.min) || v > i128::from(self.max) {
-            return Err(E::custom(format!(
-                "{v} is out of range; valid: an integer from {} to {}",
-                self.min, self.max
-            )));
-        }
-        i64::try_from(v).map_err(|_| E::custom("integer out of range"))
-    }
-}
-
-impl<'de> Visitor<'de> for BoundedInt {
-    type Value = i64;
+impl<'de> Visitor<'de> for JsonVisitor {
+    type Value = Json;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "an integer from {} to {}", self.min, self.max)
+        f.write_str("any JSON value")
     }
 
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<i64, E> {
-        self.check(i128::from(v))
+    fn visit_unit<E>(self) -> Result<Json, E> {
+        Ok(Json::Null)
     }
 
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<i64, E> {
-        self.check(i128::from(v))
+    fn visit_bool<E>(self, v: bool) -> Result<Json, E> {
+        Ok(Json::Bool(v))
     }
 
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<i64, E> {
-        Err(E::invalid_type(de::Unexpected::Float(v), &self))
+    fn visit_i64<E>(self, v: i64) -> Result<Json, E> {
+        Ok(Json::Num(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Json, E> {
+        Ok(Json::Num(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Json, E> {
+        // Always finite: serde_json refuses a number beyond f64 itself ("number out of
+        // range"). Not building an error here keeps serde_json's message parser out of the
+        // filter.
+        Ok(Number::from_f64(v).map_or(Json::Null, Json::Num))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Json, E> {
+        Ok(Json::Str(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Json, E> {
+        Ok(Json::Str(v))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Json::Arr(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+        let mut members = Vec::new();
+        while let Some(member) = map.next_entry()? {
+            members.push(member);
+        }
+        Ok(Json::Obj(members))
     }
 }
 
-/// A JSON number within `min..=max` (integers accepted too).
-pub(super) fn number_in<'de, D: Deserializer<'de>>(
-    d: D,
-    min: f64,
-    max: f64,
-) -> Result<f64, D::Error> {
-    struct BoundedNumber {
-        min: f64,
-        max: f64,
+/// What serde calls a value of the wrong type: `integer `5``, `string "x"`, `null`, ...
+fn unexpected(v: &Json) -> String {
+    match v {
+        Json::Null => "null".to_string(),
+        Json::Bool(b) => format!("boolean `{b}`"),
+        // Number's Display is the text serde_json's own messages use (`3.0`, `1e+300`).
+        Json::Num(n) if n.is_f64() => format!("floating point `{n}`"),
+        Json::Num(n) => format!("integer `{n}`"),
+        Json::Str(s) => format!("string {:?}", shown(s)),
+        Json::Arr(_) => "sequence".to_string(),
+        Json::Obj(_) => "map".to_string(),
     }
-    impl BoundedNumber {
-        fn check<E: de::Error>(&self, v: f64) -> Result<f64, E> {
-            if v.is_finite() && v >= self.min && v <= self.max {
-                Ok(v)
-            } else {
-                Err(E::custom(format!(
-                    "{v} is out of range; valid: a number from {} to {}",
-                    self.min, self.max
-                )))
-            }
-        }
-    }
-    impl<'de> Visitor<'de> for BoundedNumber {
-        type Value = f64;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(f, "a number from {} to {}", self.min, self.max)
-        }
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<f64, E> {
-            self.check(v)
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<f64, E> {
-            self.check(v as f64)
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<f64, E> {
-            self.check(v as f64)
-        }
-    }
-    d.deserialize_any(BoundedNumber { min, max })
 }
 
-pub(super) fn serde_error(e: serde_path_to_error::Error<serde_json::Error>) -> ConfigError {
-    let path = json_path(e.path());
-    let inner = e.into_inner();
-    let text = inner.to_string();
-    let message = if inner.is_syntax() || inner.is_eof() {
-        format!("not valid JSON: {text}; valid: one JSON object (see the config reference)")
-    } else if text.starts_with("missing field") {
-        format!("{text}; valid: an object with that field (see the config reference)")
-    } else {
-        text
-    };
-    ConfigError::at(path, message)
+/// `invalid type: <what was found>, expected <expected>` at `path`.
+pub(super) fn invalid_type(path: &str, v: &Json, expected: &str) -> ConfigError {
+    ConfigError::at(path, format!("invalid type: {}, expected {expected}", unexpected(v)))
 }
 
-/// `$`, then `.name` or `["odd name"]` per object key and `[i]` per array index; stops at the
-/// first segment serde could not name (a syntax error between members).
-fn json_path(path: &serde_path_to_error::Path) -> String {
-    let mut out = String::from("$");
-    for segment in path.iter() {
-        match segment {
-            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
-            Segment::Map { key } | Segment::Enum { variant: key } => {
-                let plain = !key.is_empty()
-                    && key.len() <= 64
-                    && key.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
-                if plain {
-                    out.push('.');
-                    out.push_str(key);
-                } else {
-                    out.push_str(&format!("[{:?}]", shown(key)));
-                }
-            }
-            Segment::Unknown => break,
+/// serde's list of alternatives: `` `a` ``, `` `a` or `b` ``, `` one of `a`, `b`, `c` ``.
+fn one_of(names: &[&str]) -> String {
+    let mut out = String::new();
+    if names.len() > 2 {
+        out.push_str("one of ");
+    }
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            out.push_str(if names.len() == 2 { " or " } else { ", " });
         }
+        out.push('`');
+        out.push_str(name);
+        out.push('`');
     }
     out
+}
+
+/// `path` extended by an object key: `.name`, or `["odd name"]` for a key that is not a plain
+/// identifier.
+pub(super) fn key_path(path: &str, key: &str) -> String {
+    let plain = !key.is_empty()
+        && key.len() <= 64
+        && key.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
+    if plain {
+        format!("{path}.{key}")
+    } else {
+        format!("{path}[{:?}]", shown(key))
+    }
+}
+
+/// Walks the JSON object `v` at `path`. `fields` are its members in declaration order (the
+/// order messages list them in, at most 32); bit `i` of `required` is set when `fields[i]`
+/// must be present. Calls `member(i, value, value_path)` for each member in document order,
+/// except an optional member whose value is `null`: that means absent. Refuses a value that
+/// is not an object, an unknown member (at its own path), a repeated member and a missing
+/// required one (at `path`).
+pub(super) fn object(
+    v: &Json,
+    path: &str,
+    fields: &[&str],
+    required: u32,
+    member: &mut dyn FnMut(usize, &Json, &str) -> Result<(), ConfigError>,
+) -> Result<(), ConfigError> {
+    let Json::Obj(members) = v else {
+        return Err(invalid_type(path, v, "a JSON object"));
+    };
+    let mut seen = 0u32;
+    for (key, value) in members {
+        let value_path = key_path(path, key);
+        let Some(i) = fields.iter().position(|f| f == key) else {
+            return Err(ConfigError::at(
+                value_path,
+                format!("unknown field `{}`, expected {}", shown(key), one_of(fields)),
+            ));
+        };
+        let bit = 1u32 << i;
+        if seen & bit != 0 {
+            return Err(ConfigError::at(path, format!("duplicate field `{key}`")));
+        }
+        seen |= bit;
+        if required & bit != 0 || !matches!(value, Json::Null) {
+            member(i, value, &value_path)?;
+        }
+    }
+    for (i, field) in fields.iter().enumerate() {
+        if (required & !seen) & (1u32 << i) != 0 {
+            return Err(ConfigError::at(
+                path,
+                format!(
+                    "missing field `{field}`; valid: an object with that field \
+                     (see the config reference)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The items of the JSON array `v` at `path`.
+pub(super) fn array<'a>(v: &'a Json, path: &str) -> Result<&'a [Json], ConfigError> {
+    match v {
+        Json::Arr(items) => Ok(items),
+        _ => Err(invalid_type(path, v, "a sequence")),
+    }
+}
+
+/// A JSON string.
+pub(super) fn string(v: &Json, path: &str) -> Result<String, ConfigError> {
+    match v {
+        Json::Str(s) => Ok(s.clone()),
+        _ => Err(invalid_type(path, v, "a string")),
+    }
+}
+
+/// A JSON boolean.
+pub(super) fn boolean(v: &Json, path: &str) -> Result<bool, ConfigError> {
+    match v {
+        Json::Bool(b) => Ok(*b),
+        _ => Err(invalid_type(path, v, "a boolean")),
+    }
+}
+
+/// One of `names`, as its index.
+pub(super) fn variant(v: &Json, path: &str, names: &[&str]) -> Result<usize, ConfigError> {
+    let Json::Str(s) = v else {
+        return Err(invalid_type(path, v, &one_of(names)));
+    };
+    names.iter().position(|n| n == s).ok_or_else(|| {
+        ConfigError::at(path, format!("unknown variant `{}`, expected {}", shown(s), one_of(names)))
+    })
+}
+
+/// A JSON integer within `min..=max` (a float such as `3.0` is not an integer).
+pub(super) fn int(v: &Json, path: &str, min: u32, max: u32) -> Result<u32, ConfigError> {
+    let expected = format!("an integer from {min} to {max}");
+    match v {
+        Json::Num(n) if !n.is_f64() => n
+            .as_u64()
+            .and_then(|u| u32::try_from(u).ok())
+            .filter(|u| (min..=max).contains(u))
+            .ok_or_else(|| {
+                ConfigError::at(path, format!("{n} is out of range; valid: {expected}"))
+            }),
+        _ => Err(invalid_type(path, v, &expected)),
+    }
+}
+
+/// A JSON number (integers accepted too) within `min..=max`.
+pub(super) fn number(v: &Json, path: &str, min: u32, max: u32) -> Result<f64, ConfigError> {
+    let expected = format!("a number from {min} to {max}");
+    let Json::Num(n) = v else {
+        return Err(invalid_type(path, v, &expected));
+    };
+    // A JSON number is always finite; `as_f64` rounds a large integer to the nearest double,
+    // which is compared, while the message quotes the number as written.
+    match n.as_f64() {
+        Some(x) if x >= f64::from(min) && x <= f64::from(max) => Ok(x),
+        _ => Err(ConfigError::at(path, format!("{n} is out of range; valid: {expected}"))),
+    }
 }
 
 /// A value quoted in an error message, cut to 80 characters so a huge input makes a short line.

@@ -226,8 +226,8 @@ fn invalid_json_is_refused_at_root() {
     }
 }
 
-/// serde_path_to_error reports a syntax error between object members (no key read yet) at an
-/// unknown segment, which the code renders as `$.?` -- not a JSON path.
+/// A syntax error between object members is reported at `$` (a real JSON path, never `$.?`),
+/// with the line and column in the message.
 #[test]
 fn invalid_json_inside_an_object_has_a_real_path() {
     for bad in [
@@ -242,12 +242,14 @@ fn invalid_json_inside_an_object_has_a_real_path() {
     }
 }
 
+/// The text is parsed before any member is looked at, so a syntax error anywhere is reported
+/// at `$`; the message gives the line and column.
 #[test]
-fn invalid_json_inside_a_value_names_that_value() {
+fn invalid_json_inside_a_value_is_refused_at_root_with_its_position() {
     let e = refuse(r#"{"cluster":"#);
-    assert_err(&e, "$.cluster", &["not valid JSON", "valid:"]);
+    assert_err(&e, "$", &["not valid JSON", "line 1 column 11", "valid:"]);
     let e = refuse(&with_backends(r#"[{"id":"a","address":"10.0.0.1:80"},]"#));
-    assert_err(&e, "$.backends", &["not valid JSON", "trailing comma", "valid:"]);
+    assert_err(&e, "$", &["not valid JSON", "trailing comma", "line 1 column", "valid:"]);
 }
 
 #[test]
@@ -306,11 +308,11 @@ fn invalid_utf8_is_refused() {
     let e = refuse_bytes(
         b"{\"cluster\":\"c\xff\",\"backends\":[{\"id\":\"a\",\"address\":\"10.0.0.1:80\"}]}",
     );
-    assert_err(&e, "$.cluster", &["not valid JSON", "valid:"]);
+    assert_err(&e, "$", &["not valid JSON", "line 1 column 14", "valid:"]);
     let e = refuse_bytes(
         b"{\"cluster\":\"c\",\"backends\":[{\"id\":\"\xc3\x28\",\"address\":\"10.0.0.1:80\"}]}",
     );
-    assert_err(&e, "$.backends[0].id", &["not valid JSON", "valid:"]);
+    assert_err(&e, "$", &["not valid JSON", "line 1 column", "valid:"]);
 }
 
 #[test]
@@ -680,4 +682,177 @@ fn first_error_in_document_order_is_reported() {
         r#"[{"id":"a b","address":"10.0.0.1:80"},{"id":"b","address":"x"}]"#,
     ));
     assert_eq!(e.path, "$.backends[0].id", "{e}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The JSON reader: exact messages, document order, duplicates, nulls
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn messages_read_like_serde() {
+    let e = refuse(&format!(r#"{{"cluster":"c","algorthm":"random","backends":{ONE_BACKEND}}}"#));
+    assert_eq!(
+        e.to_string(),
+        "$.algorthm: unknown field `algorthm`, expected one of `cluster`, `algorithm`, \
+         `backends`, `target`, `least_request`, `least_time`, `hash_on`, `maglev`, `ring_hash`, \
+         `balance_factor`"
+    );
+    let e = refuse(&format!(r#"{{"backends":{ONE_BACKEND}}}"#));
+    assert_eq!(
+        e.to_string(),
+        "$: missing field `cluster`; valid: an object with that field (see the config reference)"
+    );
+    let e = refuse(&with_backend(r#""id":"a","address":"10.0.0.1:80","weight":"3""#));
+    assert_eq!(
+        e.to_string(),
+        r#"$.backends[0].weight: invalid type: string "3", expected an integer from 1 to 10000"#
+    );
+    let e = refuse(&with_backend(r#""id":"a","address":"10.0.0.1:80","weight":1.5"#));
+    assert_eq!(
+        e.to_string(),
+        "$.backends[0].weight: invalid type: floating point `1.5`, expected an integer from 1 \
+         to 10000"
+    );
+    let e = refuse(&with_backend(r#""id":"a","address":"10.0.0.1:80","weight":0"#));
+    assert_eq!(
+        e.to_string(),
+        "$.backends[0].weight: 0 is out of range; valid: an integer from 1 to 10000"
+    );
+    let e = refuse(&format!(r#"{{"cluster":"c","algorithm":"rr","backends":{ONE_BACKEND}}}"#));
+    assert_eq!(
+        e.to_string(),
+        "$.algorithm: unknown variant `rr`, expected one of `round_robin`, `random`, \
+         `least_request`, `least_time`, `ring_hash`, `maglev`, `source_ip_hash`"
+    );
+    let e = refuse(&with_target(r#"{"mode":"header"}"#));
+    assert_eq!(e.to_string(), "$.target.mode: unknown variant `header`, expected `override_host`");
+    let e = refuse(&with_target("[]"));
+    assert_eq!(e.to_string(), "$.target: invalid type: sequence, expected a JSON object");
+    let e = refuse("5");
+    assert_eq!(e.to_string(), "$: invalid type: integer `5`, expected a JSON object");
+}
+
+#[test]
+fn every_json_type_is_named_in_type_errors() {
+    let not_strings = [
+        ("true", "boolean `true`"),
+        ("-1", "integer `-1`"),
+        ("18446744073709551615", "integer `18446744073709551615`"),
+        ("3.0", "floating point `3.0`"),
+        ("1e300", "floating point `1e+300`"),
+        ("[1]", "sequence"),
+        ("{}", "map"),
+    ];
+    for (value, found) in not_strings {
+        let e = refuse(&with_target(&format!(r#"{{"header":{value}}}"#)));
+        assert_eq!(e.path, "$.target.header");
+        assert_eq!(e.message, format!("invalid type: {found}, expected a string"));
+    }
+    let not_integers = [
+        ("false", "boolean `false`"),
+        ("3.0", "floating point `3.0`"),
+        (r#""x""#, r#"string "x""#),
+        ("[1]", "sequence"),
+        ("{}", "map"),
+    ];
+    for (value, found) in not_integers {
+        let e = refuse(&with_target(&format!(r#"{{"max_hosts":{value}}}"#)));
+        assert_eq!(e.path, "$.target.max_hosts");
+        assert_eq!(e.message, format!("invalid type: {found}, expected an integer from 1 to 10"));
+    }
+}
+
+#[test]
+fn odd_keys_are_quoted_in_paths() {
+    let e = refuse(&format!(r#"{{"cluster":"c","backends":{ONE_BACKEND},"odd key":1}}"#));
+    assert_err(&e, r#"$["odd key"]"#, &["unknown field `odd key`"]);
+    let e = refuse(&with_target(r#"{"":1}"#));
+    assert_err(&e, r#"$.target[""]"#, &["unknown field ``"]);
+    let long = "k".repeat(100);
+    let e = refuse(&with_target(&format!(r#"{{"{long}":1}}"#)));
+    let cut = format!("{}... (100 bytes)", "k".repeat(80));
+    assert_eq!(e.path, format!(r#"$.target["{cut}"]"#));
+    assert!(e.message.starts_with(&format!("unknown field `{cut}`")), "{e}");
+}
+
+#[test]
+fn long_values_in_type_and_variant_errors_are_cut() {
+    let long = "v".repeat(100);
+    let cut = format!("{}... (100 bytes)", "v".repeat(80));
+    let e = refuse(&with_target(&format!(r#"{{"max_hosts":"{long}"}}"#)));
+    assert_eq!(
+        e.message,
+        format!(r#"invalid type: string "{cut}", expected an integer from 1 to 10"#)
+    );
+    let e = refuse(&with_target(&format!(r#"{{"mode":"{long}"}}"#)));
+    assert_eq!(e.message, format!("unknown variant `{cut}`, expected `override_host`"));
+}
+
+#[test]
+fn members_are_checked_in_document_order() {
+    let e = refuse(r#"{"cluster":5,"bogus":1}"#);
+    assert_eq!(e.path, "$.cluster", "{e}");
+    let e = refuse(r#"{"bogus":1,"cluster":5}"#);
+    assert_eq!(e.path, "$.bogus", "{e}");
+    let e = refuse(r#"{"backends":7,"cluster":5}"#);
+    assert_eq!(e.path, "$.backends", "{e}");
+    // Shapes and types of the whole document are checked before any value is validated.
+    let e = refuse(r#"{"cluster":"","backends":[{"id":"a","address":"10.0.0.1:80","weight":0}]}"#);
+    assert_eq!(e.path, "$.backends[0].weight", "{e}");
+    // Missing fields are reported after the object's members are checked.
+    let e = refuse(r#"{"backends":[{"id":"a","address":"10.0.0.1:80","weight":0}]}"#);
+    assert_eq!(e.path, "$.backends[0].weight", "{e}");
+}
+
+#[test]
+fn duplicate_keys_are_refused_in_every_object() {
+    let e = refuse(&with_backend(r#""id":"a","id":"b","address":"10.0.0.1:80""#));
+    assert_eq!(e.to_string(), "$.backends[0]: duplicate field `id`");
+    // A null counts as given: null then a value is still a duplicate.
+    let e = refuse(&with_target(r#"{"header":null,"header":"x-h"}"#));
+    assert_eq!(e.to_string(), "$.target: duplicate field `header`");
+    let e = refuse(&format!(
+        r#"{{"cluster":"c","backends":{ONE_BACKEND},"target":null,"target":{{}}}}"#
+    ));
+    assert_err(&e, "$", &["duplicate field `target`"]);
+}
+
+#[test]
+fn null_means_absent_for_every_optional_field() {
+    let c = parse(&format!(
+        r#"{{"cluster":"c","algorithm":null,"backends":{ONE_BACKEND},"target":null,
+            "least_request":null,"least_time":null,"hash_on":null,"maglev":null,
+            "ring_hash":null,"balance_factor":null}}"#
+    ));
+    assert_eq!(c.algorithm, Algorithm::RoundRobin);
+    assert_eq!(c.balancing, AlgorithmConfig::defaults(Algorithm::RoundRobin));
+    assert_eq!(c.target.max_hosts, 3);
+    let c = parse(&with_target(r#"{"mode":null}"#));
+    assert_eq!(c.target.mode, TargetMode::OverrideHost);
+    // A required field cannot be null.
+    let e = refuse(&format!(r#"{{"cluster":null,"backends":{ONE_BACKEND}}}"#));
+    assert_eq!(e.to_string(), "$.cluster: invalid type: null, expected a string");
+    let e = refuse(r#"{"cluster":"c","backends":null}"#);
+    assert_eq!(e.to_string(), "$.backends: invalid type: null, expected a sequence");
+}
+
+#[test]
+fn enums_are_strings_only() {
+    let e = refuse(&format!(r#"{{"cluster":"c","algorithm":1,"backends":{ONE_BACKEND}}}"#));
+    assert_err(&e, "$.algorithm", &["invalid type: integer `1`", "`round_robin`"]);
+    // serde's externally tagged form of a unit variant is not a documented spelling.
+    let e = refuse(&format!(
+        r#"{{"cluster":"c","algorithm":{{"random":null}},"backends":{ONE_BACKEND}}}"#
+    ));
+    assert_err(&e, "$.algorithm", &["invalid type: map", "`random`"]);
+    let e = refuse(&with_target(r#"{"mode":{"override_host":null}}"#));
+    assert_err(&e, "$.target.mode", &["invalid type: map", "expected `override_host`"]);
+}
+
+#[test]
+fn type_errors_carry_no_position_but_syntax_errors_do() {
+    let e = refuse(&with_target(r#"{"max_hosts":"3"}"#));
+    assert!(!e.message.contains("line"), "{e}");
+    let e = refuse(&format!("{}\n x", with_backends(ONE_BACKEND)));
+    assert_err(&e, "$", &["trailing characters at line 2 column 2", "valid:"]);
 }

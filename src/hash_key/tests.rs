@@ -4,6 +4,8 @@
 
 use super::*;
 use proptest::prelude::*;
+use std::borrow::Cow;
+use std::net::Ipv4Addr;
 
 /// Golden vectors, computed independently with the reference C library (libxxhash 0.8.1,
 /// `XXH64(data, len, 0)` through Python ctypes). `""` and `"a"` are also xxHash's own published
@@ -21,15 +23,56 @@ fn hash_depends_on_every_byte() {
     assert_ne!(hash(b"a"), hash(b"a\0"));
 }
 
+/// `source_ip` as a borrowed slice of its input (panics when it is owned).
+fn ip(address: &str) -> Option<&str> {
+    source_ip(address).map(|ip| match ip {
+        Cow::Borrowed(ip) => ip,
+        Cow::Owned(ip) => panic!("{address:?} gave an owned {ip:?}"),
+    })
+}
+
 #[test]
 fn source_ip_v4_and_v6() {
-    assert_eq!(source_ip("1.2.3.4:5678"), Some("1.2.3.4"));
-    assert_eq!(source_ip("10.0.0.1:0"), Some("10.0.0.1"));
-    assert_eq!(source_ip("255.255.255.255:65535"), Some("255.255.255.255"));
-    assert_eq!(source_ip("[::1]:5678"), Some("::1"));
-    assert_eq!(source_ip("[2001:db8::8a2e:370:7334]:443"), Some("2001:db8::8a2e:370:7334"));
-    assert_eq!(source_ip("[::ffff:1.2.3.4]:80"), Some("::ffff:1.2.3.4"));
-    assert_eq!(source_ip("[fe80::1%eth0]:80"), Some("fe80::1%eth0"));
+    assert_eq!(ip("1.2.3.4:5678"), Some("1.2.3.4"));
+    assert_eq!(ip("10.0.0.1:0"), Some("10.0.0.1"));
+    assert_eq!(ip("255.255.255.255:65535"), Some("255.255.255.255"));
+    assert_eq!(ip("[::1]:5678"), Some("::1"));
+    assert_eq!(ip("[2001:db8::8a2e:370:7334]:443"), Some("2001:db8::8a2e:370:7334"));
+    // IPv6 is returned as written, not canonicalised.
+    assert_eq!(ip("[2001:DB8:0::1]:443"), Some("2001:DB8:0::1"));
+}
+
+/// A dual-stack listener reports an IPv4 client as IPv4-mapped IPv6: the same key either way.
+#[test]
+fn source_ip_ipv4_mapped_is_the_ipv4_address() {
+    assert_eq!(ip("[::ffff:10.1.2.3]:5555"), Some("10.1.2.3"));
+    assert_eq!(ip("[::ffff:1.2.3.4]:80"), Some("1.2.3.4"));
+    assert_eq!(ip("[::FFFF:1.2.3.4]:80"), Some("1.2.3.4"));
+    assert_eq!(ip("[0:0:0:0:0:ffff:1.2.3.4]:80"), Some("1.2.3.4"));
+    assert_eq!(ip("[::ffff:0.0.0.0]:80"), Some("0.0.0.0"));
+    assert_eq!(ip("[::ffff:10.1.2.3%eth0]:80"), Some("10.1.2.3"));
+    let key = |a: &str| hash(source_ip(a).unwrap().as_bytes());
+    assert_eq!(key("[::ffff:10.1.2.3]:5555"), key("10.1.2.3:443"));
+    assert_eq!(key("[::ffff:10.1.2.3]:5555"), hash(b"10.1.2.3"));
+    // Written in hex, the IPv4 text must be built: owned, same text.
+    for hex in ["[::ffff:a01:203]:80", "[::ffff:0a01:0203]:80", "[0:0:0:0:0:FFFF:A01:203]:1"] {
+        assert!(matches!(source_ip(hex), Some(Cow::Owned(t)) if t == "10.1.2.3"), "{hex}");
+    }
+    // Not mapped: IPv4-compatible (deprecated), IPv4-translated and NAT64 addresses stay IPv6.
+    assert_eq!(ip("[::1.2.3.4]:80"), Some("::1.2.3.4"));
+    assert_eq!(ip("[::ffff:0:1.2.3.4]:80"), Some("::ffff:0:1.2.3.4"));
+    assert_eq!(ip("[64:ff9b::1.2.3.4]:80"), Some("64:ff9b::1.2.3.4"));
+    assert_eq!(ip("[::fffe:1.2.3.4]:80"), Some("::fffe:1.2.3.4"));
+}
+
+#[test]
+fn source_ip_drops_the_ipv6_zone() {
+    assert_eq!(ip("[fe80::1%eth0]:80"), Some("fe80::1"));
+    assert_eq!(ip("[fe80::1%3]:80"), Some("fe80::1"));
+    assert_eq!(ip("[fe80::1%en0.100_a-b]:80"), Some("fe80::1"));
+    let key = |a: &str| hash(source_ip(a).unwrap().as_bytes());
+    assert_eq!(key("[fe80::1%eth0]:80"), key("[fe80::1%eth1]:80"));
+    assert_eq!(key("[fe80::1%eth0]:80"), key("[fe80::1]:81"));
 }
 
 #[test]
@@ -181,6 +224,30 @@ fn query_many_and_huge() {
     assert_eq!(query(&huge, "target"), Some("found"));
 }
 
+proptest! {
+    /// Every IPv4 client gets the same key whether reported as IPv4 or IPv4-mapped IPv6, in
+    /// dotted or hex form (the hex form is the only owned result), any port, any zone.
+    #[test]
+    fn ipv4_and_ipv4_mapped_sources_give_the_same_text(
+        v4 in any::<u32>(),
+        port in any::<u16>(),
+        zone in prop::option::of("[a-z0-9]{1,6}"),
+    ) {
+        let v4 = Ipv4Addr::from(v4);
+        let text = v4.to_string();
+        let zone = zone.map_or(String::new(), |z| format!("%{z}"));
+        let [a, b, c, d] = v4.octets();
+        let (hi, lo) = (u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d]));
+        let mapped = v4.to_ipv6_mapped();
+        let dotted = format!("[::ffff:{v4}{zone}]:{port}");
+        for address in [format!("{v4}:{port}"), dotted, format!("[{mapped}{zone}]:{port}")] {
+            prop_assert_eq!(ip(&address), Some(text.as_str()));
+        }
+        let hex = format!("[::ffff:{hi:x}:{lo:x}{zone}]:{port}");
+        prop_assert!(matches!(source_ip(&hex), Some(Cow::Owned(t)) if t == text), "{}", hex);
+    }
+}
+
 /// The separators a client may put between cookies.
 fn separator() -> impl Strategy<Value = &'static str> {
     prop_oneof![Just("; "), Just(";"), Just(" ;  "), Just(";\t"), Just("; ; ")]
@@ -191,9 +258,13 @@ proptest! {
     fn nothing_panics_and_results_are_slices_of_the_input(s in any::<String>(), name in any::<String>()) {
         let _ = hash(s.as_bytes());
         if let Some(ip) = source_ip(&s) {
-            prop_assert!(s.contains(ip));
-            let addr = ip.split_once('%').map_or(ip, |(a, _)| a);
-            prop_assert!(addr.parse::<std::net::IpAddr>().is_ok(), "{ip:?}");
+            // Borrowed: a slice of the input; an IP address, no zone, never IPv4-mapped.
+            prop_assert!(matches!(ip, Cow::Owned(_)) || s.contains(&*ip));
+            match ip.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V6(v6)) => prop_assert!(v6.to_ipv4_mapped().is_none()),
+                Ok(std::net::IpAddr::V4(_)) => {}
+                Err(e) => prop_assert!(false, "{ip:?}: {e}"),
+            }
         }
         if let Some(v) = cookie(&s, &name) {
             prop_assert!(s.contains(v));

@@ -173,11 +173,14 @@ fn claim(table: &mut [u16], t: &mut Turns, m: usize, lowest_free: &mut usize) ->
 /// no count and a long one at most doubles its work. No allocation: a backend is marked as met
 /// by writing the walk's epoch into a per-backend array.
 ///
-/// Bounded loads, when `balance_factor` is `Some(c)`: with `n` accepted backends in the table
-/// and `T = ctx.load.total_in_flight()` (read once per pick), a backend is admitted iff
-/// `in_flight < ceil(c * (T + 1) / n)`, with `c` taken to 1/1000 and at least 1 (NaN and values
-/// below 1 count as 1; Envoy takes it in whole percent) and computed in integers. `in_flight`
-/// is read once for each accepted backend met, only until `out` is full. The primary is the
+/// Bounded loads, when `balance_factor` is `Some(c)`: with `W` the sum of the weights of the
+/// accepted backends in the table and `T = ctx.load.total_in_flight()` (read once per pick), a
+/// backend of weight `w` is admitted iff `in_flight < ceil(c * (T + 1) * w / W)`: its share of
+/// the load by weight, times `c`, as Envoy's `hash_balance_factor` scales each host's bound by
+/// its normalized weight (with equal weights, `ceil(c * (T + 1) / n)` for `n` accepted
+/// backends). `c` is taken to 1/1000 and at least 1 (NaN and values below 1 count as 1; Envoy
+/// takes it in whole percent), and the bound is computed in integers. `in_flight` is read once
+/// for each accepted backend met, only until `out` is full. The primary is the
 /// first admitted backend in hash order; the other admitted ones follow, then the backends
 /// over the bound in hash order, so when all are over it the primary is the first accepted.
 #[derive(Debug, Clone)]
@@ -188,6 +191,8 @@ pub(crate) struct HashWalk {
     epoch: u32,
     /// `in_table[i]`: backend `i` owns at least one slot (or ring point).
     in_table: Vec<bool>,
+    /// Configured weight of each backend, for the load bounds.
+    weights: Vec<u32>,
     /// Number of backends in the table.
     present: usize,
     /// `c` in thousandths, when loads are bounded.
@@ -213,6 +218,7 @@ impl HashWalk {
             met: vec![0; pool.len()],
             epoch: 0,
             in_table,
+            weights: pool.weights().collect(),
             present,
             balance_milli: balance_factor.map(balance_milli),
         }
@@ -245,19 +251,19 @@ impl HashWalk {
         let mut accepted_total = None;
         let mut bound = None;
         if let Some(milli) = self.balance_milli {
-            let n = self.count_accepted(accept);
+            let (n, total_weight) = self.accepted(accept);
             if n == 0 {
                 return;
             }
             accepted_total = Some(n);
-            bound = Some(admission_bound(milli, ctx.load.total_in_flight(), n));
+            bound = Some(LoadBound::new(milli, ctx.load.total_in_flight(), total_weight));
         }
         let mut over = [0usize; MAX_HOSTS_LIMIT];
         let mut n_over = 0usize;
         let (mut met, mut accepted) = (0usize, 0usize);
         for (step, b) in order.enumerate() {
             if accepted_total.is_none() && step >= self.present {
-                accepted_total = Some(self.count_accepted(accept));
+                accepted_total = Some(self.accepted(accept).0);
             }
             if out.is_full() || met >= self.present || accepted_total.is_some_and(|n| accepted >= n)
             {
@@ -273,7 +279,7 @@ impl HashWalk {
             }
             accepted += 1;
             match bound {
-                Some(bound) if ctx.load.in_flight(b) >= bound => {
+                Some(bound) if ctx.load.in_flight(b) >= bound.of(self.weight(b)) => {
                     if let Some(slot) = over.get_mut(n_over) {
                         *slot = b;
                         n_over += 1;
@@ -298,9 +304,18 @@ impl HashWalk {
         self.epoch
     }
 
-    /// Accepted backends that are in the table.
-    fn count_accepted(&self, accept: &dyn Fn(usize) -> bool) -> usize {
-        self.in_table.iter().enumerate().filter(|&(i, &p)| p && accept(i)).count()
+    /// The number of accepted backends that are in the table, and the sum of their weights
+    /// (one `accept` call per backend in the table).
+    fn accepted(&self, accept: &dyn Fn(usize) -> bool) -> (usize, u64) {
+        self.in_table
+            .iter()
+            .enumerate()
+            .filter(|&(i, &p)| p && accept(i))
+            .fold((0, 0), |(n, sum), (i, _)| (n + 1, sum.saturating_add(u64::from(self.weight(i)))))
+    }
+
+    fn weight(&self, backend: usize) -> u32 {
+        self.weights.get(backend).copied().unwrap_or(0)
     }
 }
 
@@ -314,11 +329,32 @@ fn balance_milli(c: f64) -> u64 {
     }
 }
 
-/// `ceil(c * (total + 1) / n)` with `c = milli / 1000`, exactly; `n >= 1`.
-fn admission_bound(milli: u64, total_in_flight: u64, n: usize) -> u64 {
-    let num = u128::from(milli) * (u128::from(total_in_flight) + 1);
-    let den = 1000 * (n.max(1) as u128);
-    u64::try_from(num.div_ceil(den)).unwrap_or(u64::MAX)
+/// The load bounds of one walk (see [`HashWalk`]): `ceil(c * (T + 1) * w / W)` for a backend
+/// of weight `w`, in integers.
+#[derive(Debug, Clone, Copy)]
+struct LoadBound {
+    /// `1000 * c * (T + 1)`: below 2^64 * 2^64, so it fits.
+    num: u128,
+    /// `1000 * W`, `W` = 0 counting as 1.
+    den: u128,
+}
+
+impl LoadBound {
+    /// `c = milli / 1000`, `T = total_in_flight`, `W = total_weight`.
+    fn new(milli: u64, total_in_flight: u64, total_weight: u64) -> Self {
+        LoadBound {
+            num: u128::from(milli) * (u128::from(total_in_flight) + 1),
+            den: 1000 * u128::from(total_weight.max(1)),
+        }
+    }
+
+    /// The bound of a backend of weight `weight`, exactly, or `u64::MAX` when it is past that.
+    /// `num * weight` saturates only at 2^128 or more, and then the exact quotient is past
+    /// `u64::MAX` too, as `den < 2^64` (`W` is at most `MAX_BACKENDS * u32::MAX`, below 2^46).
+    fn of(self, weight: u32) -> u64 {
+        let num = self.num.saturating_mul(u128::from(weight));
+        u64::try_from(num.div_ceil(self.den)).unwrap_or(u64::MAX)
+    }
 }
 
 #[cfg(test)]

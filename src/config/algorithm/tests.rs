@@ -246,3 +246,55 @@ fn primes() {
     assert_eq!(small, vec![2, 3, 5, 7, 11, 13, 17, 19, 23, 29]);
     assert!(is_prime(65_537) && is_prime(5_000_011) && !is_prime(65_535));
 }
+
+#[test]
+fn json_names_and_field_positions_agree() {
+    assert_eq!(ALGORITHMS.len(), ALGORITHM_NAMES.len());
+    for (a, name) in ALGORITHMS.iter().zip(ALGORITHM_NAMES) {
+        assert_eq!(a.name(), *name);
+    }
+    // `RawAlgorithm::read` is handed these positions of the top-level field list.
+    let fields = super::super::FIELDS;
+    assert_eq!(fields[1], "algorithm");
+    assert_eq!(
+        fields[4..],
+        ["least_request", "least_time", "hash_on", "maglev", "ring_hash", "balance_factor"]
+    );
+}
+
+#[test]
+fn block_messages_list_their_fields() {
+    let hf = r#""algorithm":"maglev","hash_on":{"source_ip":true}"#;
+    let e = parse(&format!(r#"{hf},"maglev":{{"size":3}}"#)).unwrap_err();
+    assert_eq!(e.to_string(), "$.maglev.size: unknown field `size`, expected `table_size`");
+    let rh = r#""algorithm":"ring_hash","hash_on":{"source_ip":true}"#;
+    let e = parse(&format!(r#"{rh},"ring_hash":{{"size":3}}"#)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "$.ring_hash.size: unknown field `size`, expected `min_ring_size` or `max_ring_size`"
+    );
+}
+
+/// Numbers out of range are quoted as JSON writes them.
+#[test]
+fn out_of_range_numbers_are_quoted_as_json() {
+    let hf = r#""algorithm":"maglev","hash_on":{"source_ip":true}"#;
+    for (n, shown) in [
+        ("0.9", "0.9"),
+        ("200", "200"),
+        ("200.0", "200.0"),
+        ("1e300", "1e+300"),
+        ("-9223372036854775808", "-9223372036854775808"),
+        ("18446744073709551615", "18446744073709551615"),
+    ] {
+        refused(
+            &format!(r#"{hf},"balance_factor":{n}"#),
+            "$.balance_factor",
+            &[&format!("{shown} is out of range; valid: a number from 1 to 100")],
+        );
+    }
+    let c = ok(&format!(r#"{hf},"balance_factor":100"#));
+    assert_eq!(c.balance_factor, Some(100.0));
+    let c = ok(r#""algorithm":"least_request","least_request":{"active_request_bias":0}"#);
+    assert_eq!(c.active_request_bias, 0.0);
+}

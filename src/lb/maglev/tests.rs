@@ -416,15 +416,157 @@ fn load_is_read_only_with_a_balance_factor() {
     assert_eq!((load.reads.len(), load.total_reads), (0, 0));
 }
 
+/// `LoadBound::of` through `c`: `ceil(c * (total + 1) * weight / total_weight)`.
+fn bound(c: f64, total: u64, weight: u32, total_weight: u64) -> u64 {
+    LoadBound::new(balance_milli(c), total, total_weight).of(weight)
+}
+
 #[test]
 fn admission_bound_is_exact() {
     // ceil(1.1 * 10 / 11) = 1 exactly (floating point gives 1.0000000000000002).
-    assert_eq!(admission_bound(balance_milli(1.1), 9, 11), 1);
-    assert_eq!(admission_bound(balance_milli(1.25), 10, 5), 3);
-    assert_eq!(admission_bound(balance_milli(2.0), 99, 4), 50);
-    assert_eq!(admission_bound(balance_milli(1.0), 0, 1000), 1);
-    // Below 1, NaN: as 1. Infinite: no bound.
+    assert_eq!(bound(1.1, 9, 1, 11), 1);
+    assert_eq!(bound(1.25, 10, 1, 5), 3);
+    assert_eq!(bound(2.0, 99, 1, 4), 50);
+    assert_eq!(bound(1.0, 0, 1, 1000), 1);
+    // Weighted: ceil(1.25 * 11 * 4 / 8) = ceil(6.875) = 7 and ceil(1.25 * 11 / 8) = 2.
+    assert_eq!(bound(1.25, 10, 4, 8), 7);
+    assert_eq!(bound(1.25, 10, 1, 8), 2);
+    assert_eq!(bound(1.1, 9, 3, 33), 1); // 1.1 * 10 * 3 / 33 = 1 exactly.
+    assert_eq!(bound(1.0, 0, 0, 8), 0); // No weight, no share (not reached: weight 0 has no slot).
+    assert_eq!(bound(1.0, 5, 1, 0), 6); // A zero total weight counts as 1.
+                                        // Below 1, NaN: as 1. Infinite: no bound.
     assert_eq!(balance_milli(0.5), 1000);
     assert_eq!(balance_milli(f64::NAN), 1000);
-    assert_eq!(admission_bound(balance_milli(f64::INFINITY), u64::MAX, 1), u64::MAX);
+    assert_eq!(bound(f64::INFINITY, u64::MAX, 1, 1), u64::MAX);
+    // Extremes do not overflow: the u128 product saturates only where the bound is past u64.
+    let max_w = u64::from(u32::MAX) * MAX_BACKENDS as u64;
+    assert_eq!(bound(f64::INFINITY, u64::MAX, u32::MAX, max_w), u64::MAX);
+    assert_eq!(u128::from(bound(100.0, u64::MAX, u32::MAX, max_w)), (1u128 << 64).div_ceil(100));
+    assert_eq!(bound(1.0, u64::MAX - 1, u32::MAX, u64::from(u32::MAX)), u64::MAX);
+    assert_eq!(bound(1.0, u64::MAX - 1, 1, 2), 1 << 63);
+    assert_eq!(bound(1.0, u64::MAX - 1, 1, max_w), (1u64 << 63).div_ceil(max_w / 2));
+    assert_eq!(bound(1.0, 0, 1, max_w), 1);
+}
+
+proptest! {
+    /// Equal weights give the unweighted bound of before, `ceil(c * (T + 1) / n)`, whatever the
+    /// common weight.
+    #[test]
+    fn equal_weights_give_the_unweighted_bound(
+        milli in 1000u64..=100_000,
+        total in any::<u64>(),
+        n in 1u64..=10_000,
+        w in 1u32..,
+    ) {
+        let num = u128::from(milli) * (u128::from(total) + 1);
+        let unweighted = u64::try_from(num.div_ceil(1000 * u128::from(n))).unwrap_or(u64::MAX);
+        prop_assert_eq!(LoadBound::new(milli, total, n * u64::from(w)).of(w), unweighted);
+    }
+
+    /// The weighted bound is the exact ceiling, checked against an f64-free big computation.
+    #[test]
+    fn weighted_bound_is_the_exact_ceiling(
+        milli in 1000u64..=100_000,
+        total in 0u64..1 << 40,
+        w in 1u32..,
+        others in 0u64..1 << 45,
+    ) {
+        let total_weight = u64::from(w) + others;
+        let num = u128::from(milli) * (u128::from(total) + 1) * u128::from(w);
+        let den = 1000 * u128::from(total_weight);
+        let b = u128::from(LoadBound::new(milli, total, total_weight).of(w));
+        // b is the least integer with b * den >= num.
+        prop_assert!(b * den >= num && (b == 0 || (b - 1) * den < num));
+    }
+}
+
+/// Pool `heavy` (weight 4) and `l0..l3` (weight 1): W = 8.
+fn heavy_pool() -> Pool {
+    pool_of(&[("heavy", 4), ("l0", 1), ("l1", 1), ("l2", 1), ("l3", 1)])
+}
+
+/// A key whose hash order (without loads) starts with `first`, and that order.
+fn key_starting_at(b: &mut dyn Balancer, first: usize, n: usize) -> (u64, Vec<usize>) {
+    (0u64..)
+        .map(|k| hash(&k.to_le_bytes()))
+        .map(|key| (key, pick(b, key, &all, n)))
+        .find(|(_, order)| order[0] == first)
+        .unwrap()
+}
+
+#[test]
+fn bounded_load_scales_each_bound_by_weight() {
+    let p = heavy_pool();
+    let mut m = Maglev::new(&p, M, Some(1.25));
+    // T = 10: the heavy backend's bound is ceil(1.25 * 11 * 4 / 8) = 7, a light one's
+    // ceil(1.25 * 11 / 8) = 2; unweighted, both were ceil(1.25 * 11 / 5) = 3.
+    let (key, order) = key_starting_at(&mut Maglev::new(&p, M, None), 0, 5);
+    let mut load = FakeLoad { in_flight: vec![0; 5], total: 10, ..Default::default() };
+    load.in_flight[0] = 6;
+    assert_eq!(pick_with(&mut m, Some(key), &all, &mut load, 1), [0]);
+    assert_eq!((load.reads.as_slice(), load.total_reads), (&[0][..], 1));
+    load.in_flight[0] = 7;
+    load.reads.clear();
+    assert_eq!(pick_with(&mut m, Some(key), &all, &mut load, 1), [order[1]]);
+    assert_eq!(load.reads, [0, order[1]]);
+
+    // A light primary at 2 in flight is over its bound of 2 and yields to the next.
+    let (key, order) = key_starting_at(&mut Maglev::new(&p, M, None), 3, 5);
+    let mut load = FakeLoad { in_flight: vec![0; 5], total: 10, ..Default::default() };
+    load.in_flight[3] = 1;
+    assert_eq!(pick_with(&mut m, Some(key), &all, &mut load, 1), [3]);
+    load.in_flight[3] = 2;
+    assert_eq!(pick_with(&mut m, Some(key), &all, &mut load, 5)[..4], order[1..]);
+    // W counts only accepted backends: without the heavy one, W = 4 and the light bound is
+    // ceil(1.25 * 11 / 4) = 4, so 3 in flight is under it.
+    load.in_flight[3] = 3;
+    assert_eq!(pick_with(&mut m, Some(key), &|i| i != 0, &mut load, 1), [3]);
+    assert_eq!(pick_with(&mut m, Some(key), &all, &mut load, 1), [order[1]]);
+}
+
+/// Requests that never finish, keyed at random, each counted on its primary: every backend
+/// stays within its weighted bound, `ceil(1.25 * T * w / W)` at the end, and the heavy backend
+/// (half the weight, about half the keys) holds far more than the unweighted bound
+/// `ceil(1.25 * T / 5)` = 200 would have let it.
+#[test]
+fn bounded_load_lets_a_heavy_backend_hold_its_share() {
+    let p = heavy_pool();
+    let mut m = Maglev::new(&p, M, Some(1.25));
+    let mut load = FakeLoad { in_flight: vec![0; 5], total: 0, ..Default::default() };
+    let mut rng = fastrand::Rng::with_seed(3);
+    for _ in 0..800 {
+        let b = pick_with(&mut m, Some(rng.u64(..)), &all, &mut load, 1)[0];
+        load.in_flight[b] += 1;
+        load.total += 1;
+    }
+    let weights = [4u64, 1, 1, 1, 1];
+    for (b, (&l, &w)) in load.in_flight.iter().zip(&weights).enumerate() {
+        assert!(l <= (1250 * 800 * w).div_ceil(1000 * 8), "{b}: {:?}", load.in_flight);
+    }
+    assert!(load.in_flight[0] > 300, "{:?}", load.in_flight);
+}
+
+/// Equal weights, any common weight: the same picks and reads as weight 1.
+#[test]
+fn bounded_load_with_equal_weights_is_unchanged() {
+    let ones = equal_pool(5);
+    let sevens = Pool::new(ones.iter().map(|b| Backend::new(b.id.clone(), b.address, 7)).collect());
+    let mut m1 = Maglev::new(&ones, M, Some(1.25));
+    let mut m7 = Maglev::new(&sevens, M, Some(1.25));
+    let mut rng = fastrand::Rng::with_seed(5);
+    for _ in 0..500 {
+        let in_flight: Vec<u64> = (0..5).map(|_| rng.u64(0..6)).collect();
+        let total = in_flight.iter().sum::<u64>() + rng.u64(0..4);
+        let key = rng.u64(..);
+        let mut l1 = FakeLoad { in_flight: in_flight.clone(), total, ..Default::default() };
+        let mut l7 = FakeLoad { in_flight, total, ..Default::default() };
+        let got = pick_with(&mut m1, Some(key), &all, &mut l1, 3);
+        assert_eq!(got, pick_with(&mut m7, Some(key), &all, &mut l7, 3));
+        assert_eq!(l1.reads, l7.reads);
+        // The unweighted rule of before, ceil(1.25 * (T + 1) / 5), picks the same primary.
+        let bound = (1250 * (total + 1)).div_ceil(5000);
+        let order = pick(&mut m1, key, &all, 5);
+        let primary = order.iter().find(|&&b| l1.in_flight[b] < bound).unwrap_or(&order[0]);
+        assert_eq!(got[0], *primary);
+    }
 }
