@@ -169,6 +169,18 @@ pub(crate) fn fill_by_rank(
     accept: &dyn Fn(usize) -> bool,
     rank: impl Fn(usize) -> i64,
 ) {
+    fill_by_bounded_rank(out, n, accept, &rank, &rank);
+}
+
+/// [`fill_by_rank`] with a cheap `bound(i) >= rank(i)`: once the window is full, a backend
+/// whose bound cannot beat the worst kept rank is skipped without computing its rank.
+pub(crate) fn fill_by_bounded_rank(
+    out: &mut Picks,
+    n: usize,
+    accept: &dyn Fn(usize) -> bool,
+    bound: impl Fn(usize) -> i64,
+    rank: impl Fn(usize) -> i64,
+) {
     let want = out.capacity().saturating_sub(out.len());
     if want == 0 {
         return;
@@ -176,7 +188,11 @@ pub(crate) fn fill_by_rank(
     // Best `want` candidates so far, sorted by rank descending.
     let mut best: [(i64, usize); MAX_HOSTS_LIMIT] = [(0, 0); MAX_HOSTS_LIMIT];
     let mut len = 0usize;
+    let mut worst = i64::MIN;
     for i in 0..n {
+        if len == want && bound(i) <= worst {
+            continue;
+        }
         if !accept(i) || out.contains(i) {
             continue;
         }
@@ -194,6 +210,9 @@ pub(crate) fn fill_by_rank(
             }
         }
         len = end;
+        if len == want {
+            worst = best.get(len - 1).map_or(i64::MIN, |w| w.0);
+        }
     }
     for &(_, i) in best.iter().take(len) {
         out.push(i);

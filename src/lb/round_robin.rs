@@ -7,7 +7,7 @@
 //! equal scores are ordered at random per request, so the retries of a failing backend spread
 //! evenly over the others instead of all landing on its successor.
 
-use super::{fill_by_rank, Balancer, PickCtx, Picks};
+use super::{fill_by_bounded_rank, Balancer, PickCtx, Picks};
 
 /// Low bits of a retry rank that order equal scores. Scores stay within ±(sum of weights)
 /// <= 10^8 < 2^27 (weights <= 10^4, backends <= 10^4), so shifting by 20 cannot overflow.
@@ -63,9 +63,11 @@ impl Balancer for SmoothWeighted {
         }
         let salt = ctx.rng.u64(..);
         let (current, weight) = (&self.current, &self.weight);
-        fill_by_rank(out, weight.len(), accept, |i| {
-            let score = current.get(i).copied().unwrap_or(0) + weight.get(i).copied().unwrap_or(0);
-            (score << TIE_BITS) | tie_break(i, salt)
-        });
+        let score =
+            |i: usize| current.get(i).copied().unwrap_or(0) + weight.get(i).copied().unwrap_or(0);
+        // The tie bits are below 2^TIE_BITS, so `score | all ones` bounds the rank.
+        let bound = |i: usize| (score(i) << TIE_BITS) | ((1 << TIE_BITS) - 1);
+        let rank = |i: usize| (score(i) << TIE_BITS) | tie_break(i, salt);
+        fill_by_bounded_rank(out, weight.len(), accept, bound, rank);
     }
 }
