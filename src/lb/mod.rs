@@ -163,6 +163,7 @@ pub fn build(config: &AlgorithmConfig, pool: &Pool, now_ns: u64) -> Box<dyn Bala
 
 /// Appends to `out`, until it is full, the accepted backends not yet in it, highest `rank`
 /// first (ties: lower index first). One pass over `n` backends; no allocation.
+#[cfg(test)]
 pub(crate) fn fill_by_rank(
     out: &mut Picks,
     n: usize,
