@@ -175,7 +175,7 @@ async fn source_ip_hash_sticks_per_client_address() {
     assert_eq!(used.len(), 3, "29 client addresses should reach all 3 backends: {used:?}");
 }
 
-/// Maps `keys` (x-user values) to backend ids through `envoy`.
+/// Maps `keys` (x-user values) to backend ids through `envoy` (every answer must be a 200).
 async fn mapping(envoy: &Envoy, keys: &[String]) -> HashMap<String, String> {
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let mut m = HashMap::new();
@@ -185,30 +185,29 @@ async fn mapping(envoy: &Envoy, keys: &[String]) -> HashMap<String, String> {
     m
 }
 
-/// (e) Maglev: removing one of five backends moves only that backend's keys (± 1% of keys).
-/// The mapping depends only on the config, so the proxy before and after the change may be
-/// two processes: exactly what a fleet of proxies relies on.
+/// (e) Maglev: a live config update (LDS) removing one of five backends moves only that
+/// backend's keys (± 1% of keys), and no request fails across the update.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maglev_removal_moves_only_the_removed_backends_keys() {
     let backends = backends(5).await;
     let extra = json!({"algorithm": "maglev", "hash_on": {"header": "x-user"}});
+    let config = |n: usize| {
+        let pool: Vec<_> = backends[..n].iter().map(|b| (b.id(), b.addr, 1)).collect();
+        plugin_config(&pool, extra.clone())
+    };
+    let endpoints = backends.iter().map(|b| b.addr).collect();
+    let mut envoy = Envoy::start(EnvoySetup::new(config(5), endpoints).concurrency(2).live()).await;
     let keys: Vec<String> = (0..1000).map(|i| format!("key-{i}")).collect();
-    let before = {
-        let envoy = start(&backends, 2, extra.clone()).await;
-        mapping(&envoy, &keys).await
-    };
-    let after = {
-        let envoy = start(&backends[..4], 2, extra.clone()).await;
-        mapping(&envoy, &keys).await
-    };
+    let before = mapping(&envoy, &keys).await;
+    assert!(envoy.update_plugin_config(config(4)).await, "update refused:\n{}", envoy.log_tail(20));
+    let after = mapping(&envoy, &keys).await;
     let removed = backends[4].id();
+    assert!(after.values().all(|b| b != removed), "the removed backend still gets keys");
     let on_removed = before.values().filter(|b| *b == removed).count();
-    let moved = keys.iter().filter(|k| before[*k] != after[*k]).count();
     let moved_elsewhere =
         keys.iter().filter(|k| before[*k] != removed && before[*k] != after[*k]).count();
     assert!(on_removed > 100, "the removed backend held {on_removed} of 1000 keys");
-    assert!(moved_elsewhere <= 10, "{moved_elsewhere} keys of kept backends moved (≤ 1%)");
-    assert!(moved >= on_removed, "{moved} moved, {on_removed} had to");
+    assert!(moved_elsewhere <= 10, "{moved_elsewhere} keys of kept backends moved (<= 1%)");
 }
 
 /// (f) Bounded load: 24 clients in a closed loop send one hot key; with balance_factor 1.25

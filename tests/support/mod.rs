@@ -94,6 +94,8 @@ pub fn plugin_config(backends: &[(&str, SocketAddr, u32)], extra: serde_json::Va
 /// What to run: the shipped envoy.yaml with these changes.
 pub struct EnvoySetup {
     pub concurrency: u32,
+    /// Serve the listener through LDS from a watched file, so the test can update it live.
+    pub live: bool,
     /// The filter's plugin configuration (any text: invalid configs are tested too).
     pub plugin_config: String,
     /// Endpoints of cluster `pool`.
@@ -102,12 +104,52 @@ pub struct EnvoySetup {
 
 impl EnvoySetup {
     pub fn new(plugin_config: String, endpoints: Vec<SocketAddr>) -> Self {
-        EnvoySetup { concurrency: 1, plugin_config, endpoints }
+        EnvoySetup { concurrency: 1, live: false, plugin_config, endpoints }
     }
 
     pub fn concurrency(mut self, n: u32) -> Self {
         self.concurrency = n;
         self
+    }
+
+    /// Serve the listener from a watched LDS file ([`Envoy::update_plugin_config`]).
+    pub fn live(mut self) -> Self {
+        self.live = true;
+        self
+    }
+
+    /// The bootstrap to write, and in live mode the LDS file (listener moved out of it).
+    fn render_files(&self, dir: &Path) -> (String, Option<String>) {
+        let mut doc: Value = serde_yaml_ng::from_str(&self.render()).unwrap();
+        if !self.live {
+            return (serde_yaml_ng::to_string(&doc).unwrap(), None);
+        }
+        let listeners =
+            doc["static_resources"].as_mapping_mut().unwrap().remove("listeners").unwrap();
+        let mut resources = Vec::new();
+        for mut l in listeners.as_sequence().unwrap().clone() {
+            l.as_mapping_mut().unwrap().insert(
+                "@type".into(),
+                "type.googleapis.com/envoy.config.listener.v3.Listener".into(),
+            );
+            resources.push(l);
+        }
+        let lds = serde_yaml_ng::to_string(&serde_yaml_ng::Mapping::from_iter([(
+            Value::from("resources"),
+            Value::Sequence(resources),
+        )]))
+        .unwrap();
+        let dynamic: Value = serde_yaml_ng::from_str(&format!(
+            "lds_config: {{resource_api_version: V3, path_config_source: {{path: '{}', watched_directory: {{path: '{}'}}}}}}",
+            dir.join("lds.yaml").display(),
+            dir.display()
+        ))
+        .unwrap();
+        doc["dynamic_resources"] = dynamic;
+        // Dynamic resources need a node identity.
+        doc["node"] =
+            serde_yaml_ng::from_str("{id: envoy-lb-test, cluster: envoy-lb-test}").unwrap();
+        (serde_yaml_ng::to_string(&doc).unwrap(), Some(lds))
     }
 
     /// envoy/envoy.yaml with loopback port-0 listeners, the built .wasm, this plugin config
@@ -151,6 +193,7 @@ impl EnvoySetup {
 /// A running Envoy. Killed on drop; its log tail is printed if the test is failing.
 pub struct Envoy {
     child: Child,
+    setup: EnvoySetup,
     dir: tempfile::TempDir,
     pub admin: SocketAddr,
     pub listener: SocketAddr,
@@ -158,7 +201,11 @@ pub struct Envoy {
 
 fn spawn(setup: &EnvoySetup, dir: &Path) -> Child {
     let cfg = dir.join("envoy.yaml");
-    std::fs::write(&cfg, setup.render()).unwrap();
+    let (bootstrap, lds) = setup.render_files(dir);
+    std::fs::write(&cfg, bootstrap).unwrap();
+    if let Some(lds) = lds {
+        std::fs::write(dir.join("lds.yaml"), lds).unwrap();
+    }
     let log = std::fs::File::create(dir.join("envoy.log")).unwrap();
     Command::new(envoy_bin())
         .current_dir(repo_root())
@@ -211,7 +258,7 @@ impl Envoy {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        let mut envoy = Envoy { child, dir, admin, listener: admin };
+        let mut envoy = Envoy { child, setup, dir, admin, listener: admin };
         let client = client();
         loop {
             let ready = client.get(envoy.admin_url("/ready")).send().await;
@@ -261,6 +308,39 @@ impl Envoy {
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         let sa = &v["listener_statuses"][0]["local_address"]["socket_address"];
         format!("{}:{}", sa["address"].as_str().unwrap(), sa["port_value"]).parse().unwrap()
+    }
+
+    /// Live mode: replaces the filter's plugin config through LDS (an atomic rename of the
+    /// watched file) and waits until Envoy reports the update applied (or rejected).
+    /// Returns whether it was accepted.
+    pub async fn update_plugin_config(&mut self, plugin_config: String) -> bool {
+        assert!(self.setup.live, "start the Envoy with EnvoySetup::live()");
+        let ok_before = self.stat("listener_manager.lds.update_success").await;
+        let bad_before = self.stat("listener_manager.lds.update_rejected").await;
+        self.setup.plugin_config = plugin_config;
+        let (_, lds) = self.setup.render_files(self.dir.path());
+        let tmp = self.dir.path().join("lds.yaml.tmp");
+        std::fs::write(&tmp, lds.unwrap()).unwrap();
+        std::fs::rename(&tmp, self.dir.path().join("lds.yaml")).unwrap();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if self.stat("listener_manager.lds.update_success").await > ok_before {
+                // The new filter chain serves once the listener is warmed; wait for it.
+                for _ in 0..100 {
+                    if self.stat("listener_manager.total_listeners_warming").await == 0 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                self.listener = self.listener_address(&client()).await;
+                return true;
+            }
+            if self.stat("listener_manager.lds.update_rejected").await > bad_before {
+                return false;
+            }
+            assert!(Instant::now() < deadline, "LDS update not applied:\n{}", self.log_tail(40));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
