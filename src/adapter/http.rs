@@ -58,6 +58,10 @@ impl HttpContext for Http {
         let Some(router) = guard.as_mut() else {
             return reject(503, "not_configured");
         };
+        // A ticket from an earlier pass over this stream is released before a new one is held.
+        if let Some(mut old) = self.ticket.take() {
+            router.on_end(&mut old, host::now_ns());
+        }
         // Strip the client's values first, whatever happens next.
         if hostcalls::remove_map_value(MapType::HttpRequestHeaders, router.header()).is_err() {
             return reject(503, "internal");
