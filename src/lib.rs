@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod config;
 pub mod hash_key;
+pub mod health;
 pub mod lb;
 pub mod router;
 pub mod state;

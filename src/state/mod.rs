@@ -1,8 +1,11 @@
 //! Proxy-wide state in proxy-wasm shared data: the [`SharedStore`] contract (get with a CAS
 //! token, set guarded by it, with Envoy's semantics), an in-memory implementation that enforces
-//! them for native tests, and the values kept there (in-flight counters).
+//! them for native tests, and the values kept there (in-flight counters, the health table,
+//! the prober lease).
 
+pub mod health_table;
 pub mod in_flight;
+pub mod lease;
 pub mod memory;
 
 /// Why a shared-data write or read did not happen.

@@ -1,0 +1,214 @@
+//! The prober lease: one shared-data value `{owner, expires_ns}` naming the single VM of the
+//! proxy that runs active checks, taken with CAS and confirmed by re-reading, renewed every
+//! tick, free once expired (a dead or replaced VM hands over); and the per-backend probe
+//! schedule, computed from the last probe times kept in the published health table so that a
+//! new holder continues the schedule instead of probing everything again.
+//!
+//! Value format (versioned): `[1u8][owner u64][expires_ns u64]`, little-endian.
+//!
+//! Envoy writes a missing key whatever the CAS, so two VMs that both found the key missing can
+//! both write it, and the later write wins even after the earlier one was confirmed by a
+//! re-read. Such a claim is reported as [`LeaseStatus::Created`]: held, but the holder should
+//! probe only from its next renewal ([`LeaseStatus::may_probe`]), by which time every
+//! concurrent creator has either renewed (the winner) or seen the winner and backed off.
+//! Every other write is guarded by the CAS of the value read.
+
+use super::{SharedStore, StoreError};
+
+pub const VERSION: u8 = 1;
+/// A lease lasts this many probe intervals without renewal.
+pub const TTL_INTERVALS: u64 = 3;
+
+/// Who probes, until when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: u64,
+    pub expires_ns: u64,
+}
+
+impl Lease {
+    pub fn is_expired(&self, now_ns: u64) -> bool {
+        self.expires_ns <= now_ns
+    }
+}
+
+pub fn encode(lease: Lease) -> [u8; 17] {
+    let mut out = [0u8; 17];
+    let (version, rest) = out.split_at_mut(1);
+    let (owner, expires) = rest.split_at_mut(8);
+    version.copy_from_slice(&[VERSION]);
+    owner.copy_from_slice(&lease.owner.to_le_bytes());
+    expires.copy_from_slice(&lease.expires_ns.to_le_bytes());
+    out
+}
+
+/// `None` for another version or a malformed value.
+pub fn decode(bytes: &[u8]) -> Option<Lease> {
+    match bytes {
+        [VERSION, rest @ ..] if rest.len() == 16 => {
+            let owner = u64::from_le_bytes(rest.get(..8)?.try_into().ok()?);
+            let expires_ns = u64::from_le_bytes(rest.get(8..)?.try_into().ok()?);
+            Some(Lease { owner, expires_ns })
+        }
+        _ => None,
+    }
+}
+
+/// The lease `owner` should write given the stored one (`None`: missing or undecodable), or
+/// `None` when another owner holds an unexpired lease.
+pub fn claim(stored: Option<Lease>, owner: u64, now_ns: u64, ttl_ns: u64) -> Option<Lease> {
+    match stored {
+        Some(l) if l.owner != owner && !l.is_expired(now_ns) => None,
+        _ => Some(Lease { owner, expires_ns: now_ns.saturating_add(ttl_ns.max(1)) }),
+    }
+}
+
+/// Whether a confirming re-read shows `owner` holding the lease.
+pub fn confirms(stored: Option<Lease>, owner: u64, now_ns: u64) -> bool {
+    stored.is_some_and(|l| l.owner == owner && !l.is_expired(now_ns))
+}
+
+/// The result of one [`acquire`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseStatus {
+    /// Held already and extended (CAS-guarded write, confirmed).
+    Renewed,
+    /// Taken over from an expired or unreadable value (CAS-guarded write, confirmed).
+    Taken,
+    /// The key was missing and this VM wrote it (confirmed); a concurrent creator may still
+    /// overwrite it, so wait for the next renewal before probing.
+    Created,
+    /// Another VM holds it (or won the race).
+    Busy,
+    /// The store failed; try again next tick.
+    StoreFailed,
+}
+
+impl LeaseStatus {
+    /// This VM holds the lease after this call.
+    pub fn is_held(self) -> bool {
+        matches!(self, LeaseStatus::Renewed | LeaseStatus::Taken | LeaseStatus::Created)
+    }
+
+    /// This VM holds the lease and no concurrent creator can take it silently: probe.
+    pub fn may_probe(self) -> bool {
+        matches!(self, LeaseStatus::Renewed | LeaseStatus::Taken)
+    }
+}
+
+fn read(store: &dyn SharedStore, key: &str) -> Result<Option<(Option<Lease>, u32)>, StoreError> {
+    Ok(store.get(key)?.map(|(bytes, cas)| (decode(&bytes), cas)))
+}
+
+/// Takes, renews or fails to get the lease: read; if missing, expired, unreadable or already
+/// `owner`'s, write `{owner, now + ttl}` with the CAS read (0 when missing); then re-read and
+/// report it held only if the stored owner is `owner`.
+pub fn acquire(
+    store: &dyn SharedStore,
+    key: &str,
+    owner: u64,
+    now_ns: u64,
+    ttl_ns: u64,
+) -> LeaseStatus {
+    let (stored, cas) = match read(store, key) {
+        Ok(Some((stored, cas))) => (stored, Some(cas)),
+        Ok(None) => (None, None),
+        Err(_) => return LeaseStatus::StoreFailed,
+    };
+    let Some(next) = claim(stored, owner, now_ns, ttl_ns) else {
+        return LeaseStatus::Busy;
+    };
+    match store.set(key, &encode(next), cas.unwrap_or(0)) {
+        Ok(()) => {}
+        Err(StoreError::CasMismatch) => return LeaseStatus::Busy,
+        Err(StoreError::Host(_)) => return LeaseStatus::StoreFailed,
+    }
+    match read(store, key) {
+        Ok(Some((now_stored, _))) if confirms(now_stored, owner, now_ns) => match (cas, stored) {
+            (None, _) => LeaseStatus::Created,
+            (Some(_), Some(l)) if l.owner == owner => LeaseStatus::Renewed,
+            (Some(_), _) => LeaseStatus::Taken,
+        },
+        Ok(_) => LeaseStatus::Busy,
+        Err(_) => LeaseStatus::StoreFailed,
+    }
+}
+
+/// [`acquire`], answering only whether the lease is held afterwards.
+pub fn try_acquire(
+    store: &dyn SharedStore,
+    key: &str,
+    owner: u64,
+    now_ns: u64,
+    ttl_ns: u64,
+) -> bool {
+    acquire(store, key, owner, now_ns, ttl_ns).is_held()
+}
+
+/// Gives the lease up if `owner` holds it (on VM shutdown), so another VM takes over at once.
+pub fn release(store: &dyn SharedStore, key: &str, owner: u64) -> bool {
+    match read(store, key) {
+        Ok(Some((Some(l), cas))) if l.owner == owner => {
+            store.set(key, &encode(Lease { owner, expires_ns: 0 }), cas).is_ok()
+        }
+        _ => false,
+    }
+}
+
+/// The probes to send now and when the next one falls due.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProbePlan {
+    /// Backend indexes due now, in index order.
+    pub due: Vec<usize>,
+    /// The earliest due time among the backends not due now; `None` when all are due.
+    pub next_due_ns: Option<u64>,
+}
+
+/// When backend `index`, last probed at `last_probe_ns` (0: never), is due: at once if never
+/// probed, else one interval later shifted by a jitter in `[-j, +j]` with
+/// `j = min(jitter, interval / 2)`. The shift is a function of `(index, last_probe_ns)`, so
+/// every VM computes the same due time from the published table.
+pub fn due_at(index: usize, last_probe_ns: u64, interval_ns: u64, jitter_ns: u64) -> u64 {
+    if last_probe_ns == 0 {
+        return 0;
+    }
+    let j = jitter_ns.min(interval_ns / 2);
+    let base = last_probe_ns.saturating_add(interval_ns);
+    if j == 0 {
+        return base;
+    }
+    let span = u128::from(j) * 2 + 1;
+    let r = u128::from(mix(last_probe_ns ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+    let offset = u64::try_from(r % span).unwrap_or(0);
+    base.saturating_sub(j).saturating_add(offset)
+}
+
+/// The plan at `now` from each backend's last probe time (in pool order).
+pub fn probe_plan(
+    last_probe_ns: &[u64],
+    now_ns: u64,
+    interval_ns: u64,
+    jitter_ns: u64,
+) -> ProbePlan {
+    let mut plan = ProbePlan::default();
+    for (index, &last) in last_probe_ns.iter().enumerate() {
+        let at = due_at(index, last, interval_ns, jitter_ns);
+        if at <= now_ns {
+            plan.due.push(index);
+        } else {
+            plan.next_due_ns = Some(plan.next_due_ns.map_or(at, |n| n.min(at)));
+        }
+    }
+    plan
+}
+
+/// splitmix64 finaliser: a cheap, well-spread hash of one word.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests;
