@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use crate::config::{Config, HashOn};
 use crate::hash_key;
-use crate::lb::{self, Balancer, NoLoad, Outcome, PickCtx, Picks};
+use crate::lb::{self, Balancer, LoadView, NoLoad, Outcome, PickCtx, Picks};
 use crate::state::in_flight::InFlight;
 use crate::state::SharedStore;
 
@@ -140,19 +140,19 @@ impl Router {
     ) -> Option<(Steering<'_>, Ticket)> {
         let key = self.key(key_input);
         let accept = |_: usize| true;
-        match &self.in_flight {
+        let (mut view, mut none);
+        let load: &mut dyn LoadView = match &self.in_flight {
             Some(counters) => {
-                let mut load = counters.view(self.store.as_ref());
-                let mut ctx =
-                    PickCtx { accept: &accept, rng: &mut self.rng, key, load: &mut load, now_ns };
-                self.balancer.pick(&mut ctx, &mut self.picks);
+                view = counters.view(self.store.as_ref());
+                &mut view
             }
             None => {
-                let mut ctx =
-                    PickCtx { accept: &accept, rng: &mut self.rng, key, load: &mut NoLoad, now_ns };
-                self.balancer.pick(&mut ctx, &mut self.picks);
+                none = NoLoad;
+                &mut none
             }
-        }
+        };
+        let mut ctx = PickCtx { accept: &accept, rng: &mut self.rng, key, load, now_ns };
+        self.balancer.pick(&mut ctx, &mut self.picks);
         let primary = *self.picks.as_slice().first()? as usize;
         self.value.clear();
         for (n, &i) in self.picks.as_slice().iter().enumerate() {
