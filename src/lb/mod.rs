@@ -9,6 +9,8 @@ pub mod maglev;
 pub mod random;
 pub mod ring_hash;
 pub mod round_robin;
+#[cfg(test)]
+pub(crate) mod testkit;
 
 use crate::backend::Pool;
 use crate::config::{Algorithm, AlgorithmConfig, MAX_HOSTS_LIMIT};

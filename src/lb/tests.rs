@@ -4,13 +4,9 @@
 
 use super::random::WeightedRandom;
 use super::round_robin::SmoothWeighted;
+use super::testkit::{accept_all, is_distinct, pick_in, pool};
 use super::*;
-use crate::backend::{Backend, Pool};
 use proptest::prelude::*;
-
-fn accept_all(_: usize) -> bool {
-    true
-}
 
 /// One pick with capacity `cap`, as a vector of indexes.
 fn pick(
@@ -19,9 +15,7 @@ fn pick(
     rng: &mut fastrand::Rng,
     cap: usize,
 ) -> Vec<usize> {
-    let mut out = Picks::with_capacity(cap);
-    pick_into(b, accept, rng, &mut out);
-    out.as_slice().iter().map(|&i| i as usize).collect()
+    pick_in(b, &mut PickCtx { accept, rng, key: None, load: &mut NoLoad, now_ns: 0 }, cap)
 }
 
 /// One pick into `out`, with no hash key and no load.
@@ -47,10 +41,6 @@ fn rr(weights: &[u32]) -> SmoothWeighted {
 
 fn wr(weights: &[u32]) -> WeightedRandom {
     WeightedRandom::new(weights.iter().copied())
-}
-
-fn is_distinct(v: &[usize]) -> bool {
-    v.iter().enumerate().all(|(k, x)| !v[..k].contains(x))
 }
 
 /// nginx smooth weighted round robin, written from the algorithm's description: the reference
@@ -701,18 +691,6 @@ proptest! {
 // ---------------------------------------------------------------------------------------------
 // build
 // ---------------------------------------------------------------------------------------------
-
-fn pool(weights: &[u32]) -> Pool {
-    Pool::new(
-        weights
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| {
-                Backend::new(format!("b{i}"), format!("10.0.0.{}:80", i + 1).parse().unwrap(), w)
-            })
-            .collect(),
-    )
-}
 
 fn sequence(b: &mut dyn Balancer, seed: u64, count: usize) -> Vec<usize> {
     let mut rng = fastrand::Rng::with_seed(seed);

@@ -4,51 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
-use crate::backend::Backend;
-use crate::lb::LoadView;
+use crate::lb::testkit::{accept_all, is_distinct, pick_in, pool, FakeLoad};
 use proptest::prelude::*;
-
-/// A [`LoadView`] over fixed counts that records every per-backend read.
-struct FakeLoad {
-    in_flight: Vec<u64>,
-    reads: Vec<usize>,
-}
-
-impl FakeLoad {
-    fn new(in_flight: &[u64]) -> Self {
-        FakeLoad { in_flight: in_flight.to_vec(), reads: Vec::new() }
-    }
-}
-
-impl LoadView for FakeLoad {
-    fn in_flight(&mut self, index: usize) -> u64 {
-        self.reads.push(index);
-        self.in_flight[index]
-    }
-    fn total_in_flight(&mut self) -> u64 {
-        self.in_flight.iter().sum()
-    }
-}
-
-fn pool(weights: &[u32]) -> Pool {
-    Pool::new(
-        weights
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| {
-                Backend::new(
-                    format!("b{i}"),
-                    format!("10.0.{}.{}:80", i / 250, i % 250 + 1).parse().unwrap(),
-                    w,
-                )
-            })
-            .collect(),
-    )
-}
-
-fn accept_all(_: usize) -> bool {
-    true
-}
 
 /// One pick of capacity `cap`; the load's read log is cleared first.
 fn pick(
@@ -59,10 +16,7 @@ fn pick(
     cap: usize,
 ) -> Vec<usize> {
     load.reads.clear();
-    let mut out = Picks::with_capacity(cap);
-    let mut ctx = PickCtx { accept, rng, key: None, load, now_ns: 0 };
-    lb.pick(&mut ctx, &mut out);
-    out.as_slice().iter().map(|&i| i as usize).collect()
+    pick_in(lb, &mut PickCtx { accept, rng, key: None, load, now_ns: 0 }, cap)
 }
 
 /// How often each backend is the primary pick over `picks` picks, as fractions.
@@ -79,10 +33,6 @@ fn primary_shares(
         counts[pick(lb, load, accept, &mut rng, 1)[0]] += 1;
     }
     counts.iter().map(|&c| c as f64 / picks as f64).collect()
-}
-
-fn is_distinct(v: &[usize]) -> bool {
-    v.iter().enumerate().all(|(k, x)| !v[..k].contains(x))
 }
 
 #[test]

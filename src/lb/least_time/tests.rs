@@ -4,8 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
-use crate::backend::Backend;
-use crate::lb::LoadView;
+use crate::lb::testkit::{accept_all, pick_in, pool, FakeLoad};
 use proptest::prelude::*;
 
 const MS: u64 = 1_000_000;
@@ -13,51 +12,9 @@ const SEC: u64 = 1_000_000_000;
 /// Decay constant used throughout: one second.
 const TAU: u64 = SEC;
 
-/// A [`LoadView`] over fixed counts that records every per-backend read.
-struct FakeLoad {
-    in_flight: Vec<u64>,
-    reads: Vec<usize>,
-}
-
-impl FakeLoad {
-    fn new(in_flight: &[u64]) -> Self {
-        FakeLoad { in_flight: in_flight.to_vec(), reads: Vec::new() }
-    }
-}
-
-impl LoadView for FakeLoad {
-    fn in_flight(&mut self, index: usize) -> u64 {
-        self.reads.push(index);
-        self.in_flight[index]
-    }
-    fn total_in_flight(&mut self) -> u64 {
-        self.in_flight.iter().sum()
-    }
-}
-
-fn pool(weights: &[u32]) -> Pool {
-    Pool::new(
-        weights
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| {
-                Backend::new(
-                    format!("b{i}"),
-                    format!("10.0.{}.{}:80", i / 250, i % 250 + 1).parse().unwrap(),
-                    w,
-                )
-            })
-            .collect(),
-    )
-}
-
 /// Default RTT 30 ms, decay 1 s, error penalty 1 s, built at time 0.
 fn least_time(weights: &[u32]) -> LeastTime {
     LeastTime::new(&pool(weights), 30 * MS, TAU, SEC, 0)
-}
-
-fn accept_all(_: usize) -> bool {
-    true
 }
 
 /// One pick of capacity `cap` at `now_ns`; the load's read log is cleared first.
@@ -70,10 +27,7 @@ fn pick(
     now_ns: u64,
 ) -> Vec<usize> {
     load.reads.clear();
-    let mut out = Picks::with_capacity(cap);
-    let mut ctx = PickCtx { accept, rng, key: None, load, now_ns };
-    lb.pick(&mut ctx, &mut out);
-    out.as_slice().iter().map(|&i| i as usize).collect()
+    pick_in(lb, &mut PickCtx { accept, rng, key: None, load, now_ns }, cap)
 }
 
 /// Primary shares over `picks` picks at a fixed `now_ns`, observing nothing.

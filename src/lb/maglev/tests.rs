@@ -6,82 +6,23 @@
 use super::*;
 use crate::backend::Backend;
 use crate::hash_key::hash;
-use crate::lb::{LoadView, NoLoad};
+use crate::lb::testkit::{
+    accept_all, check_bounded_load_moves_off_a_hot_backend,
+    check_load_read_only_with_a_balance_factor, check_nothing_or_one_accepted,
+    check_picks_contract, check_refusing_the_primary, check_round_robin_without_key,
+    count_per_backend, equal_pool, pick, pick_with, pool_of, walk_from, FakeLoad,
+};
+use crate::lb::NoLoad;
 use proptest::prelude::*;
 
 const M: usize = 65537;
-
-fn pool_of(backends: &[(&str, u32)]) -> Pool {
-    Pool::new(
-        backends
-            .iter()
-            .enumerate()
-            .map(|(i, &(id, w))| {
-                let addr = format!("10.0.{}.{}:8080", i / 256, i % 256).parse().unwrap();
-                Backend::new(id.to_string(), addr, w)
-            })
-            .collect(),
-    )
-}
-
-/// `n` backends `b0..b{n-1}` of weight 1.
-fn equal_pool(n: usize) -> Pool {
-    let ids: Vec<String> = (0..n).map(|i| format!("b{i}")).collect();
-    pool_of(&ids.iter().map(|id| (id.as_str(), 1)).collect::<Vec<_>>())
-}
 
 fn table_of(m: &Maglev) -> Vec<usize> {
     m.table.iter().map(|&b| usize::from(b)).collect()
 }
 
 fn entries_per_backend(m: &Maglev, n: usize) -> Vec<usize> {
-    let mut counts = vec![0; n];
-    for &b in &m.table {
-        counts[usize::from(b)] += 1;
-    }
-    counts
-}
-
-/// In-flight counts set by the test; records which backends were read.
-#[derive(Default)]
-struct FakeLoad {
-    in_flight: Vec<u64>,
-    total: u64,
-    reads: Vec<usize>,
-    total_reads: usize,
-}
-
-impl LoadView for FakeLoad {
-    fn in_flight(&mut self, index: usize) -> u64 {
-        self.reads.push(index);
-        self.in_flight.get(index).copied().unwrap_or(0)
-    }
-    fn total_in_flight(&mut self) -> u64 {
-        self.total_reads += 1;
-        self.total
-    }
-}
-
-fn pick_with(
-    b: &mut dyn Balancer,
-    key: Option<u64>,
-    accept: &dyn Fn(usize) -> bool,
-    load: &mut dyn LoadView,
-    cap: usize,
-) -> Vec<usize> {
-    let mut rng = fastrand::Rng::with_seed(7);
-    let mut ctx = PickCtx { accept, rng: &mut rng, key, load, now_ns: 0 };
-    let mut out = Picks::with_capacity(cap);
-    b.pick(&mut ctx, &mut out);
-    out.as_slice().iter().map(|&i| i as usize).collect()
-}
-
-fn pick(b: &mut dyn Balancer, key: u64, accept: &dyn Fn(usize) -> bool, cap: usize) -> Vec<usize> {
-    pick_with(b, Some(key), accept, &mut NoLoad, cap)
-}
-
-fn all(_: usize) -> bool {
-    true
+    count_per_backend(&m.table, n)
 }
 
 /// The table built by Envoy's loop as written (sweeps over the backends in id order, a turn
@@ -130,16 +71,8 @@ fn envoy_loop(pool: &Pool, m: usize) -> Vec<usize> {
 
 /// Picks by the definition: walk the table from `key % M`, keep distinct accepted backends.
 fn reference_walk(m: &Maglev, key: u64, accept: &dyn Fn(usize) -> bool, cap: usize) -> Vec<usize> {
-    let t = table_of(m);
-    let start = (key % t.len() as u64) as usize;
-    let mut out = Vec::new();
-    for k in 0..t.len() {
-        let b = t[(start + k) % t.len()];
-        if out.len() < cap && accept(b) && !out.contains(&b) {
-            out.push(b);
-        }
-    }
-    out
+    let start = (key % m.table.len() as u64) as usize;
+    walk_from(&m.table, start, accept, cap)
 }
 
 // Vectors of Envoy's test/extensions/load_balancing_policies/maglev/maglev_lb_test.cc, whose
@@ -168,7 +101,7 @@ fn envoy_table_vectors() {
                                                              // The primary for key k is table[k % M], as Envoy's chooseHost.
     let mut m = Maglev::new(&p, 17, None);
     for k in 0..51u64 {
-        assert_eq!(pick(&mut m, k, &all, 1), [equal[(k % 17) as usize]]);
+        assert_eq!(pick(&mut m, k, &accept_all, 1), [equal[(k % 17) as usize]]);
     }
 }
 
@@ -255,8 +188,8 @@ fn removing_one_backend_moves_few_keys() {
         let moved = keys
             .iter()
             .filter(|&&k| {
-                let old = &full.get(pick(&mut before, k, &all, 1)[0]).unwrap().id;
-                let new = &rest.get(pick(&mut after, k, &all, 1)[0]).unwrap().id;
+                let old = &full.get(pick(&mut before, k, &accept_all, 1)[0]).unwrap().id;
+                let new = &rest.get(pick(&mut after, k, &accept_all, 1)[0]).unwrap().id;
                 old != new
             })
             .count();
@@ -273,7 +206,7 @@ fn golden_key_to_backend() {
     let p = pool_of(&ids.map(|id| (id, 1)));
     let mut m = Maglev::new(&p, M, None);
     let got: Vec<&str> = (0..20)
-        .map(|k| ids[pick(&mut m, hash(format!("key-{k}").as_bytes()), &all, 1)[0]])
+        .map(|k| ids[pick(&mut m, hash(format!("key-{k}").as_bytes()), &accept_all, 1)[0]])
         .collect();
     let expected: [&str; 20] = GOLDEN;
     assert_eq!(got, expected);
@@ -297,44 +230,28 @@ proptest! {
         let mut m = Maglev::new(&equal_pool(n), 1009, None);
         let accept = |i: usize| mask >> (i % 64) & 1 == 1;
         let got = pick(&mut m, key, &accept, cap);
-        prop_assert!(got.iter().all(|&i| accept(i)));
-        let distinct: std::collections::HashSet<_> = got.iter().collect();
-        prop_assert_eq!(distinct.len(), got.len());
-        prop_assert_eq!(got.len(), cap.min((0..n).filter(|&i| accept(i)).count()));
+        check_picks_contract(&got, &accept, n, cap)?;
         prop_assert_eq!(got, reference_walk(&m, key, &accept, cap));
     }
 }
 
 #[test]
 fn nothing_accepted_gives_no_pick_and_one_accepted_gives_it_alone() {
-    let mut m = Maglev::new(&equal_pool(50), M, None);
-    for key in [0, 1, u64::MAX, 12345] {
-        assert_eq!(pick(&mut m, key, &|_| false, 3), Vec::<usize>::new());
-        assert_eq!(pick(&mut m, key, &|i| i == 17, 3), [17]);
-    }
+    check_nothing_or_one_accepted(|p, c| Maglev::new(p, M, c));
 }
 
 #[test]
 fn without_key_picks_follow_round_robin() {
-    let p = pool_of(&[("a", 5), ("b", 1), ("c", 1)]);
-    let mut m = Maglev::new(&p, 101, None);
-    let mut rr = SmoothWeighted::new(p.weights());
-    for _ in 0..21 {
-        let got = pick_with(&mut m, None, &all, &mut NoLoad, 3);
-        assert_eq!(got, pick_with(&mut rr, None, &all, &mut NoLoad, 3));
-    }
-    let primaries: Vec<usize> =
-        (0..7).map(|_| pick_with(&mut m, None, &all, &mut NoLoad, 1)[0]).collect();
-    assert_eq!(primaries, [0, 0, 1, 0, 2, 0, 0]);
+    check_round_robin_without_key(|p, c| Maglev::new(p, 101, c));
 }
 
 #[test]
 fn empty_pool_or_table_gives_no_pick_or_round_robin() {
     let mut m = Maglev::new(&Pool::default(), M, None);
-    assert!(pick(&mut m, 5, &all, 3).is_empty());
-    assert!(pick_with(&mut m, None, &all, &mut NoLoad, 3).is_empty());
+    assert!(pick(&mut m, 5, &accept_all, 3).is_empty());
+    assert!(pick_with(&mut m, None, &accept_all, &mut NoLoad, 3).is_empty());
     let mut zero = Maglev::new(&equal_pool(3), 0, None);
-    assert_eq!(pick(&mut zero, 5, &all, 3).len(), 3);
+    assert_eq!(pick(&mut zero, 5, &accept_all, 3).len(), 3);
 }
 
 #[test]
@@ -351,56 +268,23 @@ fn non_prime_table_is_still_full() {
 
 #[test]
 fn refusing_the_primary_moves_only_its_keys_to_the_next_in_hash_order() {
-    let mut m = Maglev::new(&equal_pool(8), M, None);
-    let refused = 3;
-    let mut moved = 0;
-    for k in 0..5000u64 {
-        let key = hash(&k.to_le_bytes());
-        let before = pick(&mut m, key, &all, 2);
-        let after = pick(&mut m, key, &|i| i != refused, 1);
-        if before[0] == refused {
-            assert_eq!(after[0], before[1]);
-            moved += 1;
-        } else {
-            assert_eq!(after[0], before[0]);
-        }
-    }
-    assert!(moved > 400 && moved < 850, "{moved}");
+    check_refusing_the_primary(|p, c| Maglev::new(p, M, c));
 }
 
 #[test]
 fn bounded_load_moves_the_primary_off_a_hot_backend() {
-    let mut m = Maglev::new(&equal_pool(5), M, Some(1.25));
-    let key = hash(b"hot-key");
-    let order = pick(&mut Maglev::new(&equal_pool(5), M, None), key, &all, 5);
-    let hot = order[0];
-    // bound = ceil(1.25 * (10 + 1) / 5) = 3: the hot backend (10 in flight) is over it.
-    let mut load = FakeLoad { in_flight: vec![0; 5], total: 10, ..Default::default() };
-    load.in_flight[hot] = 10;
-    let got = pick_with(&mut m, Some(key), &all, &mut load, 5);
-    assert_eq!(got, [order[1], order[2], order[3], order[4], hot]);
-    assert_eq!(load.total_reads, 1);
-    // At 2 in flight it is under the bound and stays primary; only it was read.
-    load.in_flight[hot] = 2;
-    load.reads.clear();
-    assert_eq!(pick_with(&mut m, Some(key), &all, &mut load, 1), [hot]);
-    assert_eq!(load.reads, [hot]);
-    // Over the bound with one pick: the hot backend and its successor are read, no more.
-    load.in_flight[hot] = 3;
-    load.reads.clear();
-    assert_eq!(pick_with(&mut m, Some(key), &all, &mut load, 1), [order[1]]);
-    assert_eq!(load.reads, [hot, order[1]]);
+    check_bounded_load_moves_off_a_hot_backend(|p, c| Maglev::new(p, M, c));
 }
 
 #[test]
 fn bounded_load_with_every_backend_over_uses_hash_order() {
     let mut m = Maglev::new(&equal_pool(5), M, Some(1.0));
     let key = hash(b"k");
-    let order = pick(&mut Maglev::new(&equal_pool(5), M, None), key, &all, 5);
+    let order = pick(&mut Maglev::new(&equal_pool(5), M, None), key, &accept_all, 5);
     // total 0: bound = ceil(1 * 1 / n) = 1, and every backend has 1 in flight.
-    let mut load = FakeLoad { in_flight: vec![1; 5], total: 0, ..Default::default() };
-    assert_eq!(pick_with(&mut m, Some(key), &all, &mut load, 5), order);
-    assert_eq!(pick_with(&mut m, Some(key), &all, &mut load, 1), [order[0]]);
+    let mut load = FakeLoad::with_total(&[1; 5], 0);
+    assert_eq!(pick_with(&mut m, Some(key), &accept_all, &mut load, 5), order);
+    assert_eq!(pick_with(&mut m, Some(key), &accept_all, &mut load, 1), [order[0]]);
     // The bound counts only accepted backends, and the fallback is the first accepted.
     let accept = |i: usize| i != order[0];
     assert_eq!(pick_with(&mut m, Some(key), &accept, &mut load, 1), [order[1]]);
@@ -408,12 +292,7 @@ fn bounded_load_with_every_backend_over_uses_hash_order() {
 
 #[test]
 fn load_is_read_only_with_a_balance_factor() {
-    assert!(!Maglev::new(&equal_pool(3), 7, None).uses_load());
-    assert!(Maglev::new(&equal_pool(3), 7, Some(1.5)).uses_load());
-    let mut m = Maglev::new(&equal_pool(3), 7, None);
-    let mut load = FakeLoad { in_flight: vec![100; 3], total: 0, ..Default::default() };
-    assert_eq!(pick_with(&mut m, Some(4), &all, &mut load, 3).len(), 3);
-    assert_eq!((load.reads.len(), load.total_reads), (0, 0));
+    check_load_read_only_with_a_balance_factor(|p, c| Maglev::new(p, 7, c));
 }
 
 /// `LoadBound::of` through `c`: `ceil(c * (total + 1) * weight / total_weight)`.
@@ -489,7 +368,7 @@ fn heavy_pool() -> Pool {
 fn key_starting_at(b: &mut dyn Balancer, first: usize, n: usize) -> (u64, Vec<usize>) {
     (0u64..)
         .map(|k| hash(&k.to_le_bytes()))
-        .map(|key| (key, pick(b, key, &all, n)))
+        .map(|key| (key, pick(b, key, &accept_all, n)))
         .find(|(_, order)| order[0] == first)
         .unwrap()
 }
@@ -501,27 +380,27 @@ fn bounded_load_scales_each_bound_by_weight() {
     // T = 10: the heavy backend's bound is ceil(1.25 * 11 * 4 / 8) = 7, a light one's
     // ceil(1.25 * 11 / 8) = 2; unweighted, both were ceil(1.25 * 11 / 5) = 3.
     let (key, order) = key_starting_at(&mut Maglev::new(&p, M, None), 0, 5);
-    let mut load = FakeLoad { in_flight: vec![0; 5], total: 10, ..Default::default() };
+    let mut load = FakeLoad::with_total(&[0; 5], 10);
     load.in_flight[0] = 6;
-    assert_eq!(pick_with(&mut m, Some(key), &all, &mut load, 1), [0]);
+    assert_eq!(pick_with(&mut m, Some(key), &accept_all, &mut load, 1), [0]);
     assert_eq!((load.reads.as_slice(), load.total_reads), (&[0][..], 1));
     load.in_flight[0] = 7;
     load.reads.clear();
-    assert_eq!(pick_with(&mut m, Some(key), &all, &mut load, 1), [order[1]]);
+    assert_eq!(pick_with(&mut m, Some(key), &accept_all, &mut load, 1), [order[1]]);
     assert_eq!(load.reads, [0, order[1]]);
 
     // A light primary at 2 in flight is over its bound of 2 and yields to the next.
     let (key, order) = key_starting_at(&mut Maglev::new(&p, M, None), 3, 5);
-    let mut load = FakeLoad { in_flight: vec![0; 5], total: 10, ..Default::default() };
+    let mut load = FakeLoad::with_total(&[0; 5], 10);
     load.in_flight[3] = 1;
-    assert_eq!(pick_with(&mut m, Some(key), &all, &mut load, 1), [3]);
+    assert_eq!(pick_with(&mut m, Some(key), &accept_all, &mut load, 1), [3]);
     load.in_flight[3] = 2;
-    assert_eq!(pick_with(&mut m, Some(key), &all, &mut load, 5)[..4], order[1..]);
+    assert_eq!(pick_with(&mut m, Some(key), &accept_all, &mut load, 5)[..4], order[1..]);
     // W counts only accepted backends: without the heavy one, W = 4 and the light bound is
     // ceil(1.25 * 11 / 4) = 4, so 3 in flight is under it.
     load.in_flight[3] = 3;
     assert_eq!(pick_with(&mut m, Some(key), &|i| i != 0, &mut load, 1), [3]);
-    assert_eq!(pick_with(&mut m, Some(key), &all, &mut load, 1), [order[1]]);
+    assert_eq!(pick_with(&mut m, Some(key), &accept_all, &mut load, 1), [order[1]]);
 }
 
 /// Requests that never finish, keyed at random, each counted on its primary: every backend
@@ -532,12 +411,11 @@ fn bounded_load_scales_each_bound_by_weight() {
 fn bounded_load_lets_a_heavy_backend_hold_its_share() {
     let p = heavy_pool();
     let mut m = Maglev::new(&p, M, Some(1.25));
-    let mut load = FakeLoad { in_flight: vec![0; 5], total: 0, ..Default::default() };
+    let mut load = FakeLoad::new(&[0; 5]); // Total: the sum of the counts.
     let mut rng = fastrand::Rng::with_seed(3);
     for _ in 0..800 {
-        let b = pick_with(&mut m, Some(rng.u64(..)), &all, &mut load, 1)[0];
+        let b = pick_with(&mut m, Some(rng.u64(..)), &accept_all, &mut load, 1)[0];
         load.in_flight[b] += 1;
-        load.total += 1;
     }
     let weights = [4u64, 1, 1, 1, 1];
     for (b, (&l, &w)) in load.in_flight.iter().zip(&weights).enumerate() {
@@ -558,14 +436,14 @@ fn bounded_load_with_equal_weights_is_unchanged() {
         let in_flight: Vec<u64> = (0..5).map(|_| rng.u64(0..6)).collect();
         let total = in_flight.iter().sum::<u64>() + rng.u64(0..4);
         let key = rng.u64(..);
-        let mut l1 = FakeLoad { in_flight: in_flight.clone(), total, ..Default::default() };
-        let mut l7 = FakeLoad { in_flight, total, ..Default::default() };
-        let got = pick_with(&mut m1, Some(key), &all, &mut l1, 3);
-        assert_eq!(got, pick_with(&mut m7, Some(key), &all, &mut l7, 3));
+        let mut l1 = FakeLoad::with_total(&in_flight, total);
+        let mut l7 = FakeLoad::with_total(&in_flight, total);
+        let got = pick_with(&mut m1, Some(key), &accept_all, &mut l1, 3);
+        assert_eq!(got, pick_with(&mut m7, Some(key), &accept_all, &mut l7, 3));
         assert_eq!(l1.reads, l7.reads);
         // The unweighted rule of before, ceil(1.25 * (T + 1) / 5), picks the same primary.
         let bound = (1250 * (total + 1)).div_ceil(5000);
-        let order = pick(&mut m1, key, &all, 5);
+        let order = pick(&mut m1, key, &accept_all, 5);
         let primary = order.iter().find(|&&b| l1.in_flight[b] < bound).unwrap_or(&order[0]);
         assert_eq!(got[0], *primary);
     }

@@ -5,38 +5,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
-use crate::backend::Backend;
-use crate::lb::round_robin::SmoothWeighted;
-use crate::lb::{LoadView, NoLoad};
+use crate::lb::testkit::{
+    accept_all, check_bounded_load_moves_off_a_hot_backend,
+    check_load_read_only_with_a_balance_factor, check_nothing_or_one_accepted,
+    check_picks_contract, check_refusing_the_primary, check_round_robin_without_key,
+    count_per_backend, equal_pool, pick, pick_with, pool_of, walk_from, FakeLoad,
+};
+use crate::lb::NoLoad;
 use proptest::prelude::*;
 
 const MAX: usize = 8 << 20; // Envoy's default maximum_ring_size.
 
-fn pool_of(backends: &[(&str, u32)]) -> Pool {
-    Pool::new(
-        backends
-            .iter()
-            .enumerate()
-            .map(|(i, &(id, w))| {
-                let addr = format!("10.0.{}.{}:8080", i / 256, i % 256).parse().unwrap();
-                Backend::new(id.to_string(), addr, w)
-            })
-            .collect(),
-    )
-}
-
-/// `n` backends `b0..b{n-1}` of weight 1.
-fn equal_pool(n: usize) -> Pool {
-    let ids: Vec<String> = (0..n).map(|i| format!("b{i}")).collect();
-    pool_of(&ids.iter().map(|id| (id.as_str(), 1)).collect::<Vec<_>>())
-}
-
 fn points_per_backend(r: &RingHash, n: usize) -> Vec<usize> {
-    let mut counts = vec![0; n];
-    for &b in &r.owners {
-        counts[usize::from(b)] += 1;
-    }
-    counts
+    count_per_backend(&r.owners, n)
 }
 
 /// Exact share of the 2^64 key space each backend owns: point k owns (hash[k-1], hash[k]],
@@ -54,48 +35,6 @@ fn key_shares(r: &RingHash, n: usize) -> Vec<f64> {
     owned.iter().map(|&o| o as f64 / 2f64.powi(64)).collect()
 }
 
-/// In-flight counts set by the test; records which backends were read.
-#[derive(Default)]
-struct FakeLoad {
-    in_flight: Vec<u64>,
-    total: u64,
-    reads: Vec<usize>,
-    total_reads: usize,
-}
-
-impl LoadView for FakeLoad {
-    fn in_flight(&mut self, index: usize) -> u64 {
-        self.reads.push(index);
-        self.in_flight.get(index).copied().unwrap_or(0)
-    }
-    fn total_in_flight(&mut self) -> u64 {
-        self.total_reads += 1;
-        self.total
-    }
-}
-
-fn pick_with(
-    b: &mut dyn Balancer,
-    key: Option<u64>,
-    accept: &dyn Fn(usize) -> bool,
-    load: &mut dyn LoadView,
-    cap: usize,
-) -> Vec<usize> {
-    let mut rng = fastrand::Rng::with_seed(7);
-    let mut ctx = PickCtx { accept, rng: &mut rng, key, load, now_ns: 0 };
-    let mut out = Picks::with_capacity(cap);
-    b.pick(&mut ctx, &mut out);
-    out.as_slice().iter().map(|&i| i as usize).collect()
-}
-
-fn pick(b: &mut dyn Balancer, key: u64, accept: &dyn Fn(usize) -> bool, cap: usize) -> Vec<usize> {
-    pick_with(b, Some(key), accept, &mut NoLoad, cap)
-}
-
-fn all(_: usize) -> bool {
-    true
-}
-
 /// Picks by the definition: from the first point with hash >= key (wrapping), keep the
 /// distinct accepted backends in ring order.
 fn reference_walk(
@@ -106,14 +45,7 @@ fn reference_walk(
 ) -> Vec<usize> {
     let len = r.hashes.len();
     let start = (0..len).find(|&k| r.hashes[k] >= key).unwrap_or(0);
-    let mut out = Vec::new();
-    for k in 0..len {
-        let b = usize::from(r.owners[(start + k) % len]);
-        if out.len() < cap && accept(b) && !out.contains(&b) {
-            out.push(b);
-        }
-    }
-    out
+    walk_from(&r.owners, start, accept, cap)
 }
 
 const PORTS: [&str; 6] = [
@@ -146,20 +78,20 @@ fn envoy_ring_vectors() {
     ];
     assert_eq!(r.hashes, expected.map(|(h, _)| h));
     assert_eq!(r.owners, expected.map(|(_, b)| b));
-    assert_eq!(pick(&mut r, 0, &all, 1), [4]);
-    assert_eq!(pick(&mut r, u64::MAX, &all, 1), [4]); // Wraps to the first point.
-    assert_eq!(pick(&mut r, 3551244743356806947, &all, 1), [5]);
-    assert_eq!(pick(&mut r, 3551244743356806948, &all, 1), [3]);
+    assert_eq!(pick(&mut r, 0, &accept_all, 1), [4]);
+    assert_eq!(pick(&mut r, u64::MAX, &accept_all, 1), [4]); // Wraps to the first point.
+    assert_eq!(pick(&mut r, 3551244743356806947, &accept_all, 1), [5]);
+    assert_eq!(pick(&mut r, 3551244743356806948, &accept_all, 1), [3]);
     // BasicWithRetryHostPredicate: the next hosts on the ring from key 0.
-    assert_eq!(pick(&mut r, 0, &all, 6), [4, 2, 0, 5, 3, 1]);
+    assert_eq!(pick(&mut r, 0, &accept_all, 6), [4, 2, 0, 5, 3, 1]);
 
     let names = ["90", "91", "92", "93", "94", "95"];
     let mut r = RingHash::new(&pool_of(&names.map(|a| (a, 1))), 12, MAX, None); // BasicWithHostname
     assert_eq!(r.owners, [5, 5, 3, 4, 3, 2, 0, 2, 1, 0, 1, 4]);
     assert_eq!(r.hashes[0], 1975508444536362413);
     assert_eq!(r.hashes[11], 15364271037087512980);
-    assert_eq!(pick(&mut r, 7225015537174310577, &all, 1), [2]);
-    assert_eq!(pick(&mut r, 6803900775736438537, &all, 1), [3]);
+    assert_eq!(pick(&mut r, 7225015537174310577, &accept_all, 1), [2]);
+    assert_eq!(pick(&mut r, 6803900775736438537, &accept_all, 1), [3]);
 
     let r = RingHash::new(&pool_of(&[("127.0.0.1:80", 1), ("127.0.0.1:81", 1)]), 3, MAX, None);
     let uneven =
@@ -177,7 +109,7 @@ fn envoy_ring_vectors() {
         (13444792449719432967, 2),
         (16117243373044804889, 0),
     ] {
-        assert_eq!(pick(&mut r, key, &all, 1), [host]);
+        assert_eq!(pick(&mut r, key, &accept_all, 1), [host]);
     }
 }
 
@@ -383,8 +315,8 @@ fn removal_moves_only_the_removed_backends_keys() {
         assert_eq!(after.hashes, kept, "n={n}");
         let mut moved = 0;
         for &key in &keys {
-            let old = &full.get(pick(&mut before, key, &all, 1)[0]).unwrap().id;
-            let new = &rest.get(pick(&mut after, key, &all, 1)[0]).unwrap().id;
+            let old = &full.get(pick(&mut before, key, &accept_all, 1)[0]).unwrap().id;
+            let new = &rest.get(pick(&mut after, key, &accept_all, 1)[0]).unwrap().id;
             assert_eq!(old != new, old == gone, "n={n} key={key}");
             moved += usize::from(old != new);
         }
@@ -407,8 +339,8 @@ fn removal_across_a_power_of_two_moves_keys_only_to_added_points() {
     let mut after = RingHash::new(&rest, 1024, MAX, None);
     let (mut moved, mut to_added) = (0, 0);
     for key in random_keys() {
-        let old = &full.get(pick(&mut before, key, &all, 1)[0]).unwrap().id;
-        let new = &rest.get(pick(&mut after, key, &all, 1)[0]).unwrap().id;
+        let old = &full.get(pick(&mut before, key, &accept_all, 1)[0]).unwrap().id;
+        let new = &rest.get(pick(&mut after, key, &accept_all, 1)[0]).unwrap().id;
         let k = after.hashes.partition_point(|&h| h < key) % after.hashes.len();
         let added = before.hashes.binary_search(&after.hashes[k]).is_err();
         if old != new {
@@ -430,7 +362,7 @@ fn golden_key_to_backend() {
     let mut r = RingHash::new(&pool_of(&ids.map(|id| (id, 1))), 1024, MAX, None);
     assert_eq!(r.hashes.len(), 1280);
     let got: Vec<&str> = (0..20)
-        .map(|k| ids[pick(&mut r, hash(format!("key-{k}").as_bytes()), &all, 1)[0]])
+        .map(|k| ids[pick(&mut r, hash(format!("key-{k}").as_bytes()), &accept_all, 1)[0]])
         .collect();
     let expected = [
         "b4", "b2", "b1", "b4", "b4", "b5", "b1", "b4", "b5", "b3", //
@@ -461,102 +393,51 @@ proptest! {
         let mut r = RingHash::new(&equal_pool(n), 256, MAX, None);
         let accept = |i: usize| mask >> (i % 64) & 1 == 1;
         let got = pick(&mut r, key, &accept, cap);
-        prop_assert!(got.iter().all(|&i| accept(i)));
-        let distinct: std::collections::HashSet<_> = got.iter().collect();
-        prop_assert_eq!(distinct.len(), got.len());
-        prop_assert_eq!(got.len(), cap.min((0..n).filter(|&i| accept(i)).count()));
+        check_picks_contract(&got, &accept, n, cap)?;
         prop_assert_eq!(got, reference_walk(&r, key, &accept, cap));
     }
 }
 
 #[test]
 fn nothing_accepted_gives_no_pick_and_one_accepted_gives_it_alone() {
-    let mut r = RingHash::new(&equal_pool(50), 1024, MAX, None);
-    for key in [0, 1, u64::MAX, 12345] {
-        assert_eq!(pick(&mut r, key, &|_| false, 3), Vec::<usize>::new());
-        assert_eq!(pick(&mut r, key, &|i| i == 17, 3), [17]);
-    }
+    check_nothing_or_one_accepted(|p, c| RingHash::new(p, 1024, MAX, c));
 }
 
 #[test]
 fn without_key_picks_follow_round_robin() {
-    let p = pool_of(&[("a", 5), ("b", 1), ("c", 1)]);
-    let mut r = RingHash::new(&p, 64, MAX, None);
-    let mut rr = SmoothWeighted::new(p.weights());
-    for _ in 0..21 {
-        let got = pick_with(&mut r, None, &all, &mut NoLoad, 3);
-        assert_eq!(got, pick_with(&mut rr, None, &all, &mut NoLoad, 3));
-    }
-    let primaries: Vec<usize> =
-        (0..7).map(|_| pick_with(&mut r, None, &all, &mut NoLoad, 1)[0]).collect();
-    assert_eq!(primaries, [0, 0, 1, 0, 2, 0, 0]);
+    check_round_robin_without_key(|p, c| RingHash::new(p, 64, MAX, c));
 }
 
 #[test]
 fn empty_pool_gives_no_pick() {
     let mut r = RingHash::new(&Pool::default(), 1024, MAX, None);
     assert!(r.hashes.is_empty());
-    assert!(pick(&mut r, 5, &all, 3).is_empty());
-    assert!(pick_with(&mut r, None, &all, &mut NoLoad, 3).is_empty());
+    assert!(pick(&mut r, 5, &accept_all, 3).is_empty());
+    assert!(pick_with(&mut r, None, &accept_all, &mut NoLoad, 3).is_empty());
 }
 
 #[test]
 fn refusing_the_primary_moves_only_its_keys_to_the_next_on_the_ring() {
-    let mut r = RingHash::new(&equal_pool(8), 1024, MAX, None);
-    let refused = 3;
-    let mut moved = 0;
-    for k in 0..5000u64 {
-        let key = hash(&k.to_le_bytes());
-        let before = pick(&mut r, key, &all, 2);
-        let after = pick(&mut r, key, &|i| i != refused, 1);
-        if before[0] == refused {
-            assert_eq!(after[0], before[1]);
-            moved += 1;
-        } else {
-            assert_eq!(after[0], before[0]);
-        }
-    }
-    assert!(moved > 400 && moved < 850, "{moved}");
+    check_refusing_the_primary(|p, c| RingHash::new(p, 1024, MAX, c));
 }
 
 #[test]
 fn bounded_load_moves_the_primary_off_a_hot_backend() {
-    let mut r = RingHash::new(&equal_pool(5), 1024, MAX, Some(1.25));
-    let key = hash(b"hot-key");
-    let order = pick(&mut RingHash::new(&equal_pool(5), 1024, MAX, None), key, &all, 5);
-    // bound = ceil(1.25 * (10 + 1) / 5) = 3: the hot backend (10 in flight) is over it.
-    let mut load = FakeLoad { in_flight: vec![0; 5], total: 10, ..Default::default() };
-    load.in_flight[order[0]] = 10;
-    let got = pick_with(&mut r, Some(key), &all, &mut load, 5);
-    assert_eq!(got, [order[1], order[2], order[3], order[4], order[0]]);
-    assert_eq!(load.total_reads, 1);
-    load.in_flight[order[0]] = 2;
-    load.reads.clear();
-    assert_eq!(pick_with(&mut r, Some(key), &all, &mut load, 1), [order[0]]);
-    assert_eq!(load.reads, [order[0]]);
-    load.in_flight[order[0]] = 3;
-    load.reads.clear();
-    assert_eq!(pick_with(&mut r, Some(key), &all, &mut load, 1), [order[1]]);
-    assert_eq!(load.reads, [order[0], order[1]]);
+    check_bounded_load_moves_off_a_hot_backend(|p, c| RingHash::new(p, 1024, MAX, c));
 }
 
 #[test]
 fn bounded_load_with_every_backend_over_uses_ring_order() {
     let mut r = RingHash::new(&equal_pool(5), 1024, MAX, Some(1.0));
     let key = hash(b"k");
-    let order = pick(&mut RingHash::new(&equal_pool(5), 1024, MAX, None), key, &all, 5);
-    let mut load = FakeLoad { in_flight: vec![1; 5], total: 0, ..Default::default() };
-    assert_eq!(pick_with(&mut r, Some(key), &all, &mut load, 5), order);
+    let order = pick(&mut RingHash::new(&equal_pool(5), 1024, MAX, None), key, &accept_all, 5);
+    let mut load = FakeLoad::with_total(&[1; 5], 0);
+    assert_eq!(pick_with(&mut r, Some(key), &accept_all, &mut load, 5), order);
     let accept = |i: usize| i != order[0];
     assert_eq!(pick_with(&mut r, Some(key), &accept, &mut load, 1), [order[1]]);
 }
 
 #[test]
 fn load_is_read_only_with_a_balance_factor() {
-    assert!(!RingHash::new(&equal_pool(3), 16, MAX, None).uses_load());
-    assert!(RingHash::new(&equal_pool(3), 16, MAX, Some(1.5)).uses_load());
-    let mut r = RingHash::new(&equal_pool(3), 16, MAX, None);
-    let mut load = FakeLoad { in_flight: vec![100; 3], total: 0, ..Default::default() };
-    assert_eq!(pick_with(&mut r, Some(4), &all, &mut load, 3).len(), 3);
-    assert_eq!((load.reads.len(), load.total_reads), (0, 0));
+    check_load_read_only_with_a_balance_factor(|p, c| RingHash::new(p, 16, MAX, c));
 }
