@@ -13,11 +13,19 @@ pub struct Backend {
     /// `address` rendered once, in the `ip:port` / `[ipv6]:port` form override_host expects.
     pub host: String,
     pub weight: u32,
+    /// Receives traffic only when no primary backend is available.
+    pub backup: bool,
 }
 
 impl Backend {
     pub fn new(id: String, address: SocketAddr, weight: u32) -> Self {
-        Backend { id, host: address.to_string(), address, weight }
+        Backend { id, host: address.to_string(), address, weight, backup: false }
+    }
+
+    /// This backend as a backup.
+    pub fn as_backup(mut self) -> Self {
+        self.backup = true;
+        self
     }
 }
 

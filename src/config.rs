@@ -4,6 +4,7 @@
 
 mod algorithm;
 mod de;
+mod health_check;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -13,7 +14,9 @@ use serde::Deserialize;
 
 use algorithm::RawAlgorithm;
 pub use algorithm::{Algorithm, AlgorithmConfig, HashOn, DEFAULT_MAGLEV_TABLE_SIZE};
-use de::{array, header_name, int, object, shown, string, variant, Json};
+use de::{array, boolean, header_name, int, object, shown, string, variant, Json};
+pub use health_check::HealthCheck;
+use health_check::RawHealthCheck;
 
 use crate::backend::{Backend, Pool, MAX_BACKENDS};
 
@@ -75,7 +78,15 @@ pub struct Config {
     pub balancing: AlgorithmConfig,
     pub pool: Pool,
     pub target: Target,
+    /// Active health checks; `None` when the JSON has no `health_check` block.
+    pub health_check: Option<HealthCheck>,
+    /// Panic (pick across all primaries) when fewer than this percent of primaries are
+    /// available; 0 disables.
+    pub panic_threshold_percent: u32,
 }
+
+/// Envoy's default healthy panic threshold.
+const DEFAULT_PANIC_PERCENT: u32 = 50;
 
 /// The JSON members of the top-level object, in the order messages list them.
 const FIELDS: &[&str] = &[
@@ -89,6 +100,8 @@ const FIELDS: &[&str] = &[
     "maglev",
     "ring_hash",
     "balance_factor",
+    "health_check",
+    "panic_threshold_percent",
 ];
 /// `cluster` and `backends`.
 const REQUIRED: u32 = 0b101;
@@ -99,12 +112,15 @@ struct RawConfig {
     backends: Vec<RawBackend>,
     target: RawTarget,
     balancing: RawAlgorithm,
+    health_check: Option<RawHealthCheck>,
+    panic_threshold_percent: Option<u32>,
 }
 
 struct RawBackend {
     id: String,
     address: String,
     weight: Option<u32>,
+    backup: bool,
 }
 
 #[derive(Default)]
@@ -140,12 +156,16 @@ impl RawConfig {
             backends: Vec::new(),
             target: RawTarget::default(),
             balancing: RawAlgorithm::default(),
+            health_check: None,
+            panic_threshold_percent: None,
         };
         object(json, "$", FIELDS, REQUIRED, &mut |i, v, p| {
             match i {
                 0 => raw.cluster = string(v, p)?,
                 2 => raw.backends = read_backends(v, p)?,
                 3 => raw.target = RawTarget::read(v, p)?,
+                10 => raw.health_check = Some(RawHealthCheck::read(v, p)?),
+                11 => raw.panic_threshold_percent = Some(int(v, p, 0, 100)?),
                 _ => raw.balancing.read(i, v, p)?,
             }
             Ok(())
@@ -170,12 +190,21 @@ impl RawConfig {
         let pool = validate_backends(self.backends)?;
         let target = self.target.validate()?;
         let balancing = self.balancing.validate(pool.len())?;
+        let health_check = self.health_check.map(RawHealthCheck::validate).transpose()?;
+        if pool.iter().all(|b| b.backup) {
+            return Err(ConfigError::at(
+                "$.backends",
+                "holds only backups; valid: at least one backend without \"backup\": true",
+            ));
+        }
         Ok(Config {
             cluster: self.cluster,
             algorithm: balancing.algorithm,
             balancing,
             pool,
             target,
+            health_check,
+            panic_threshold_percent: self.panic_threshold_percent.unwrap_or(DEFAULT_PANIC_PERCENT),
         })
     }
 }
@@ -191,13 +220,15 @@ fn read_backends(v: &Json, path: &str) -> Result<Vec<RawBackend>, ConfigError> {
 
 impl RawBackend {
     fn read(v: &Json, path: &str) -> Result<RawBackend, ConfigError> {
-        let mut b = RawBackend { id: String::new(), address: String::new(), weight: None };
+        let mut b =
+            RawBackend { id: String::new(), address: String::new(), weight: None, backup: false };
         // `id` and `address` are required.
-        object(v, path, &["id", "address", "weight"], 0b011, &mut |i, v, p| {
+        object(v, path, &["id", "address", "weight", "backup"], 0b011, &mut |i, v, p| {
             match i {
                 0 => b.id = string(v, p)?,
                 1 => b.address = string(v, p)?,
-                _ => b.weight = Some(int(v, p, 1, MAX_WEIGHT)?),
+                2 => b.weight = Some(int(v, p, 1, MAX_WEIGHT)?),
+                _ => b.backup = boolean(v, p)?,
             }
             Ok(())
         })?;
@@ -269,7 +300,8 @@ fn validate_backends(raw: Vec<RawBackend>) -> Result<Pool, ConfigError> {
             ));
         }
         let weight = b.weight.unwrap_or(1);
-        backends.push(Backend::new(b.id.clone(), address, weight));
+        let backend = Backend::new(b.id.clone(), address, weight);
+        backends.push(if b.backup { backend.as_backup() } else { backend });
     }
     Ok(Pool::new(backends))
 }

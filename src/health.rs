@@ -7,6 +7,8 @@
 //! Backends are keyed by `id@address` ([`backend_key`]), so a config reload keeps the state of
 //! backends whose id and address did not change ([`HealthTable::carry_over`]).
 
+pub mod prober;
+
 use std::fmt;
 
 use crate::backend::Backend;

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 
 use crate::config::{Config, HashOn};
 use crate::hash_key;
+use crate::health::Availability;
 use crate::lb::{self, Balancer, LoadView, NoLoad, Outcome, PickCtx, Picks};
 use crate::state::in_flight::InFlight;
 use crate::state::SharedStore;
@@ -63,6 +64,8 @@ pub struct Router {
     rng: fastrand::Rng,
     picks: Picks,
     value: String,
+    /// Who may be picked (health, backups, panic); `None`: everyone.
+    availability: Option<Availability>,
     /// Shared in-flight counters, kept only when the algorithm reads load.
     in_flight: Option<InFlight>,
     by_address: HashMap<SocketAddr, usize, fnv::FnvBuildHasher>,
@@ -90,7 +93,18 @@ impl Router {
         let picks = Picks::with_capacity(config.target.max_hosts);
         let value = String::with_capacity(config.target.max_hosts * 48);
         let rng = fastrand::Rng::with_seed(seed);
-        Router { config, balancer, rng, picks, value, in_flight, by_address, store, metrics }
+        Router {
+            config,
+            balancer,
+            rng,
+            picks,
+            value,
+            availability: None,
+            in_flight,
+            by_address,
+            store,
+            metrics,
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -100,6 +114,11 @@ impl Router {
     /// The request header that carries the picks.
     pub fn header(&self) -> &str {
         &self.config.target.header
+    }
+
+    /// Replaces who may be picked (from the health table, on every tick).
+    pub fn set_availability(&mut self, availability: Availability) {
+        self.availability = Some(availability);
     }
 
     /// Whether responses matter (attribution to the serving backend, latency): false for
@@ -139,7 +158,11 @@ impl Router {
         now_ns: u64,
     ) -> Option<(Steering<'_>, Ticket)> {
         let key = self.key(key_input);
-        let accept = |_: usize| true;
+        let availability = self.availability.as_ref();
+        if availability.is_some_and(|a| a.none) {
+            return None;
+        }
+        let accept = |i: usize| availability.is_none_or(|a| a.accepts(i));
         let (mut view, mut none);
         let load: &mut dyn LoadView = match &self.in_flight {
             Some(counters) => {

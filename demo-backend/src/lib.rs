@@ -24,6 +24,8 @@ pub struct Options {
     pub fail_status: u16,
     /// Whether `/healthz` answers 200 (else 503).
     pub healthy: bool,
+    /// Added before answering `/healthz` (a hanging health endpoint).
+    pub health_delay: Duration,
 }
 
 impl Options {
@@ -34,6 +36,7 @@ impl Options {
             fail_rate: 0.0,
             fail_status: 500,
             healthy: true,
+            health_delay: Duration::ZERO,
         }
     }
 }
@@ -125,6 +128,9 @@ pub async fn start(addr: SocketAddr, options: Options) -> std::io::Result<Runnin
 async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     if request.uri().path() == "/healthz" {
         shared.stats.health_checks.fetch_add(1, Ordering::Relaxed);
+        if !shared.options.health_delay.is_zero() {
+            tokio::time::sleep(shared.options.health_delay).await;
+        }
         let status = if shared.healthy.load(Ordering::SeqCst) {
             StatusCode::OK
         } else {

@@ -27,6 +27,9 @@ struct Args {
     /// Answer /healthz with 503.
     #[arg(long)]
     unhealthy: bool,
+    /// Delay before answering /healthz, in milliseconds (a hanging health endpoint).
+    #[arg(long, default_value_t = 0)]
+    health_delay_ms: u64,
 }
 
 fn parse_fraction(s: &str) -> Result<f64, String> {
@@ -45,6 +48,7 @@ async fn main() -> ExitCode {
         fail_rate: args.fail_rate,
         fail_status: args.fail_status,
         healthy: !args.unhealthy,
+        health_delay: Duration::from_millis(args.health_delay_ms),
     };
     let running = match demo_backend::start(args.listen, options).await {
         Ok(r) => r,

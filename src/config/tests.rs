@@ -695,7 +695,7 @@ fn messages_read_like_serde() {
         e.to_string(),
         "$.algorthm: unknown field `algorthm`, expected one of `cluster`, `algorithm`, \
          `backends`, `target`, `least_request`, `least_time`, `hash_on`, `maglev`, `ring_hash`, \
-         `balance_factor`"
+         `balance_factor`, `health_check`, `panic_threshold_percent`"
     );
     let e = refuse(&format!(r#"{{"backends":{ONE_BACKEND}}}"#));
     assert_eq!(
@@ -855,4 +855,28 @@ fn type_errors_carry_no_position_but_syntax_errors_do() {
     assert!(!e.message.contains("line"), "{e}");
     let e = refuse(&format!("{}\n x", with_backends(ONE_BACKEND)));
     assert_err(&e, "$", &["trailing characters at line 2 column 2", "valid:"]);
+}
+
+#[test]
+fn backups_and_panic_threshold() {
+    let c = Config::from_json(
+        br#"{"cluster":"c","backends":[{"id":"a","address":"10.0.0.1:80"},
+            {"id":"b","address":"10.0.0.2:80","backup":true}],"panic_threshold_percent":0}"#,
+    )
+    .unwrap();
+    assert_eq!(c.pool.iter().map(|b| b.backup).collect::<Vec<_>>(), vec![false, true]);
+    assert_eq!(c.panic_threshold_percent, 0);
+    let c = Config::from_json(with_backends(ONE_BACKEND).as_bytes()).unwrap();
+    assert_eq!(c.panic_threshold_percent, 50, "Envoy's default");
+    let e =
+        refuse(r#"{"cluster":"c","backends":[{"id":"a","address":"10.0.0.1:80","backup":true}]}"#);
+    assert_eq!(e.path, "$.backends");
+    assert!(e.message.contains("only backups"), "{e}");
+    let e = refuse(r#"{"cluster":"c","backends":[{"id":"a","address":"10.0.0.1:80","backup":1}]}"#);
+    assert_eq!(e.path, "$.backends[0].backup");
+    let e = refuse(&format!(
+        r#"{{"cluster":"c","backends":{ONE_BACKEND},"panic_threshold_percent":101}}"#
+    ));
+    assert_eq!(e.path, "$.panic_threshold_percent");
+    assert!(e.message.contains("from 0 to 100"), "{e}");
 }

@@ -49,7 +49,7 @@ impl Balancer for SmoothWeighted {
             }
             *cur += w;
             total += w;
-            if best.map_or(true, |(_, b)| *cur > b) {
+            if best.is_none_or(|(_, b)| *cur > b) {
                 best = Some((i, *cur));
             }
         }

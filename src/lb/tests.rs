@@ -67,7 +67,7 @@ impl Nginx {
             }
             self.current[i] += self.weight[i];
             total += self.weight[i];
-            if best.map_or(true, |b| self.current[i] > self.current[b]) {
+            if best.is_none_or(|b| self.current[i] > self.current[b]) {
                 best = Some(i);
             }
         }

@@ -257,7 +257,7 @@ fn json_names_and_field_positions_agree() {
     let fields = super::super::FIELDS;
     assert_eq!(fields[1], "algorithm");
     assert_eq!(
-        fields[4..],
+        fields[4..10],
         ["least_request", "least_time", "hash_on", "maglev", "ring_hash", "balance_factor"]
     );
 }

@@ -1,0 +1,260 @@
+//! The `health_check` block: active HTTP checks of every backend, sent by one prober per proxy.
+
+use super::de::{array, int, object, shown, string, Json};
+use super::ConfigError;
+
+/// Validated active health-check settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// Request path, starting with `/`.
+    pub path: String,
+    pub interval_ms: u64,
+    /// Strictly below `interval_ms`.
+    pub timeout_ms: u64,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+    /// Inclusive status ranges counted as healthy.
+    pub expected_statuses: Vec<(u16, u16)>,
+    /// Each backend's interval is shifted by up to ± this much (at most half the interval).
+    pub jitter_ms: u64,
+    /// `:authority` of the probe; the cluster name when absent.
+    pub host: Option<String>,
+}
+
+impl HealthCheck {
+    /// Whether `status` is in one of the expected ranges.
+    pub fn expects(&self, status: u16) -> bool {
+        self.expected_statuses.iter().any(|&(lo, hi)| (lo..=hi).contains(&status))
+    }
+}
+
+/// `path` when the JSON has none.
+const DEFAULT_HEALTH_CHECK_PATH: &str = "/healthz";
+const MAX_PATH_LEN: usize = 1024;
+const MAX_HOST_LEN: usize = 255;
+const MIN_INTERVAL_MS: u32 = 10;
+const MAX_MS: u32 = 3_600_000;
+const MAX_THRESHOLD: u32 = 100;
+const MIN_STATUS: u16 = 100;
+const MAX_STATUS: u16 = 599;
+const MAX_STATUS_RANGES: usize = 32;
+const STATUS_VALID: &str = "valid: [lo, hi] with 100 <= lo <= hi <= 599, e.g. [200, 299]";
+
+impl Default for HealthCheck {
+    /// The settings of `"health_check": {}`.
+    fn default() -> Self {
+        HealthCheck {
+            path: DEFAULT_HEALTH_CHECK_PATH.to_string(),
+            interval_ms: 2_000,
+            timeout_ms: 1_000,
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+            expected_statuses: vec![(200, 299)],
+            jitter_ms: 0,
+            host: None,
+        }
+    }
+}
+
+/// The JSON members of the `health_check` block, in the order messages list them.
+const FIELDS: &[&str] = &[
+    "path",
+    "interval_ms",
+    "timeout_ms",
+    "healthy_threshold",
+    "unhealthy_threshold",
+    "expected_statuses",
+    "jitter_ms",
+    "host",
+];
+
+/// The `health_check` object, shapes and types checked (and numbers bounded); `validate`
+/// checks the strings and how the values relate.
+#[derive(Default)]
+pub(super) struct RawHealthCheck {
+    path: Option<String>,
+    interval_ms: Option<u32>,
+    timeout_ms: Option<u32>,
+    healthy_threshold: Option<u32>,
+    unhealthy_threshold: Option<u32>,
+    expected_statuses: Option<Vec<(u16, u16)>>,
+    jitter_ms: Option<u32>,
+    host: Option<String>,
+}
+
+impl RawHealthCheck {
+    /// Reads the `health_check` object at `path`; members are checked in document order.
+    pub(super) fn read(v: &Json, path: &str) -> Result<RawHealthCheck, ConfigError> {
+        let mut h = RawHealthCheck::default();
+        object(v, path, FIELDS, 0, &mut |i, v, p| {
+            match i {
+                0 => h.path = Some(string(v, p)?),
+                1 => h.interval_ms = Some(int(v, p, MIN_INTERVAL_MS, MAX_MS)?),
+                2 => h.timeout_ms = Some(int(v, p, 1, MAX_MS)?),
+                3 => h.healthy_threshold = Some(int(v, p, 1, MAX_THRESHOLD)?),
+                4 => h.unhealthy_threshold = Some(int(v, p, 1, MAX_THRESHOLD)?),
+                5 => h.expected_statuses = Some(read_statuses(v, p)?),
+                6 => h.jitter_ms = Some(int(v, p, 0, MAX_MS)?),
+                _ => h.host = Some(string(v, p)?),
+            }
+            Ok(())
+        })?;
+        Ok(h)
+    }
+
+    pub(super) fn validate(self) -> Result<HealthCheck, ConfigError> {
+        let d = HealthCheck::default();
+        let path = match self.path {
+            None => d.path,
+            Some(p) => validate_path(&p).map_err(|m| ConfigError::at("$.health_check.path", m))?,
+        };
+        let interval_ms = self.interval_ms.map_or(d.interval_ms, u64::from);
+        let timeout_ms = self.timeout_ms.map_or(d.timeout_ms, u64::from);
+        if timeout_ms >= interval_ms {
+            let default = if self.timeout_ms.is_none() { " (the default)" } else { "" };
+            return Err(ConfigError::at(
+                "$.health_check.timeout_ms",
+                format!(
+                    "{timeout_ms}{default} is not below interval_ms {interval_ms}; valid: a \
+                     timeout shorter than the interval"
+                ),
+            ));
+        }
+        let jitter_ms = self.jitter_ms.map_or(d.jitter_ms, u64::from);
+        if jitter_ms > interval_ms / 2 {
+            return Err(ConfigError::at(
+                "$.health_check.jitter_ms",
+                format!(
+                    "{jitter_ms} is above half of interval_ms {interval_ms}; valid: 0 to {}",
+                    interval_ms / 2
+                ),
+            ));
+        }
+        let expected_statuses = match self.expected_statuses {
+            None => d.expected_statuses,
+            Some(s) if s.is_empty() || s.len() > MAX_STATUS_RANGES => {
+                return Err(ConfigError::at(
+                    "$.health_check.expected_statuses",
+                    format!(
+                        "has {} ranges; valid: 1 to {MAX_STATUS_RANGES} ranges [lo, hi], \
+                         e.g. [[200, 299]]",
+                        s.len()
+                    ),
+                ));
+            }
+            Some(s) => s,
+        };
+        let host = match self.host {
+            None => None,
+            Some(h) => {
+                Some(validate_host(&h).map_err(|m| ConfigError::at("$.health_check.host", m))?)
+            }
+        };
+        Ok(HealthCheck {
+            path,
+            interval_ms,
+            timeout_ms,
+            healthy_threshold: self.healthy_threshold.unwrap_or(d.healthy_threshold),
+            unhealthy_threshold: self.unhealthy_threshold.unwrap_or(d.unhealthy_threshold),
+            expected_statuses,
+            jitter_ms,
+            host,
+        })
+    }
+}
+
+/// `expected_statuses`: an array of `[lo, hi]` status ranges; each item's problem is reported
+/// at the item's path.
+fn read_statuses(v: &Json, path: &str) -> Result<Vec<(u16, u16)>, ConfigError> {
+    let items = array(v, path)?;
+    let mut ranges = Vec::with_capacity(items.len().min(MAX_STATUS_RANGES + 1));
+    for (i, item) in items.iter().enumerate() {
+        let range = match item {
+            Json::Arr(pair) => match pair.as_slice() {
+                [lo, hi] => status(lo).zip(status(hi)).filter(|(lo, hi)| lo <= hi),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(range) = range else {
+            return Err(ConfigError::at(
+                format!("{path}[{i}]"),
+                format!("{} is not a status range; {STATUS_VALID}", rendered(item)),
+            ));
+        };
+        ranges.push(range);
+    }
+    Ok(ranges)
+}
+
+/// An integer HTTP status code from 100 to 599.
+fn status(v: &Json) -> Option<u16> {
+    match v {
+        Json::Num(n) if !n.is_f64() => n
+            .as_u64()
+            .and_then(|u| u16::try_from(u).ok())
+            .filter(|s| (MIN_STATUS..=MAX_STATUS).contains(s)),
+        _ => None,
+    }
+}
+
+/// A short rendering of an `expected_statuses` item for messages: `[200, 99]`, `"2xx"`, ...
+fn rendered(v: &Json) -> String {
+    match v {
+        Json::Null => "null".to_string(),
+        Json::Bool(b) => b.to_string(),
+        Json::Num(n) => n.to_string(),
+        Json::Str(s) => format!("{:?}", shown(s)),
+        Json::Obj(_) => "an object".to_string(),
+        Json::Arr(items) if items.len() <= 4 => {
+            let inner: Vec<String> = items
+                .iter()
+                .map(|x| match x {
+                    Json::Arr(_) => "[...]".to_string(),
+                    Json::Obj(_) => "{...}".to_string(),
+                    x => rendered(x),
+                })
+                .collect();
+            format!("[{}]", inner.join(", "))
+        }
+        Json::Arr(items) => format!("an array of {} items", items.len()),
+    }
+}
+
+/// The probe's request path: starts with `/`, 1 to 1024 characters, no ASCII controls or spaces.
+fn validate_path(p: &str) -> Result<String, String> {
+    let ok = p.starts_with('/')
+        && p.chars().count() <= MAX_PATH_LEN
+        && !p.chars().any(|c| c.is_ascii_control() || c == ' ');
+    if ok {
+        Ok(p.to_string())
+    } else {
+        Err(format!(
+            "{:?} is not a request path; valid: a path starting with /, 1 to {MAX_PATH_LEN} \
+             characters, no spaces or control characters, e.g. {DEFAULT_HEALTH_CHECK_PATH}",
+            shown(p)
+        ))
+    }
+}
+
+/// The probe's `:authority`: 1 to 255 characters, no whitespace, controls, `/`, `?`, `#`, `@`.
+fn validate_host(h: &str) -> Result<String, String> {
+    let ok = !h.is_empty()
+        && h.chars().count() <= MAX_HOST_LEN
+        && !h
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '/' | '?' | '#' | '@'));
+    if ok {
+        Ok(h.to_string())
+    } else {
+        Err(format!(
+            "{:?} is not an HTTP authority; valid: host or host:port, 1 to {MAX_HOST_LEN} \
+             characters without whitespace, control characters, / ? # @, e.g. \
+             backend.example.com:8080, or null for the cluster name",
+            shown(h)
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,159 @@
+//! The prober over the CAS-enforcing in-memory store: one lease holder probes, answers move
+//! backends between healthy and unhealthy, availability follows, timeouts are recognised.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use super::*;
+use crate::health::{ActivePolicy, Change};
+use crate::state::memory::MemoryStore;
+
+const MS: u64 = 1_000_000;
+
+fn config(extra: &str) -> Config {
+    Config::from_json(
+        format!(
+            r#"{{"cluster":"pool","backends":[{{"id":"a","address":"10.0.0.1:80"}},
+                {{"id":"b","address":"10.0.0.2:80"}},{{"id":"c","address":"10.0.0.3:80","backup":true}}],
+                "health_check":{{"interval_ms":1000,"timeout_ms":500,"healthy_threshold":2,
+                "unhealthy_threshold":2}}{extra}}}"#
+        )
+        .as_bytes(),
+    )
+    .unwrap()
+}
+
+fn policy(panic: u32) -> HealthPolicy {
+    HealthPolicy {
+        active: Some(ActivePolicy { healthy_threshold: 2, unhealthy_threshold: 2 }),
+        panic_threshold_percent: panic,
+        ..HealthPolicy::default()
+    }
+}
+
+fn prober(owner: u64) -> Prober {
+    Prober::new(&config(""), policy(0), owner).unwrap()
+}
+
+/// A prober that has created the lease (a fresh lease is held from the next tick on).
+fn holder(store: &MemoryStore, owner: u64) -> Prober {
+    let mut p = prober(owner);
+    assert!(p.due(store, MS).is_empty(), "the creating tick probes nothing");
+    p
+}
+
+/// Sends every due probe with tokens from `next`, returning (token, index).
+fn send(p: &mut Prober, store: &MemoryStore, now: u64, next: &mut u32) -> Vec<(u32, usize)> {
+    p.due(store, now)
+        .into_iter()
+        .map(|i| {
+            *next += 1;
+            p.sent(*next, i, now);
+            (*next, i)
+        })
+        .collect()
+}
+
+#[test]
+fn no_prober_without_health_check() {
+    let c =
+        Config::from_json(br#"{"cluster":"p","backends":[{"id":"a","address":"10.0.0.1:80"}]}"#)
+            .unwrap();
+    assert!(Prober::new(&c, policy(0), 1).is_none());
+}
+
+#[test]
+fn only_the_lease_holder_probes_each_backend_once_per_interval() {
+    let store = MemoryStore::new();
+    prober(1).publish_initial(&store, 1);
+    let mut a = holder(&store, 1);
+    let mut b = prober(2);
+    let mut token = 0;
+    let first = send(&mut a, &store, 10 * MS, &mut token);
+    assert_eq!(first.iter().map(|&(_, i)| i).collect::<Vec<_>>(), vec![0, 1, 2]);
+    assert!(b.due(&store, 10 * MS).is_empty(), "a second VM must not probe");
+    // Nothing more is due within the interval, even with the answers still pending.
+    assert!(send(&mut a, &store, 500 * MS, &mut token).is_empty());
+    for (t, _) in &first {
+        a.answered(&store, *t, Some(200), 600 * MS);
+    }
+    assert!(send(&mut a, &store, 900 * MS, &mut token).is_empty());
+    assert_eq!(send(&mut a, &store, 1_011 * MS, &mut token).len(), 3, "one interval later");
+    assert!(b.due(&store, 1_011 * MS).is_empty());
+}
+
+#[test]
+fn failures_make_a_backend_unhealthy_and_successes_bring_it_back() {
+    let store = MemoryStore::new();
+    let mut p = holder(&store, 1);
+    let mut token = 0;
+    let mut now = 10 * MS;
+    let mut logged = Vec::new();
+    for round in 0..2 {
+        for (t, i) in send(&mut p, &store, now, &mut token) {
+            let status = if i == 1 { 503 } else { 200 };
+            logged.extend(p.answered(&store, t, Some(status), now + MS));
+        }
+        assert!(p.availability(&store, now + 2 * MS).accepts(1) == (round == 0));
+        now += 1_001 * MS;
+    }
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert_eq!(logged[0].to_string(), "b unhealthy: 2 probe failures, last: status 503");
+    let av = p.availability(&store, now);
+    assert!(
+        av.accepts(0) && !av.accepts(1) && !av.accepts(2),
+        "backup unused while a primary is up"
+    );
+    for _ in 0..2 {
+        for (t, _) in send(&mut p, &store, now, &mut token) {
+            logged.extend(p.answered(&store, t, Some(200), now + MS));
+        }
+        now += 1_001 * MS;
+    }
+    assert_eq!(logged.len(), 2);
+    assert!(matches!(logged[1].change, Change::Healthy { successes: 2 }));
+    assert!(p.availability(&store, now).accepts(1));
+}
+
+#[test]
+fn timeouts_and_missing_answers_are_told_apart() {
+    let store = MemoryStore::new();
+    let mut p = holder(&store, 1);
+    let mut token = 0;
+    let now = 10 * MS;
+    let sent = send(&mut p, &store, now, &mut token);
+    // a: Envoy's own 504 after the timeout; b: no status before it; c: an unknown token.
+    assert_eq!(p.answered(&store, sent[0].0, Some(504), now + 600 * MS), None);
+    assert_eq!(p.answered(&store, sent[1].0, None, now + 10 * MS), None);
+    assert_eq!(p.answered(&store, 999, Some(200), now), None);
+    let table =
+        crate::state::health_table::read(&store, "envoy_lb/pool/health").unwrap().unwrap().0;
+    assert_eq!(table.get(0).unwrap().failures, 1);
+    assert_eq!(table.get(1).unwrap().failures, 1);
+    let sent = send(&mut p, &store, now + 1_001 * MS, &mut token);
+    let t = p.answered(&store, sent[0].0, Some(504), now + 1_700 * MS).unwrap();
+    assert_eq!(t.to_string(), "a unhealthy: 2 probe failures, last: timeout after 500 ms");
+    let t = p.answered(&store, sent[1].0, None, now + 1_010 * MS).unwrap();
+    assert_eq!(t.to_string(), "b unhealthy: 2 probe failures, last: connection failed");
+}
+
+#[test]
+fn all_primaries_down_uses_the_backup_then_none() {
+    let store = MemoryStore::new();
+    let mut p = holder(&store, 1);
+    let mut token = 0;
+    let mut now = 10 * MS;
+    for _ in 0..2 {
+        for (t, i) in send(&mut p, &store, now, &mut token) {
+            p.answered(&store, t, Some(if i == 2 { 200 } else { 500 }), now + MS);
+        }
+        now += 1_001 * MS;
+    }
+    let av = p.availability(&store, now);
+    assert!(av.using_backups && av.accepts(2) && !av.accepts(0) && !av.accepts(1));
+    for _ in 0..2 {
+        for (t, _) in send(&mut p, &store, now, &mut token) {
+            p.answered(&store, t, Some(500), now + MS);
+        }
+        now += 1_001 * MS;
+    }
+    assert!(p.availability(&store, now).none);
+}
