@@ -5,6 +5,7 @@
 mod algorithm;
 mod de;
 mod health_check;
+mod outlier;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -17,6 +18,8 @@ pub use algorithm::{Algorithm, AlgorithmConfig, HashOn, DEFAULT_MAGLEV_TABLE_SIZ
 use de::{array, boolean, header_name, int, object, shown, string, variant, Json};
 pub use health_check::HealthCheck;
 use health_check::RawHealthCheck;
+pub use outlier::OutlierDetection;
+use outlier::RawOutlier;
 
 use crate::backend::{Backend, Pool, MAX_BACKENDS};
 
@@ -83,6 +86,10 @@ pub struct Config {
     /// Panic (pick across all primaries) when fewer than this percent of primaries are
     /// available; 0 disables.
     pub panic_threshold_percent: u32,
+    /// Passive ejection; `None` when the JSON has no `outlier_detection` block.
+    pub outlier_detection: Option<OutlierDetection>,
+    /// Linear ramp of a backend's share from 10% to 100% after it becomes available; 0: off.
+    pub slow_start_ms: u64,
 }
 
 /// Envoy's default healthy panic threshold.
@@ -102,6 +109,8 @@ const FIELDS: &[&str] = &[
     "balance_factor",
     "health_check",
     "panic_threshold_percent",
+    "outlier_detection",
+    "slow_start_ms",
 ];
 /// `cluster` and `backends`.
 const REQUIRED: u32 = 0b101;
@@ -114,6 +123,8 @@ struct RawConfig {
     balancing: RawAlgorithm,
     health_check: Option<RawHealthCheck>,
     panic_threshold_percent: Option<u32>,
+    outlier_detection: Option<RawOutlier>,
+    slow_start_ms: Option<u32>,
 }
 
 struct RawBackend {
@@ -158,6 +169,8 @@ impl RawConfig {
             balancing: RawAlgorithm::default(),
             health_check: None,
             panic_threshold_percent: None,
+            outlier_detection: None,
+            slow_start_ms: None,
         };
         object(json, "$", FIELDS, REQUIRED, &mut |i, v, p| {
             match i {
@@ -166,6 +179,8 @@ impl RawConfig {
                 3 => raw.target = RawTarget::read(v, p)?,
                 10 => raw.health_check = Some(RawHealthCheck::read(v, p)?),
                 11 => raw.panic_threshold_percent = Some(int(v, p, 0, 100)?),
+                12 => raw.outlier_detection = Some(RawOutlier::read(v, p)?),
+                13 => raw.slow_start_ms = Some(int(v, p, 0, 3_600_000)?),
                 _ => raw.balancing.read(i, v, p)?,
             }
             Ok(())
@@ -205,6 +220,8 @@ impl RawConfig {
             target,
             health_check,
             panic_threshold_percent: self.panic_threshold_percent.unwrap_or(DEFAULT_PANIC_PERCENT),
+            outlier_detection: self.outlier_detection.map(RawOutlier::validate).transpose()?,
+            slow_start_ms: self.slow_start_ms.map_or(0, u64::from),
         })
     }
 }

@@ -7,7 +7,12 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use crate::config::{Config, HashOn};
+mod health;
+
+pub use health::Tick;
+
 use crate::hash_key;
+use crate::health::prober::Prober;
 use crate::health::Availability;
 use crate::lb::{self, Balancer, LoadView, NoLoad, Outcome, PickCtx, Picks};
 use crate::state::in_flight::InFlight;
@@ -38,6 +43,8 @@ pub enum KeySource<'a> {
 pub trait Metrics {
     /// Requests in flight to `backend` changed by `delta`.
     fn in_flight(&mut self, backend: usize, delta: i64);
+    /// The pool entered panic mode (counted once per entry, by the lease holder).
+    fn panic_entered(&mut self) {}
 }
 
 /// Metrics that go nowhere.
@@ -48,8 +55,10 @@ impl Metrics for NoMetrics {
 }
 
 /// What one request holds between its callbacks. Created by [`Router::steer`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Ticket {
+    /// The hosts written into the steering header, in order: try `k` went to `picks[k]`.
+    picks: Picks,
     /// The backend the request is attributed to (the primary, then whoever served it).
     backend: usize,
     started_ns: u64,
@@ -66,6 +75,10 @@ pub struct Router {
     value: String,
     /// Who may be picked (health, backups, panic); `None`: everyone.
     availability: Option<Availability>,
+    /// Health checking, passive ejection and slow start of this pool, when configured.
+    prober: Option<Prober>,
+    /// Panic state last logged by this VM as lease holder.
+    panic_logged: bool,
     /// Shared in-flight counters, kept only when the algorithm reads load.
     in_flight: Option<InFlight>,
     by_address: HashMap<SocketAddr, usize, fnv::FnvBuildHasher>,
@@ -82,6 +95,7 @@ impl Router {
         store: Box<dyn SharedStore>,
         metrics: Box<dyn Metrics>,
     ) -> Self {
+        let prober = health::prober_for(&config, seed, store.as_ref(), now_ns);
         let balancer = lb::build(&config.balancing, &config.pool, now_ns);
         let in_flight = balancer.uses_load().then(|| {
             InFlight::new(&config.cluster, &config.pool, config.balancing.balance_factor.is_some())
@@ -100,6 +114,8 @@ impl Router {
             picks,
             value,
             availability: None,
+            prober,
+            panic_logged: false,
             in_flight,
             by_address,
             store,
@@ -121,10 +137,10 @@ impl Router {
         self.availability = Some(availability);
     }
 
-    /// Whether responses matter (attribution to the serving backend, latency): false for
-    /// algorithms that read no load, which saves host reads on every response.
+    /// Whether responses matter (attribution to the serving backend, latency, passive
+    /// ejection): false otherwise, which saves host reads on every response.
     pub fn tracks_responses(&self) -> bool {
-        self.in_flight.is_some()
+        self.in_flight.is_some() || self.ejects()
     }
 
     /// What [`Router::steer`] needs as `key_input`.
@@ -162,7 +178,10 @@ impl Router {
         if availability.is_some_and(|a| a.none) {
             return None;
         }
-        let accept = |i: usize| availability.is_none_or(|a| a.accepts(i));
+        // Slow start: a ramping backend is admitted to this pick with its ramp's probability.
+        let salt = self.rng.u64(..);
+        let accept =
+            |i: usize| availability.is_none_or(|a| a.accepts(i) && health::admitted(a, i, salt));
         let (mut view, mut none);
         let load: &mut dyn LoadView = match &self.in_flight {
             Some(counters) => {
@@ -185,8 +204,13 @@ impl Router {
             }
             self.value.push_str(&backend.host);
         }
-        let mut ticket =
-            Ticket { backend: primary, started_ns: now_ns, held: false, answered: false };
+        let mut ticket = Ticket {
+            picks: self.picks.clone(),
+            backend: primary,
+            started_ns: now_ns,
+            held: false,
+            answered: false,
+        };
         self.hold(&mut ticket, primary);
         let steering = Steering { header: &self.config.target.header, value: &self.value };
         Some((steering, ticket))
@@ -195,19 +219,24 @@ impl Router {
     /// Response headers arrived: `served_by` is Envoy's `upstream.address` ("ip:port") when
     /// known. Moves the request's count to the backend that really served it (after retries)
     /// and reports the outcome to the algorithm.
+    /// `attempts` is Envoy's `x-envoy-attempt-count` (1 when unknown): tries before the last
+    /// went to the first hosts of the steering header and failed (passive ejection counts
+    /// them). Returns lines to log (ejections).
     pub fn on_response(
         &mut self,
         ticket: &mut Ticket,
         served_by: Option<&str>,
         status: u32,
+        attempts: u32,
         now_ns: u64,
-    ) {
+    ) -> Vec<String> {
         if ticket.answered {
-            return;
+            return Vec::new();
         }
         ticket.answered = true;
         let served = served_by.and_then(|a| a.parse::<SocketAddr>().ok());
         let served = served.and_then(|a| self.by_address.get(&a).copied());
+        let log = self.report_outcomes(ticket, served, status, attempts, now_ns);
         // No upstream address: Envoy answered itself (e.g. every try failed to connect).
         let failed = served.is_none() || status >= 500 || status == 429;
         if let Some(backend) = served {
@@ -219,6 +248,7 @@ impl Router {
         }
         let rtt_ns = now_ns.saturating_sub(ticket.started_ns);
         self.balancer.observe(ticket.backend, Outcome::Response { rtt_ns, failed }, now_ns);
+        log
     }
 
     /// The stream ended, however it ended: releases the in-flight count exactly once.

@@ -35,6 +35,7 @@ impl SharedStore for HostStore {
 /// `wasmcustom.lb_in_flight.backend.<id>`); process-wide, so every worker adds to the same one.
 pub struct HostMetrics {
     in_flight: Vec<Option<u32>>,
+    panic: Option<u32>,
 }
 
 impl HostMetrics {
@@ -46,7 +47,8 @@ impl HostMetrics {
                 hostcalls::define_metric(MetricType::Gauge, &name).ok()
             })
             .collect();
-        HostMetrics { in_flight }
+        let panic = hostcalls::define_metric(MetricType::Counter, "lb_panic_mode_total").ok();
+        HostMetrics { in_flight, panic }
     }
 }
 
@@ -57,6 +59,12 @@ impl Metrics for HostMetrics {
         }
         if let Some(Some(id)) = self.in_flight.get(backend) {
             let _ = hostcalls::increment_metric(*id, delta);
+        }
+    }
+
+    fn panic_entered(&mut self) {
+        if let Some(id) = self.panic {
+            let _ = hostcalls::increment_metric(id, 1);
         }
     }
 }

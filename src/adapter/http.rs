@@ -33,6 +33,10 @@ fn reject(status: u32, error: &str) -> Action {
     Action::Pause
 }
 
+fn response_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpResponseHeaders, name).ok().flatten()
+}
+
 fn request_header(name: &str) -> Option<String> {
     hostcalls::get_map_value(MapType::HttpRequestHeaders, name).ok().flatten()
 }
@@ -84,14 +88,27 @@ impl HttpContext for Http {
         let Some(ticket) = self.ticket.as_mut() else { return Action::Continue };
         let Ok(mut guard) = self.router.try_borrow_mut() else { return Action::Continue };
         let Some(router) = guard.as_mut() else { return Action::Continue };
+        // Envoy adds it for the filter (include_attempt_count_in_response); not for clients.
+        let attempts = response_header("x-envoy-attempt-count").and_then(|v| v.parse().ok());
+        if attempts.is_some() {
+            let _ =
+                hostcalls::remove_map_value(MapType::HttpResponseHeaders, "x-envoy-attempt-count");
+        }
         if router.tracks_responses() {
-            let status = hostcalls::get_map_value(MapType::HttpResponseHeaders, ":status")
-                .ok()
-                .flatten()
-                .and_then(|s| s.parse::<u32>().ok())
-                .unwrap_or(0);
+            let status =
+                response_header(":status").and_then(|s| s.parse::<u32>().ok()).unwrap_or(0);
             let served_by = host::property(&["upstream", "address"]);
-            router.on_response(ticket, served_by.as_deref(), status, host::now_ns());
+            let now = host::now_ns();
+            let log = router.on_response(
+                ticket,
+                served_by.as_deref(),
+                status,
+                attempts.unwrap_or(1),
+                now,
+            );
+            for line in log {
+                log::info!("{line}");
+            }
         }
         Action::Continue
     }

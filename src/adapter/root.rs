@@ -16,30 +16,19 @@ use proxy_wasm::types::{BufferType, ContextType, MapType};
 use super::host::{self, HostMetrics, HostStore};
 use super::http::Http;
 use crate::config::Config;
-use crate::health::prober::Prober;
-use crate::health::{ActivePolicy, HealthPolicy, Transition};
 use crate::router::Router;
 
 /// Longest pause between two ticks: how stale a worker's view of health may get.
 const MAX_TICK: Duration = Duration::from_millis(200);
 
-/// What a tick needs besides the router: the prober and how to address a probe.
-struct Probing {
-    prober: Prober,
-    cluster: String,
-    header: String,
-    hosts: Vec<String>,
-}
-
 pub struct Root {
     context_id: u32,
     router: Rc<RefCell<Option<Router>>>,
-    probing: Option<Probing>,
 }
 
 impl Root {
     pub fn new(context_id: u32) -> Self {
-        Root { context_id, router: Rc::new(RefCell::new(None)), probing: None }
+        Root { context_id, router: Rc::new(RefCell::new(None)) }
     }
 
     /// A number that differs per VM and root context: std's RandomState draws from WASI
@@ -50,77 +39,58 @@ impl Root {
 
     fn configure(&mut self, config: Config) {
         let now = host::now_ns();
-        self.probing = config.health_check.as_ref().and_then(|check| {
-            let policy = HealthPolicy {
-                active: Some(ActivePolicy {
-                    healthy_threshold: check.healthy_threshold,
-                    unhealthy_threshold: check.unhealthy_threshold,
-                }),
-                outlier: None,
-                slow_start_ns: 0,
-                panic_threshold_percent: config.panic_threshold_percent,
-            };
-            let prober = Prober::new(&config, policy, self.random())?;
-            prober.publish_initial(&HostStore, now);
-            let tick = Duration::from_millis(check.interval_ms / 4)
-                .clamp(Duration::from_millis(10), MAX_TICK);
+        let health = config.health_check.is_some()
+            || config.outlier_detection.is_some()
+            || config.slow_start_ms > 0;
+        if health {
+            let interval = config.health_check.as_ref().map_or(400, |c| c.interval_ms);
+            let tick =
+                Duration::from_millis(interval / 4).clamp(Duration::from_millis(10), MAX_TICK);
             if let Err(status) = hostcalls::set_tick_period(tick) {
                 log::error!("cannot set the tick period: {status:?}");
             }
-            Some(Probing {
-                prober,
-                cluster: config.cluster.clone(),
-                header: config.target.header.clone(),
-                hosts: config.pool.iter().map(|b| b.host.clone()).collect(),
-            })
-        });
+        }
         let metrics = Box::new(HostMetrics::define(&config.pool));
         let router = Router::new(config, self.random(), now, Box::new(HostStore), metrics);
+        // Only ticks take the prober lease: a root context that is configured but never ticks
+        // (config validation) must not hold it.
+        let mut router = router;
+        router.refresh(now);
         *self.router.borrow_mut() = Some(router);
-        self.refresh(now);
     }
 
-    /// Hands the router the current availability.
-    fn refresh(&mut self, now: u64) {
-        let Some(p) = self.probing.as_mut() else { return };
-        let availability = p.prober.availability(&HostStore, now);
-        if let Ok(mut guard) = self.router.try_borrow_mut() {
-            if let Some(router) = guard.as_mut() {
-                router.set_availability(availability);
-            }
+    /// Runs the router's tick and does what it asks: send probes, log state changes.
+    fn tick(&mut self, now: u64) {
+        let Ok(mut guard) = self.router.try_borrow_mut() else { return };
+        let Some(router) = guard.as_mut() else { return };
+        let tick = router.tick(now);
+        for line in &tick.log {
+            log::info!("{line}");
         }
-    }
-
-    /// Sends a probe to every backend that is due, if this VM holds the prober lease.
-    fn probe(&mut self, now: u64) {
-        let Some(p) = self.probing.as_mut() else { return };
-        for index in p.prober.due(&HostStore, now) {
-            let Some(host) = p.hosts.get(index) else { continue };
-            let check = p.prober.check();
-            let authority = check.host.as_deref().unwrap_or(&p.cluster);
+        let Some(check) = router.health_check().cloned() else { return };
+        let cluster = router.config().cluster.clone();
+        let header = router.header().to_string();
+        let authority = check.host.as_deref().unwrap_or(&cluster);
+        let timeout = Duration::from_millis(check.timeout_ms);
+        for (index, host) in tick.probes {
             let headers = vec![
                 (":method", "GET"),
                 (":path", check.path.as_str()),
                 (":authority", authority),
                 (":scheme", "http"),
                 ("user-agent", "envoy-lb-health-check"),
-                (p.header.as_str(), host.as_str()),
+                (header.as_str(), host.as_str()),
             ];
-            let timeout = Duration::from_millis(check.timeout_ms);
-            match hostcalls::dispatch_http_call(&p.cluster, headers, None, vec![], timeout) {
-                Ok(token) => p.prober.sent(token, index, now),
+            match hostcalls::dispatch_http_call(&cluster, headers, None, vec![], timeout) {
+                Ok(token) => router.probe_sent(token, index, now),
                 Err(status) => {
                     log::warn!("health check of {host} not sent: {status:?}");
-                    log_transition(p.prober.not_sent(&HostStore, index, now));
+                    if let Some(line) = router.probe_not_sent(index, now) {
+                        log::info!("{line}");
+                    }
                 }
             }
         }
-    }
-}
-
-fn log_transition(t: Option<Transition>) {
-    if let Some(t) = t {
-        log::info!("{t}");
     }
 }
 
@@ -137,10 +107,10 @@ impl Context for Root {
             .ok()
             .flatten()
             .and_then(|s| s.parse::<u16>().ok());
-        if let Some(p) = self.probing.as_mut() {
-            log_transition(p.prober.answered(&HostStore, token_id, status, now));
+        let Ok(mut guard) = self.router.try_borrow_mut() else { return };
+        if let Some(line) = guard.as_mut().and_then(|r| r.probe_answered(token_id, status, now)) {
+            log::info!("{line}");
         }
-        self.refresh(now);
     }
 }
 
@@ -157,13 +127,14 @@ impl RootContext for Root {
         match Config::from_json(&bytes) {
             Ok(config) => {
                 log::info!(
-                    "configured: cluster {}, {} backends, algorithm {}, steering header {} (max_hosts {}), health checks {}",
+                    "configured: cluster {}, {} backends, algorithm {}, steering header {} (max_hosts {}), health checks {}, outlier detection {}",
                     config.cluster,
                     config.pool.len(),
                     config.algorithm.name(),
                     config.target.header,
                     config.target.max_hosts,
                     if config.health_check.is_some() { "on" } else { "off" },
+                    if config.outlier_detection.is_some() { "on" } else { "off" },
                 );
                 self.configure(config);
                 true
@@ -176,9 +147,7 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        let now = host::now_ns();
-        self.probe(now);
-        self.refresh(now);
+        self.tick(host::now_ns());
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

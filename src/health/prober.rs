@@ -1,8 +1,9 @@
-//! One pool's active health checking, as every worker VM runs it on its tick: refresh the
-//! published health table (decoded only when its CAS changes) into an [`Availability`] for the
-//! router; take or renew the prober lease; if held, say which backends are due for a probe
-//! (marking them probed in the table, so a new holder continues the schedule); and apply each
-//! probe's answer to the table. Host calls (dispatch, timers, logging) stay in the adapter.
+//! One pool's health, as every worker VM runs it on its tick: refresh the published health
+//! table (decoded only when its CAS changes) into an [`Availability`] for the router; take or
+//! renew the prober lease; if held, end ejections whose time is up and say which backends are
+//! due for a probe (marking them probed in the table, so a new holder continues the schedule);
+//! apply each probe's answer and each request's outcome (passive ejection) to the table.
+//! Host calls (dispatch, timers, logging) stay in the adapter.
 
 use super::{Availability, HealthPolicy, HealthTable, Probe, ProbeFailure, Transition};
 use crate::config::{Config, HealthCheck};
@@ -11,6 +12,8 @@ use crate::state::lease::{self, TTL_INTERVALS};
 use crate::state::{SharedStore, KEY_PREFIX};
 
 const MS: u64 = 1_000_000;
+/// Lease renewal period without active checks (passive ejection and slow start only).
+const PASSIVE_LEASE_NS: u64 = 1_000 * MS;
 
 /// A probe on its way: who it checks and when it left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +24,8 @@ struct Pending {
 }
 
 pub struct Prober {
-    check: HealthCheck,
+    /// Active checks; `None` with passive ejection or slow start only.
+    check: Option<HealthCheck>,
     policy: HealthPolicy,
     keys: Vec<String>,
     backups: Vec<bool>,
@@ -30,13 +34,18 @@ pub struct Prober {
     owner: u64,
     snapshot: Snapshot,
     pending: Vec<Pending>,
+    /// Whether the last tick held the lease.
+    holder: bool,
 }
 
 impl Prober {
-    /// The prober of `config`'s pool; `None` when health checks are off. `owner` must be unique
-    /// per VM (a random number).
+    /// The prober of `config`'s pool; `None` when neither active checks, outlier detection
+    /// nor slow start are configured. `owner` must be unique per VM (a random number).
     pub fn new(config: &Config, policy: HealthPolicy, owner: u64) -> Option<Prober> {
-        let check = config.health_check.clone()?;
+        let check = config.health_check.clone();
+        if check.is_none() && config.outlier_detection.is_none() && config.slow_start_ms == 0 {
+            return None;
+        }
         let keys = config.pool.iter().map(super::backend_key).collect();
         let backups = config.pool.iter().map(|b| b.backup).collect();
         let table_key = format!("{KEY_PREFIX}/{}/health", config.cluster);
@@ -53,11 +62,22 @@ impl Prober {
             owner,
             snapshot,
             pending,
+            holder: false,
         })
     }
 
-    pub fn check(&self) -> &HealthCheck {
-        &self.check
+    pub fn check(&self) -> Option<&HealthCheck> {
+        self.check.as_ref()
+    }
+
+    /// Whether the last [`Prober::due`] held the prober lease.
+    pub fn holds_lease(&self) -> bool {
+        self.holder
+    }
+
+    /// Every backend's health as published (for logging and tests).
+    pub fn table(&self) -> Option<&HealthTable> {
+        self.snapshot.table()
     }
 
     /// Creates the shared table if it does not exist yet (at configure time).
@@ -76,18 +96,25 @@ impl Prober {
         table.availability(&self.policy, now_ns, &self.backups)
     }
 
-    /// Takes or renews the lease; when held, returns the backends due for a probe now (not
-    /// counting those with a probe still on its way) and marks them probed in the table.
-    pub fn due(&mut self, store: &dyn SharedStore, now_ns: u64) -> Vec<usize> {
-        let interval_ns = self.check.interval_ms.saturating_mul(MS);
+    /// Takes or renews the lease; when held, ends the ejections whose time is up (returned
+    /// as transitions to log) and returns the backends due for a probe now (not counting
+    /// those with a probe still on its way), marked probed in the table.
+    pub fn due(&mut self, store: &dyn SharedStore, now_ns: u64) -> (Vec<usize>, Vec<Transition>) {
+        let interval_ns =
+            self.check.as_ref().map_or(PASSIVE_LEASE_NS, |c| c.interval_ms.saturating_mul(MS));
         let ttl = interval_ns.saturating_mul(TTL_INTERVALS);
-        if !lease::acquire(store, &self.lease_key, self.owner, now_ns, ttl).may_probe() {
+        self.holder = lease::acquire(store, &self.lease_key, self.owner, now_ns, ttl).may_probe();
+        if !self.holder {
             self.pending.clear();
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         }
-        let jitter_ns = self.check.jitter_ms.saturating_mul(MS);
-        let pending = &self.pending;
-        let marked = health_table::modify(store, &self.table_key, &self.keys, now_ns, |t| {
+        let jitter_ns = self.check.as_ref().map_or(0, |c| c.jitter_ms.saturating_mul(MS));
+        let (active, pending) = (self.check.is_some(), &self.pending);
+        let done = health_table::modify(store, &self.table_key, &self.keys, now_ns, |t| {
+            let returned = t.expire(now_ns);
+            if !active {
+                return (Vec::new(), returned);
+            }
             let last: Vec<u64> = t.entries().iter().map(|e| e.last_probe_ns).collect();
             let plan = lease::probe_plan(&last, now_ns, interval_ns, jitter_ns);
             let due: Vec<usize> =
@@ -95,9 +122,30 @@ impl Prober {
             for &i in &due {
                 t.mark_probed(i, now_ns);
             }
-            due
+            (due, returned)
         });
-        marked.unwrap_or_default()
+        done.unwrap_or_default()
+    }
+
+    /// The outcome of one request that `index` served (or failed to): passive ejection. A
+    /// success costs a shared write only when the backend has an error streak to reset.
+    pub fn outcome(
+        &mut self,
+        store: &dyn SharedStore,
+        index: usize,
+        failed: bool,
+        now_ns: u64,
+    ) -> Option<Transition> {
+        self.policy.outlier?;
+        let streak = self.snapshot.table().and_then(|t| t.get(index)).map_or(0, |e| e.errors);
+        if !failed && streak == 0 {
+            return None;
+        }
+        let policy = self.policy;
+        health_table::modify(store, &self.table_key, &self.keys, now_ns, |t| {
+            t.request_outcome(&policy, index, failed, now_ns)
+        })
+        .flatten()
     }
 
     /// A probe of `index` was dispatched as `token`.
@@ -127,13 +175,14 @@ impl Prober {
     ) -> Option<Transition> {
         let at = self.pending.iter().position(|p| p.token == token)?;
         let p = self.pending.swap_remove(at);
+        let check = self.check.as_ref()?;
         // Envoy's timer and this clock are not the same clock: allow 10% slack.
-        let timeout_ns = self.check.timeout_ms.saturating_mul(MS) / 10 * 9;
+        let timeout_ns = check.timeout_ms.saturating_mul(MS) / 10 * 9;
         let timed_out = now_ns.saturating_sub(p.sent_ns) >= timeout_ns;
         let probe = match status {
-            Some(s) if self.check.expects(s) => Probe::Ok,
+            Some(s) if check.expects(s) => Probe::Ok,
             Some(504) | None if timed_out => {
-                Probe::Failed(ProbeFailure::Timeout { ms: self.check.timeout_ms })
+                Probe::Failed(ProbeFailure::Timeout { ms: check.timeout_ms })
             }
             Some(s) => Probe::Failed(ProbeFailure::Status(s)),
             None => Probe::Failed(ProbeFailure::Connect),

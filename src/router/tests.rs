@@ -236,7 +236,7 @@ fn response_from_another_backend_moves_the_count_there() {
     let (primary, mut t) = h.steer();
     let other = (primary + 1) % 3;
     let other_addr = format!("10.0.0.{}:80", other + 1);
-    h.router.on_response(&mut t, Some(&other_addr), 200, 5_000);
+    h.router.on_response(&mut t, Some(&other_addr), 200, 1, 5_000);
     let mut expected = vec![0u64; 3];
     expected[other] = 1;
     assert_eq!(h.counts(), expected);
@@ -249,8 +249,8 @@ fn response_from_another_backend_moves_the_count_there() {
 fn unknown_or_missing_upstream_keeps_the_primary() {
     let mut h = Harness::new(r#","algorithm":"least_request""#);
     let (primary, mut t) = h.steer();
-    h.router.on_response(&mut t, Some("192.0.2.9:80"), 503, 5_000);
-    h.router.on_response(&mut t, None, 503, 5_000);
+    h.router.on_response(&mut t, Some("192.0.2.9:80"), 503, 1, 5_000);
+    h.router.on_response(&mut t, None, 503, 1, 5_000);
     let mut expected = vec![0u64; 3];
     expected[primary] = 1;
     assert_eq!(h.counts(), expected);

@@ -407,7 +407,7 @@ fn unknown_and_repeated_members_are_refused() {
     let e = parse(r#""health_checks":{}"#).unwrap_err();
     assert_eq!(e.path, "$.health_checks");
     assert!(
-        e.message.ends_with("`balance_factor`, `health_check`, `panic_threshold_percent`"),
+        e.message.contains("`balance_factor`, `health_check`, `panic_threshold_percent`"),
         "{e}"
     );
 }
@@ -427,5 +427,5 @@ fn members_are_checked_in_document_order() {
 fn field_list_matches_the_reader() {
     assert_eq!(FIELDS.len(), 8);
     assert_eq!(super::super::FIELDS[10], "health_check");
-    assert_eq!(super::super::FIELDS.len(), 12);
+    assert_eq!(super::super::FIELDS.len(), 14);
 }

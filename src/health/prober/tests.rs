@@ -36,13 +36,14 @@ fn prober(owner: u64) -> Prober {
 /// A prober that has created the lease (a fresh lease is held from the next tick on).
 fn holder(store: &MemoryStore, owner: u64) -> Prober {
     let mut p = prober(owner);
-    assert!(p.due(store, MS).is_empty(), "the creating tick probes nothing");
+    assert!(p.due(store, MS).0.is_empty(), "the creating tick probes nothing");
     p
 }
 
 /// Sends every due probe with tokens from `next`, returning (token, index).
 fn send(p: &mut Prober, store: &MemoryStore, now: u64, next: &mut u32) -> Vec<(u32, usize)> {
     p.due(store, now)
+        .0
         .into_iter()
         .map(|i| {
             *next += 1;
@@ -69,7 +70,7 @@ fn only_the_lease_holder_probes_each_backend_once_per_interval() {
     let mut token = 0;
     let first = send(&mut a, &store, 10 * MS, &mut token);
     assert_eq!(first.iter().map(|&(_, i)| i).collect::<Vec<_>>(), vec![0, 1, 2]);
-    assert!(b.due(&store, 10 * MS).is_empty(), "a second VM must not probe");
+    assert!(b.due(&store, 10 * MS).0.is_empty(), "a second VM must not probe");
     // Nothing more is due within the interval, even with the answers still pending.
     assert!(send(&mut a, &store, 500 * MS, &mut token).is_empty());
     for (t, _) in &first {
@@ -77,7 +78,7 @@ fn only_the_lease_holder_probes_each_backend_once_per_interval() {
     }
     assert!(send(&mut a, &store, 900 * MS, &mut token).is_empty());
     assert_eq!(send(&mut a, &store, 1_011 * MS, &mut token).len(), 3, "one interval later");
-    assert!(b.due(&store, 1_011 * MS).is_empty());
+    assert!(b.due(&store, 1_011 * MS).0.is_empty());
 }
 
 #[test]
@@ -156,4 +157,46 @@ fn all_primaries_down_uses_the_backup_then_none() {
         now += 1_001 * MS;
     }
     assert!(p.availability(&store, now).none);
+}
+
+#[test]
+fn consecutive_errors_across_workers_eject_then_the_holder_ends_the_ejection() {
+    let c = Config::from_json(
+        br#"{"cluster":"pool","backends":[{"id":"a","address":"10.0.0.1:80"},
+            {"id":"b","address":"10.0.0.2:80"}],
+            "outlier_detection":{"consecutive_errors":3,"base_ejection_ms":1000}}"#,
+    )
+    .unwrap();
+    let policy = HealthPolicy {
+        outlier: Some(crate::health::OutlierPolicy {
+            consecutive_errors: 3,
+            base_ejection_ns: 1_000 * MS,
+            max_ejection_ns: 300_000 * MS,
+            max_ejection_percent: 50,
+        }),
+        ..HealthPolicy::default()
+    };
+    let store = MemoryStore::new();
+    let (mut w1, mut w2) =
+        (Prober::new(&c, policy, 1).unwrap(), Prober::new(&c, policy, 2).unwrap());
+    // Errors seen by two different workers add up.
+    assert_eq!(w1.outcome(&store, 1, true, 10 * MS), None);
+    assert_eq!(w2.outcome(&store, 1, true, 11 * MS), None);
+    let t = w1.outcome(&store, 1, true, 12 * MS).unwrap();
+    assert_eq!(t.to_string(), "b ejected for 1000 ms: 3 consecutive errors (ejection 1)");
+    assert!(!w2.availability(&store, 13 * MS).accepts(1));
+    // A success with no streak writes nothing.
+    let before =
+        crate::state::health_table::read(&store, "envoy_lb/pool/health").unwrap().unwrap().1;
+    assert_eq!(w2.outcome(&store, 0, false, 14 * MS), None);
+    let after =
+        crate::state::health_table::read(&store, "envoy_lb/pool/health").unwrap().unwrap().1;
+    assert_eq!(before, after);
+    // The lease holder ends the ejection when its time is up.
+    assert_eq!(w1.due(&store, 20 * MS), (vec![], vec![]), "creates the lease");
+    let (due, returned) = w1.due(&store, 1_020 * MS);
+    assert!(due.is_empty(), "no active checks");
+    assert_eq!(returned.len(), 1);
+    assert_eq!(returned[0].to_string(), "b returned: ejection over");
+    assert!(w2.availability(&store, 1_021 * MS).accepts(1));
 }

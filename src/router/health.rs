@@ -1,0 +1,167 @@
+//! The router's side of health: building the pool's [`Prober`], the per-tick refresh of who
+//! may be picked (and, as lease holder, the probes due and the log lines of state changes),
+//! probe answers, request outcomes for passive ejection, and slow-start admission.
+
+use super::{Router, Ticket};
+use crate::config::Config;
+use crate::health::prober::Prober;
+use crate::health::{ActivePolicy, Availability, HealthPolicy, OutlierPolicy};
+use crate::state::SharedStore;
+
+const MS: u64 = 1_000_000;
+
+/// What the adapter must do after a tick.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tick {
+    /// Backends to probe now, with the address to name in the steering header.
+    pub probes: Vec<(usize, String)>,
+    /// Lines to log at info (state changes, panic mode), each once per proxy.
+    pub log: Vec<String>,
+}
+
+/// The prober for `config`, with its initial table published; `None` when the pool has no
+/// active checks, outlier detection or slow start.
+pub(super) fn prober_for(
+    config: &Config,
+    seed: u64,
+    store: &dyn SharedStore,
+    now_ns: u64,
+) -> Option<Prober> {
+    let policy = HealthPolicy {
+        active: config.health_check.as_ref().map(|c| ActivePolicy {
+            healthy_threshold: c.healthy_threshold,
+            unhealthy_threshold: c.unhealthy_threshold,
+        }),
+        outlier: config.outlier_detection.map(|o| OutlierPolicy {
+            consecutive_errors: o.consecutive_errors,
+            base_ejection_ns: o.base_ejection_ms.saturating_mul(MS),
+            max_ejection_ns: o.max_ejection_ms.saturating_mul(MS),
+            max_ejection_percent: o.max_ejection_percent,
+        }),
+        slow_start_ns: config.slow_start_ms.saturating_mul(MS),
+        panic_threshold_percent: config.panic_threshold_percent,
+    };
+    let prober = Prober::new(config, policy, seed)?;
+    prober.publish_initial(store, now_ns);
+    Some(prober)
+}
+
+/// Whether a backend on its slow-start ramp takes part in this pick: with probability
+/// `weight_percent / 100`, decided by a hash of (backend, per-pick salt) so that it is the
+/// same however often one pick asks.
+pub(super) fn admitted(a: &Availability, index: usize, salt: u64) -> bool {
+    let percent = u64::from(a.weight_percent(index));
+    if percent >= 100 {
+        return true;
+    }
+    let mut z = salt ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    (z ^ (z >> 29)) % 100 < percent
+}
+
+impl Router {
+    /// Whether passive ejection is on.
+    pub(super) fn ejects(&self) -> bool {
+        self.config.outlier_detection.is_some()
+    }
+
+    /// The active check settings, if any (for addressing probes).
+    pub fn health_check(&self) -> Option<&crate::config::HealthCheck> {
+        self.prober.as_ref().and_then(Prober::check)
+    }
+
+    /// One tick: as lease holder, end ejections that are over and pick the probes that are
+    /// due; then refresh who may be picked.
+    pub fn tick(&mut self, now_ns: u64) -> Tick {
+        let mut tick = Tick::default();
+        let Some(prober) = self.prober.as_mut() else { return tick };
+        let (due, returned) = prober.due(self.store.as_ref(), now_ns);
+        let holder = prober.holds_lease();
+        tick.log.extend(returned.iter().map(ToString::to_string));
+        for index in due {
+            if let Some(b) = self.config.pool.get(index) {
+                tick.probes.push((index, b.host.clone()));
+            }
+        }
+        let availability = prober.availability(self.store.as_ref(), now_ns);
+        if holder && availability.panic != self.panic_logged {
+            self.panic_logged = availability.panic;
+            let up = availability.slots.iter().filter(|s| s.weight_percent > 0).count();
+            if availability.panic {
+                self.metrics.panic_entered();
+                tick.log.push(format!(
+                    "panic mode: fewer than {}% of the primaries are available; picking across \
+                     all primaries ({up} accepted)",
+                    self.config.panic_threshold_percent
+                ));
+            } else {
+                tick.log.push("panic mode over".to_string());
+            }
+        }
+        self.availability = Some(availability);
+        tick
+    }
+
+    /// Refreshes who may be picked from the published table (no lease taken).
+    pub fn refresh(&mut self, now_ns: u64) {
+        if let Some(p) = self.prober.as_mut() {
+            self.availability = Some(p.availability(self.store.as_ref(), now_ns));
+        }
+    }
+
+    /// A probe of `index` was dispatched as `token`.
+    pub fn probe_sent(&mut self, token: u32, index: usize, now_ns: u64) {
+        if let Some(p) = self.prober.as_mut() {
+            p.sent(token, index, now_ns);
+        }
+    }
+
+    /// A probe of `index` could not be dispatched; returns a line to log on a state change.
+    pub fn probe_not_sent(&mut self, index: usize, now_ns: u64) -> Option<String> {
+        let p = self.prober.as_mut()?;
+        p.not_sent(self.store.as_ref(), index, now_ns).map(|t| t.to_string())
+    }
+
+    /// The answer to probe `token` (`status` `None` when there was none); returns a line to
+    /// log on a state change.
+    pub fn probe_answered(
+        &mut self,
+        token: u32,
+        status: Option<u16>,
+        now_ns: u64,
+    ) -> Option<String> {
+        let p = self.prober.as_mut()?;
+        let t = p.answered(self.store.as_ref(), token, status, now_ns);
+        self.availability = Some(p.availability(self.store.as_ref(), now_ns));
+        t.map(|t| t.to_string())
+    }
+
+    /// Passive ejection: the tries before the last (5xx, reset or refused: Envoy's retry
+    /// conditions) failed on the first hosts of the steering header; the last try's backend
+    /// failed if it answered 5xx or Envoy answered for it. Returns lines to log.
+    pub(super) fn report_outcomes(
+        &mut self,
+        ticket: &Ticket,
+        served: Option<usize>,
+        status: u32,
+        attempts: u32,
+        now_ns: u64,
+    ) -> Vec<String> {
+        let mut log = Vec::new();
+        if !self.ejects() {
+            return log;
+        }
+        let Some(p) = self.prober.as_mut() else { return log };
+        let store = self.store.as_ref();
+        let retried = usize::try_from(attempts.saturating_sub(1)).unwrap_or(0);
+        for &i in ticket.picks.as_slice().iter().take(retried) {
+            log.extend(p.outcome(store, i as usize, true, now_ns).map(|t| t.to_string()));
+        }
+        let last = served.or_else(|| ticket.picks.as_slice().get(retried).map(|&i| i as usize));
+        if let Some(i) = last {
+            let failed = served.is_none() || status >= 500;
+            log.extend(p.outcome(store, i, failed, now_ns).map(|t| t.to_string()));
+        }
+        log
+    }
+}
