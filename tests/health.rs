@@ -162,3 +162,151 @@ async fn nothing_available_is_a_clear_503() {
     assert_eq!(r.text().await.unwrap(), r#"{"error":"no_healthy_backend"}"#);
     assert_eq!(backends.iter().map(served).sum::<u64>(), before, "a backend was reached");
 }
+
+/// Waits until Envoy's log contains `line` (at most `secs` seconds).
+async fn wait_log(envoy: &Envoy, line: &str, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !envoy.log().contains(line) {
+        assert!(Instant::now() < deadline, "no {line:?} in:\n{}", envoy.log_tail(30));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Every worker sees the published change on its next tick.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+}
+
+/// Sends `n` requests and ignores the answers.
+async fn send_any(envoy: &Envoy, n: usize) {
+    let client = client();
+    for _ in 0..n {
+        let _ = client.get(envoy.url("/")).send().await.unwrap();
+    }
+}
+
+async fn failing(id: &str) -> Backend {
+    let mut o = BackendOptions::new(id);
+    o.fail_rate = 1.0;
+    backend(o).await
+}
+
+/// (d) Passive only (no health_check): a backend answering 500 is ejected after
+/// consecutive_errors per proxy (its failures are retried, so clients see none), gets no
+/// requests while ejected, and comes back when the ejection is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passive_ejection_and_return() {
+    let mut backends = backends(2).await;
+    backends.push(failing("b3").await);
+    let outlier = json!({"outlier_detection": {"consecutive_errors": 3, "base_ejection_ms": 1500}});
+    let envoy = start(&backends, 2, outlier).await;
+    load(&envoy, 30).await;
+    wait_log(&envoy, "b3 ejected for 1500 ms: 3 consecutive errors (ejection 1)", 5).await;
+    let frozen = served(&backends[2]);
+    load(&envoy, 30).await;
+    assert_eq!(served(&backends[2]), frozen, "an ejected backend got requests");
+    wait_log(&envoy, "b3 returned: ejection over", 5).await;
+    load(&envoy, 30).await;
+    assert!(served(&backends[2]) > frozen, "the backend did not come back after its ejection");
+    // It still fails: the second ejection lasts twice as long.
+    wait_log(&envoy, "b3 ejected for 3000 ms: 3 consecutive errors (ejection 2)", 5).await;
+}
+
+/// (e) max_ejection_percent: with three of four backends failing and at most 50% ejected,
+/// only two are ejected; the third keeps receiving. (With three failing hosts in one
+/// steering header a request can fail on every try, so answers are not checked here.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_ejection_percent_is_respected() {
+    let mut backends = backends(1).await;
+    for id in ["f2", "f3", "f4"] {
+        backends.push(failing(id).await);
+    }
+    let outlier = json!({"outlier_detection": {"consecutive_errors": 2, "base_ejection_ms": 30000,
+        "max_ejection_percent": 50}});
+    let envoy = start(&backends, 2, outlier).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while envoy.log().matches(" ejected for ").count() < 2 {
+        assert!(Instant::now() < deadline, "fewer than 2 ejections:\n{}", envoy.log_tail(30));
+        send_any(&envoy, 10).await;
+    }
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let before: Vec<u64> = backends.iter().map(served).collect();
+    send_any(&envoy, 80).await;
+    let log = envoy.log();
+    assert_eq!(log.matches(" ejected for ").count(), 2, "{}", envoy.log_tail(30));
+    let still: Vec<&str> = backends[1..]
+        .iter()
+        .zip(&before[1..])
+        .filter(|(b, &n)| served(b) > n)
+        .map(|(b, _)| b.id())
+        .collect();
+    assert_eq!(still.len(), 1, "exactly one failing backend is left in: {still:?}");
+}
+
+/// (f) Panic: when fewer than panic_threshold_percent of the primaries are healthy, traffic
+/// goes to all primaries (as Envoy does), the entry is logged once and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panic_mode_spreads_over_all_primaries() {
+    let backends = backends(3).await;
+    let envoy = start(&backends, 2, health(json!({}))).await;
+    backends[1].set_healthy(false);
+    backends[2].set_healthy(false);
+    wait_log(&envoy, "panic mode:", 5).await;
+    let before: Vec<u64> = backends.iter().map(served).collect();
+    load(&envoy, 60).await;
+    for (b, n) in backends.iter().zip(before) {
+        assert!(served(b) > n, "{} got nothing in panic mode", b.id());
+    }
+    assert_eq!(envoy.log().matches("panic mode:").count(), 1, "logged once per entry");
+    assert_eq!(envoy.stat("wasmcustom.lb_panic_mode_total").await, 1);
+    backends[1].set_healthy(true);
+    wait_log(&envoy, "panic mode over", 5).await;
+}
+
+/// (g) Backups get traffic only when no primary is available.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_only_when_no_primary_is_available() {
+    let backends = backends(3).await;
+    let pool = json!([
+        {"id": "b1", "address": backends[0].addr.to_string()},
+        {"id": "b2", "address": backends[1].addr.to_string()},
+        {"id": "b3", "address": backends[2].addr.to_string(), "backup": true},
+    ]);
+    let mut cfg = health(json!({}));
+    cfg["cluster"] = json!("pool");
+    cfg["backends"] = pool;
+    let endpoints = backends.iter().map(|b| b.addr).collect();
+    let envoy = Envoy::start(EnvoySetup::new(cfg.to_string(), endpoints).concurrency(2)).await;
+    load(&envoy, 40).await;
+    assert_eq!(served(&backends[2]), 0, "the backup got traffic while primaries were up");
+    backends[0].set_healthy(false);
+    backends[1].set_healthy(false);
+    wait_log(&envoy, "b2 unhealthy", 5).await;
+    wait_log(&envoy, "b1 unhealthy", 5).await;
+    let primaries = served(&backends[0]) + served(&backends[1]);
+    load(&envoy, 40).await;
+    assert_eq!(served(&backends[2]), 40, "the backup should take everything");
+    assert_eq!(served(&backends[0]) + served(&backends[1]), primaries);
+    backends[0].set_healthy(true);
+    wait_log(&envoy, "b1 healthy", 5).await;
+    let backup = served(&backends[2]);
+    load(&envoy, 40).await;
+    assert_eq!(served(&backends[2]), backup, "the backup kept traffic after a primary returned");
+}
+
+/// (i) A config update keeps the health state of backends whose id and address did not
+/// change: an unhealthy backend stays out right after the reload; a new one is checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_keeps_health_state() {
+    let backends = backends(4).await;
+    let config = |n: usize| {
+        let pool: Vec<_> = backends[..n].iter().map(|b| (b.id(), b.addr, 1)).collect();
+        plugin_config(&pool, health(json!({"interval_ms": 1000, "timeout_ms": 100})))
+    };
+    let endpoints = backends.iter().map(|b| b.addr).collect();
+    let mut envoy = Envoy::start(EnvoySetup::new(config(3), endpoints).concurrency(2).live()).await;
+    backends[2].set_healthy(false);
+    wait_log(&envoy, "b3 unhealthy", 5).await;
+    assert!(envoy.update_plugin_config(config(4)).await, "update refused");
+    let frozen = served(&backends[2]);
+    load(&envoy, 60).await;
+    assert_eq!(served(&backends[2]), frozen, "the reload forgot that b3 is unhealthy");
+    assert!(served(&backends[3]) > 0, "the added backend got no traffic");
+}
