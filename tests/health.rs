@@ -75,8 +75,14 @@ async fn one_probe_per_backend_per_interval_at_any_concurrency() {
 /// returns after healthy_threshold intervals. Clients see no errors throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unhealthy_backend_is_avoided_then_readmitted() {
+    for concurrency in [2, 4] {
+        unhealthy_then_readmitted(concurrency).await;
+    }
+}
+
+async fn unhealthy_then_readmitted(concurrency: u32) {
     let backends = backends(3).await;
-    let envoy = start(&backends, 2, health(json!({}))).await;
+    let envoy = start(&backends, concurrency, health(json!({}))).await;
     load(&envoy, 30).await;
     assert!(served(&backends[2]) > 0);
 

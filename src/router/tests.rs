@@ -300,3 +300,27 @@ fn hash_key_inputs_follow_hash_on() {
     assert_eq!(r.key_source(), KeySource::None);
     assert_eq!(r.key(Some("anything")), None);
 }
+
+#[test]
+fn slow_start_admits_a_ramping_backend_with_its_ramp_probability() {
+    use crate::health::{Availability, Slot};
+    let a = Availability {
+        slots: vec![
+            Slot { accepted: true, weight_percent: 100 },
+            Slot { accepted: true, weight_percent: 10 },
+            Slot { accepted: true, weight_percent: 55 },
+        ],
+        ..Availability::default()
+    };
+    let n = 20_000u64;
+    let share = |i: usize| {
+        (0..n).filter(|&salt| health::admitted(&a, i, salt.wrapping_mul(0x9E37_79B9))).count()
+            as f64
+            / n as f64
+    };
+    assert_eq!(share(0), 1.0);
+    assert!((share(1) - 0.10).abs() < 0.02, "{}", share(1));
+    assert!((share(2) - 0.55).abs() < 0.02, "{}", share(2));
+    // The same pick asks the same question the same way.
+    assert_eq!(health::admitted(&a, 1, 42), health::admitted(&a, 1, 42));
+}
