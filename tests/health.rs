@@ -13,6 +13,8 @@ use support::*;
 
 const INTERVAL_MS: u64 = 200;
 const TIMEOUT_MS: u64 = 100;
+/// Envoy worker counts every test runs with.
+const CONCURRENCIES: [u32; 2] = [2, 4];
 
 fn health(extra: serde_json::Value) -> serde_json::Value {
     let mut check = json!({
@@ -51,7 +53,7 @@ async fn load(envoy: &Envoy, n: usize) {
 /// (b) Each backend is probed once per interval, however many workers Envoy runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_probe_per_backend_per_interval_at_any_concurrency() {
-    for concurrency in [2, 4] {
+    for concurrency in CONCURRENCIES {
         let backends = backends(3).await;
         let envoy = start(&backends, concurrency, health(json!({}))).await;
         // Let the first probes (sent at once) land.
@@ -75,7 +77,7 @@ async fn one_probe_per_backend_per_interval_at_any_concurrency() {
 /// returns after healthy_threshold intervals. Clients see no errors throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unhealthy_backend_is_avoided_then_readmitted() {
-    for concurrency in [2, 4] {
+    for concurrency in CONCURRENCIES {
         unhealthy_then_readmitted(concurrency).await;
     }
 }
@@ -110,8 +112,14 @@ async fn unhealthy_then_readmitted(concurrency: u32) {
 /// it once per interval, are never retried).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_backend_is_avoided_without_client_errors() {
+    for concurrency in CONCURRENCIES {
+        stopped_backend_is_avoided_without_client_errors_at(concurrency).await;
+    }
+}
+
+async fn stopped_backend_is_avoided_without_client_errors_at(concurrency: u32) {
     let mut backends = backends(3).await;
-    let envoy = start(&backends, 2, health(json!({}))).await;
+    let envoy = start(&backends, concurrency, health(json!({}))).await;
     let dead = backends.pop().unwrap();
     dead.stop().await;
     let start = Instant::now();
@@ -132,11 +140,17 @@ async fn stopped_backend_is_avoided_without_client_errors() {
 /// (c) A health endpoint that hangs: probes time out and the backend is marked unhealthy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hanging_health_endpoint_times_out() {
+    for concurrency in CONCURRENCIES {
+        hanging_health_endpoint_times_out_at(concurrency).await;
+    }
+}
+
+async fn hanging_health_endpoint_times_out_at(concurrency: u32) {
     let mut backends = backends(2).await;
     let mut hang = BackendOptions::new("b3");
     hang.health_delay = Duration::from_secs(5);
     backends.push(backend(hang).await);
-    let envoy = start(&backends, 2, health(json!({}))).await;
+    let envoy = start(&backends, concurrency, health(json!({}))).await;
     let line = format!("b3 unhealthy: 2 probe failures, last: timeout after {TIMEOUT_MS} ms");
     let deadline = Instant::now() + Duration::from_secs(3);
     while !envoy.log().contains(&line) {
@@ -153,10 +167,16 @@ async fn hanging_health_endpoint_times_out() {
 /// (h) Nothing available (all unhealthy, no backup, panic off): a local 503 that says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_available_is_a_clear_503() {
+    for concurrency in CONCURRENCIES {
+        nothing_available_is_a_clear_503_at(concurrency).await;
+    }
+}
+
+async fn nothing_available_is_a_clear_503_at(concurrency: u32) {
     let backends = backends(2).await;
     let mut extra = health(json!({}));
     extra["panic_threshold_percent"] = json!(0);
-    let envoy = start(&backends, 2, extra).await;
+    let envoy = start(&backends, concurrency, extra).await;
     for b in &backends {
         b.set_healthy(false);
     }
@@ -199,10 +219,16 @@ async fn failing(id: &str) -> Backend {
 /// requests while ejected, and comes back when the ejection is over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passive_ejection_and_return() {
+    for concurrency in CONCURRENCIES {
+        passive_ejection_and_return_at(concurrency).await;
+    }
+}
+
+async fn passive_ejection_and_return_at(concurrency: u32) {
     let mut backends = backends(2).await;
     backends.push(failing("b3").await);
     let outlier = json!({"outlier_detection": {"consecutive_errors": 3, "base_ejection_ms": 1500}});
-    let envoy = start(&backends, 2, outlier).await;
+    let envoy = start(&backends, concurrency, outlier).await;
     load(&envoy, 30).await;
     wait_log(&envoy, "b3 ejected for 1500 ms: 3 consecutive errors (ejection 1)", 5).await;
     let frozen = served(&backends[2]);
@@ -220,13 +246,19 @@ async fn passive_ejection_and_return() {
 /// steering header a request can fail on every try, so answers are not checked here.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_ejection_percent_is_respected() {
+    for concurrency in CONCURRENCIES {
+        max_ejection_percent_is_respected_at(concurrency).await;
+    }
+}
+
+async fn max_ejection_percent_is_respected_at(concurrency: u32) {
     let mut backends = backends(1).await;
     for id in ["f2", "f3", "f4"] {
         backends.push(failing(id).await);
     }
     let outlier = json!({"outlier_detection": {"consecutive_errors": 2, "base_ejection_ms": 30000,
         "max_ejection_percent": 50}});
-    let envoy = start(&backends, 2, outlier).await;
+    let envoy = start(&backends, concurrency, outlier).await;
     let deadline = Instant::now() + Duration::from_secs(5);
     while envoy.log().matches(" ejected for ").count() < 2 {
         assert!(Instant::now() < deadline, "fewer than 2 ejections:\n{}", envoy.log_tail(30));
@@ -250,8 +282,14 @@ async fn max_ejection_percent_is_respected() {
 /// goes to all primaries (as Envoy does), the entry is logged once and counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn panic_mode_spreads_over_all_primaries() {
+    for concurrency in CONCURRENCIES {
+        panic_mode_spreads_over_all_primaries_at(concurrency).await;
+    }
+}
+
+async fn panic_mode_spreads_over_all_primaries_at(concurrency: u32) {
     let backends = backends(3).await;
-    let envoy = start(&backends, 2, health(json!({}))).await;
+    let envoy = start(&backends, concurrency, health(json!({}))).await;
     backends[1].set_healthy(false);
     backends[2].set_healthy(false);
     wait_log(&envoy, "panic mode:", 5).await;
@@ -269,6 +307,12 @@ async fn panic_mode_spreads_over_all_primaries() {
 /// (g) Backups get traffic only when no primary is available.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backups_only_when_no_primary_is_available() {
+    for concurrency in CONCURRENCIES {
+        backups_only_when_no_primary_is_available_at(concurrency).await;
+    }
+}
+
+async fn backups_only_when_no_primary_is_available_at(concurrency: u32) {
     let backends = backends(3).await;
     let pool = json!([
         {"id": "b1", "address": backends[0].addr.to_string()},
@@ -279,7 +323,8 @@ async fn backups_only_when_no_primary_is_available() {
     cfg["cluster"] = json!("pool");
     cfg["backends"] = pool;
     let endpoints = backends.iter().map(|b| b.addr).collect();
-    let envoy = Envoy::start(EnvoySetup::new(cfg.to_string(), endpoints).concurrency(2)).await;
+    let envoy =
+        Envoy::start(EnvoySetup::new(cfg.to_string(), endpoints).concurrency(concurrency)).await;
     load(&envoy, 40).await;
     assert_eq!(served(&backends[2]), 0, "the backup got traffic while primaries were up");
     backends[0].set_healthy(false);
@@ -301,13 +346,20 @@ async fn backups_only_when_no_primary_is_available() {
 /// change: an unhealthy backend stays out right after the reload; a new one is checked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_keeps_health_state() {
+    for concurrency in CONCURRENCIES {
+        reload_keeps_health_state_at(concurrency).await;
+    }
+}
+
+async fn reload_keeps_health_state_at(concurrency: u32) {
     let backends = backends(4).await;
     let config = |n: usize| {
         let pool: Vec<_> = backends[..n].iter().map(|b| (b.id(), b.addr, 1)).collect();
         plugin_config(&pool, health(json!({"interval_ms": 1000, "timeout_ms": 100})))
     };
     let endpoints = backends.iter().map(|b| b.addr).collect();
-    let mut envoy = Envoy::start(EnvoySetup::new(config(3), endpoints).concurrency(2).live()).await;
+    let mut envoy =
+        Envoy::start(EnvoySetup::new(config(3), endpoints).concurrency(concurrency).live()).await;
     backends[2].set_healthy(false);
     wait_log(&envoy, "b3 unhealthy", 5).await;
     assert!(envoy.update_plugin_config(config(4)).await, "update refused");
