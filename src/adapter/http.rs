@@ -33,6 +33,8 @@ fn reject(status: u32, error: &str) -> Action {
     Action::Pause
 }
 
+const ATTEMPTS: &str = "x-envoy-attempt-count";
+
 fn response_header(name: &str) -> Option<String> {
     hostcalls::get_map_value(MapType::HttpResponseHeaders, name).ok().flatten()
 }
@@ -89,12 +91,12 @@ impl HttpContext for Http {
         let Ok(mut guard) = self.router.try_borrow_mut() else { return Action::Continue };
         let Some(router) = guard.as_mut() else { return Action::Continue };
         // Envoy adds it for the filter (include_attempt_count_in_response); not for clients.
-        let attempts = response_header("x-envoy-attempt-count").and_then(|v| v.parse().ok());
-        if attempts.is_some() {
-            let _ =
-                hostcalls::remove_map_value(MapType::HttpResponseHeaders, "x-envoy-attempt-count");
-        }
-        if router.tracks_responses() {
+        // Read only when responses are tracked; removed either way.
+        let tracks = router.tracks_responses();
+        let attempts =
+            if tracks { response_header(ATTEMPTS).and_then(|v| v.parse().ok()) } else { None };
+        let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, ATTEMPTS);
+        if tracks {
             let status =
                 response_header(":status").and_then(|s| s.parse::<u32>().ok()).unwrap_or(0);
             let served_by = host::property(&["upstream", "address"]);
