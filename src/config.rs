@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use serde::Deserialize;
 
 use algorithm::RawAlgorithm;
-pub use algorithm::{Algorithm, AlgorithmConfig, HashOn, DEFAULT_MAGLEV_TABLE_SIZE};
+pub use algorithm::{Algorithm, AlgorithmConfig, HashOn, ALGORITHMS, DEFAULT_MAGLEV_TABLE_SIZE};
 use de::{array, boolean, header_name, int, object, shown, string, variant, Json};
 pub use health_check::HealthCheck;
 use health_check::RawHealthCheck;

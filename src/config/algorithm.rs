@@ -3,7 +3,9 @@
 //! block that the chosen algorithm does not use is refused, so a leftover cannot silently do
 //! nothing.
 
-use super::de::{boolean, header_name, int, number, object, shown, string, variant, Json};
+use super::de::{
+    boolean, header_name, int, is_token, number, object, shown, string, variant, Json,
+};
 use super::ConfigError;
 
 /// How backends are chosen; the JSON names are the public interface.
@@ -27,7 +29,7 @@ pub enum Algorithm {
 }
 
 /// Every algorithm, in the order of [`ALGORITHM_NAMES`].
-const ALGORITHMS: [Algorithm; 7] = [
+pub const ALGORITHMS: [Algorithm; 7] = [
     Algorithm::RoundRobin,
     Algorithm::Random,
     Algorithm::LeastRequest,
@@ -402,11 +404,7 @@ impl RawHashOn {
 
 /// A cookie name: an RFC 6265 token (RFC 9110 tchar), 1 to 256 characters.
 pub(super) fn cookie_name(c: &str) -> Result<String, String> {
-    const TCHAR: &[u8] = b"!#$%&'*+-.^_`|~";
-    let ok = !c.is_empty()
-        && c.len() <= 256
-        && c.bytes().all(|b| b.is_ascii_alphanumeric() || TCHAR.contains(&b));
-    if ok {
+    if is_token(c) {
         Ok(c.to_string())
     } else {
         Err(format!("{:?} is not a cookie name; valid: 1 to 256 token characters (RFC 6265), e.g. session_id", shown(c)))

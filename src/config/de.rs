@@ -254,13 +254,17 @@ pub(super) fn shown(s: &str) -> String {
     }
 }
 
+/// 1 to 256 token characters (RFC 9110 `tchar`): header and cookie names.
+pub(super) fn is_token(s: &str) -> bool {
+    const TCHAR: &[u8] = b"!#$%&'*+-.^_`|~";
+    !s.is_empty()
+        && s.len() <= 256
+        && s.bytes().all(|c| c.is_ascii_alphanumeric() || TCHAR.contains(&c))
+}
+
 /// An HTTP header name (RFC 9110 token), returned lower-case as Envoy stores it.
 pub(super) fn header_name(h: &str, example: &str) -> Result<String, String> {
-    const TCHAR: &[u8] = b"!#$%&'*+-.^_`|~";
-    let ok = !h.is_empty()
-        && h.len() <= 256
-        && h.bytes().all(|c| c.is_ascii_alphanumeric() || TCHAR.contains(&c));
-    if ok {
+    if is_token(h) {
         Ok(h.to_ascii_lowercase())
     } else {
         Err(format!(

@@ -271,7 +271,7 @@ impl Envoy {
             assert!(Instant::now() < deadline, "Envoy not ready in time:\n{}", envoy.log_tail(40));
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        envoy.listener = envoy.listener_address(&client).await;
+        envoy.listener = envoy.listener_address().await;
         envoy
     }
 
@@ -296,15 +296,13 @@ impl Envoy {
         }
     }
 
-    async fn listener_address(&self, client: &reqwest::Client) -> SocketAddr {
-        let body = client
-            .get(self.admin_url("/listeners?format=json"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+    /// The body of an admin GET.
+    async fn admin_get(&self, path: &str) -> String {
+        client().get(self.admin_url(path)).send().await.unwrap().text().await.unwrap()
+    }
+
+    async fn listener_address(&self) -> SocketAddr {
+        let body = self.admin_get("/listeners?format=json").await;
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         let sa = &v["listener_statuses"][0]["local_address"]["socket_address"];
         format!("{}:{}", sa["address"].as_str().unwrap(), sa["port_value"]).parse().unwrap()
@@ -332,7 +330,7 @@ impl Envoy {
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                self.listener = self.listener_address(&client()).await;
+                self.listener = self.listener_address().await;
                 return true;
             }
             if self.stat("listener_manager.lds.update_rejected").await > bad_before {
@@ -361,14 +359,7 @@ impl Envoy {
 
     /// A counter or gauge from `/stats`, 0 when absent.
     pub async fn stat(&self, name: &str) -> u64 {
-        let body = client()
-            .get(self.admin_url(&format!("/stats?filter=^{}$", name.replace('.', "\\."))))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = self.admin_get(&format!("/stats?filter=^{}$", name.replace('.', "\\."))).await;
         body.lines()
             .find_map(|l| l.strip_prefix(&format!("{name}: ")))
             .map_or(0, |v| v.trim().parse().unwrap())
