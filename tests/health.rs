@@ -107,9 +107,9 @@ async fn unhealthy_then_readmitted(concurrency: u32) {
     assert!(envoy.log().contains("b3 healthy: 2 probe successes"), "{}", envoy.log_tail(20));
 }
 
-/// (a) A stopped backend (connections refused): clients see no errors and, once detected, no
+/// (a) A stopped backend (connections refused): clients see no errors; once detected, no
 /// request is steered to it any more: no request needs a retry (the probes, which still try
-/// it once per interval, are never retried).
+/// it once per interval, are never retried); restarted, it gets traffic again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_backend_is_avoided_without_client_errors() {
     for concurrency in CONCURRENCIES {
@@ -121,6 +121,7 @@ async fn stopped_backend_is_avoided_without_client_errors_at(concurrency: u32) {
     let mut backends = backends(3).await;
     let envoy = start(&backends, concurrency, health(json!({}))).await;
     let dead = backends.pop().unwrap();
+    let addr = dead.addr;
     dead.stop().await;
     let start = Instant::now();
     // Requests during detection still succeed: retries take the next host.
@@ -135,6 +136,11 @@ async fn stopped_backend_is_avoided_without_client_errors_at(concurrency: u32) {
         retries,
         "requests were still steered to the stopped backend"
     );
+    // Restarted on the same address: traffic returns after healthy_threshold intervals.
+    let back = demo_backend::start(addr, BackendOptions::new("b3")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(INTERVAL_MS * 3 + TIMEOUT_MS)).await;
+    load(&envoy, 30).await;
+    assert!(served(&back) > 0, "the restarted backend got no traffic");
 }
 
 /// (c) A health endpoint that hangs: probes time out and the backend is marked unhealthy.
