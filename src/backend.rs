@@ -15,16 +15,24 @@ pub struct Backend {
     pub weight: u32,
     /// Receives traffic only when no primary backend is available.
     pub backup: bool,
+    /// Keeps the sessions pinned to it (sticky cookies) but receives no new ones.
+    pub drain: bool,
 }
 
 impl Backend {
     pub fn new(id: String, address: SocketAddr, weight: u32) -> Self {
-        Backend { id, host: address.to_string(), address, weight, backup: false }
+        Backend { id, host: address.to_string(), address, weight, backup: false, drain: false }
     }
 
     /// This backend as a backup.
     pub fn as_backup(mut self) -> Self {
         self.backup = true;
+        self
+    }
+
+    /// This backend draining: no new sessions, existing sticky sessions kept.
+    pub fn draining(mut self) -> Self {
+        self.drain = true;
         self
     }
 }

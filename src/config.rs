@@ -6,6 +6,7 @@ mod algorithm;
 mod de;
 mod health_check;
 mod outlier;
+mod sticky;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -20,6 +21,8 @@ pub use health_check::HealthCheck;
 use health_check::RawHealthCheck;
 pub use outlier::OutlierDetection;
 use outlier::RawOutlier;
+use sticky::RawSticky;
+pub use sticky::{SameSite, Sticky};
 
 use crate::backend::{Backend, Pool, MAX_BACKENDS};
 
@@ -90,6 +93,8 @@ pub struct Config {
     pub outlier_detection: Option<OutlierDetection>,
     /// Linear ramp of a backend's share from 10% to 100% after it becomes available; 0: off.
     pub slow_start_ms: u64,
+    /// Cookie affinity; `None` when the JSON has no `sticky` block.
+    pub sticky: Option<Sticky>,
 }
 
 /// Envoy's default healthy panic threshold.
@@ -111,6 +116,7 @@ const FIELDS: &[&str] = &[
     "panic_threshold_percent",
     "outlier_detection",
     "slow_start_ms",
+    "sticky",
 ];
 /// `cluster` and `backends`.
 const REQUIRED: u32 = 0b101;
@@ -125,6 +131,7 @@ struct RawConfig {
     panic_threshold_percent: Option<u32>,
     outlier_detection: Option<RawOutlier>,
     slow_start_ms: Option<u32>,
+    sticky: Option<RawSticky>,
 }
 
 struct RawBackend {
@@ -132,6 +139,7 @@ struct RawBackend {
     address: String,
     weight: Option<u32>,
     backup: bool,
+    drain: bool,
 }
 
 #[derive(Default)]
@@ -171,6 +179,7 @@ impl RawConfig {
             panic_threshold_percent: None,
             outlier_detection: None,
             slow_start_ms: None,
+            sticky: None,
         };
         object(json, "$", FIELDS, REQUIRED, &mut |i, v, p| {
             match i {
@@ -181,6 +190,7 @@ impl RawConfig {
                 11 => raw.panic_threshold_percent = Some(int(v, p, 0, 100)?),
                 12 => raw.outlier_detection = Some(RawOutlier::read(v, p)?),
                 13 => raw.slow_start_ms = Some(int(v, p, 0, 3_600_000)?),
+                14 => raw.sticky = Some(RawSticky::read(v, p)?),
                 _ => raw.balancing.read(i, v, p)?,
             }
             Ok(())
@@ -212,6 +222,12 @@ impl RawConfig {
                 "holds only backups; valid: at least one backend without \"backup\": true",
             ));
         }
+        if pool.iter().all(|b| b.drain) {
+            return Err(ConfigError::at(
+                "$.backends",
+                "all backends drain; valid: at least one backend without \"drain\": true",
+            ));
+        }
         Ok(Config {
             cluster: self.cluster,
             algorithm: balancing.algorithm,
@@ -222,6 +238,7 @@ impl RawConfig {
             panic_threshold_percent: self.panic_threshold_percent.unwrap_or(DEFAULT_PANIC_PERCENT),
             outlier_detection: self.outlier_detection.map(RawOutlier::validate).transpose()?,
             slow_start_ms: self.slow_start_ms.map_or(0, u64::from),
+            sticky: self.sticky.map(RawSticky::validate).transpose()?,
         })
     }
 }
@@ -237,15 +254,22 @@ fn read_backends(v: &Json, path: &str) -> Result<Vec<RawBackend>, ConfigError> {
 
 impl RawBackend {
     fn read(v: &Json, path: &str) -> Result<RawBackend, ConfigError> {
-        let mut b =
-            RawBackend { id: String::new(), address: String::new(), weight: None, backup: false };
+        let mut b = RawBackend {
+            id: String::new(),
+            address: String::new(),
+            weight: None,
+            backup: false,
+            drain: false,
+        };
         // `id` and `address` are required.
-        object(v, path, &["id", "address", "weight", "backup"], 0b011, &mut |i, v, p| {
+        let fields = &["id", "address", "weight", "backup", "drain"];
+        object(v, path, fields, 0b011, &mut |i, v, p| {
             match i {
                 0 => b.id = string(v, p)?,
                 1 => b.address = string(v, p)?,
                 2 => b.weight = Some(int(v, p, 1, MAX_WEIGHT)?),
-                _ => b.backup = boolean(v, p)?,
+                3 => b.backup = boolean(v, p)?,
+                _ => b.drain = boolean(v, p)?,
             }
             Ok(())
         })?;
@@ -318,7 +342,8 @@ fn validate_backends(raw: Vec<RawBackend>) -> Result<Pool, ConfigError> {
         }
         let weight = b.weight.unwrap_or(1);
         let backend = Backend::new(b.id.clone(), address, weight);
-        backends.push(if b.backup { backend.as_backup() } else { backend });
+        let backend = if b.backup { backend.as_backup() } else { backend };
+        backends.push(if b.drain { backend.draining() } else { backend });
     }
     Ok(Pool::new(backends))
 }

@@ -8,8 +8,10 @@ use std::net::SocketAddr;
 
 use crate::config::{Config, HashOn};
 mod health;
+mod sticky;
 
 pub use health::Tick;
+pub use sticky::StickyTicket;
 
 use crate::hash_key;
 use crate::health::prober::Prober;
@@ -23,6 +25,13 @@ use crate::state::SharedStore;
 pub struct Steering<'a> {
     pub header: &'a str,
     pub value: &'a str,
+}
+
+/// What the adapter must do with a response: log lines, and a `Set-Cookie` to add.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answer {
+    pub log: Vec<String>,
+    pub set_cookie: Option<String>,
 }
 
 /// What the adapter must read from the request for the hash key, if anything.
@@ -59,6 +68,8 @@ impl Metrics for NoMetrics {
 pub struct Ticket {
     /// The hosts written into the steering header, in order: try `k` went to `picks[k]`.
     picks: Picks,
+    /// What the request's sticky cookie said.
+    sticky: StickyTicket,
     /// The backend the request is attributed to (the primary, then whoever served it).
     backend: usize,
     started_ns: u64,
@@ -79,6 +90,8 @@ pub struct Router {
     prober: Option<Prober>,
     /// Panic state last logged by this VM as lease holder.
     panic_logged: bool,
+    /// Sticky sessions, when configured.
+    sticky: Option<sticky::StickyState>,
     /// Shared in-flight counters, kept only when the algorithm reads load.
     in_flight: Option<InFlight>,
     by_address: HashMap<SocketAddr, usize, fnv::FnvBuildHasher>,
@@ -96,6 +109,7 @@ impl Router {
         metrics: Box<dyn Metrics>,
     ) -> Self {
         let prober = health::prober_for(&config, seed, store.as_ref(), now_ns);
+        let sticky = sticky::state_for(&config, store.as_ref());
         let balancer = lb::build(&config.balancing, &config.pool, now_ns);
         let in_flight = balancer.uses_load().then(|| {
             InFlight::new(&config.cluster, &config.pool, config.balancing.balance_factor.is_some())
@@ -116,6 +130,7 @@ impl Router {
             availability: None,
             prober,
             panic_logged: false,
+            sticky,
             in_flight,
             by_address,
             store,
@@ -140,7 +155,7 @@ impl Router {
     /// Whether responses matter (attribution to the serving backend, latency, passive
     /// ejection): false otherwise, which saves host reads on every response.
     pub fn tracks_responses(&self) -> bool {
-        self.in_flight.is_some() || self.ejects()
+        self.in_flight.is_some() || self.ejects() || self.sticky.is_some()
     }
 
     /// What [`Router::steer`] needs as `key_input`.
@@ -168,20 +183,28 @@ impl Router {
 
     /// Picks backends for one request, counts it in flight on the primary, and renders the
     /// steering value; `None` when no backend can be chosen.
+    /// `cookie_header` is the request's `cookie` header when [`Router::wants_cookies`].
     pub fn steer(
         &mut self,
         key_input: Option<&str>,
+        cookie_header: Option<&str>,
         now_ns: u64,
     ) -> Option<(Steering<'_>, Ticket)> {
         let key = self.key(key_input);
+        let sticky = self.pinned(cookie_header, now_ns);
         let availability = self.availability.as_ref();
         if availability.is_some_and(|a| a.none) {
             return None;
         }
         // Slow start: a ramping backend is admitted to this pick with its ramp's probability.
+        // Draining backends take no new sessions; a pinned backend is put first below.
         let salt = self.rng.u64(..);
-        let accept =
-            |i: usize| availability.is_none_or(|a| a.accepts(i) && health::admitted(a, i, salt));
+        let pool = &self.config.pool;
+        let accept = |i: usize| {
+            Some(i) != sticky.pinned
+                && !pool.get(i).is_some_and(|b| b.drain)
+                && availability.is_none_or(|a| a.accepts(i) && health::admitted(a, i, salt))
+        };
         let (mut view, mut none);
         let load: &mut dyn LoadView = match &self.in_flight {
             Some(counters) => {
@@ -195,6 +218,15 @@ impl Router {
         };
         let mut ctx = PickCtx { accept: &accept, rng: &mut self.rng, key, load, now_ns };
         self.balancer.pick(&mut ctx, &mut self.picks);
+        if let Some(pinned) = sticky.pinned {
+            // The session's backend first, then the algorithm's picks for retries.
+            let mut picks = Picks::with_capacity(self.picks.capacity());
+            picks.push(pinned);
+            for &i in self.picks.as_slice() {
+                picks.push(i as usize);
+            }
+            self.picks = picks;
+        }
         let primary = *self.picks.as_slice().first()? as usize;
         self.value.clear();
         for (n, &i) in self.picks.as_slice().iter().enumerate() {
@@ -206,6 +238,7 @@ impl Router {
         }
         let mut ticket = Ticket {
             picks: self.picks.clone(),
+            sticky,
             backend: primary,
             started_ns: now_ns,
             held: false,
@@ -221,7 +254,7 @@ impl Router {
     /// and reports the outcome to the algorithm.
     /// `attempts` is Envoy's `x-envoy-attempt-count` (1 when unknown): tries before the last
     /// went to the first hosts of the steering header and failed (passive ejection counts
-    /// them). Returns lines to log (ejections).
+    /// them). Returns lines to log (ejections) and the cookie to set, if any.
     pub fn on_response(
         &mut self,
         ticket: &mut Ticket,
@@ -229,14 +262,15 @@ impl Router {
         status: u32,
         attempts: u32,
         now_ns: u64,
-    ) -> Vec<String> {
+    ) -> Answer {
         if ticket.answered {
-            return Vec::new();
+            return Answer::default();
         }
         ticket.answered = true;
         let served = served_by.and_then(|a| a.parse::<SocketAddr>().ok());
         let served = served.and_then(|a| self.by_address.get(&a).copied());
         let log = self.report_outcomes(ticket, served, status, attempts, now_ns);
+        let set_cookie = self.cookie_for(ticket.sticky, served, now_ns);
         // No upstream address: Envoy answered itself (e.g. every try failed to connect).
         let failed = served.is_none() || status >= 500 || status == 429;
         if let Some(backend) = served {
@@ -248,7 +282,7 @@ impl Router {
         }
         let rtt_ns = now_ns.saturating_sub(ticket.started_ns);
         self.balancer.observe(ticket.backend, Outcome::Response { rtt_ns, failed }, now_ns);
-        log
+        Answer { log, set_cookie }
     }
 
     /// The stream ended, however it ended: releases the in-flight count exactly once.

@@ -73,7 +73,10 @@ impl HttpContext for Http {
             return reject(503, "internal");
         }
         let input = key_input(router.key_source());
-        let Some((steering, ticket)) = router.steer(input.as_deref(), host::now_ns()) else {
+        let cookies = if router.wants_cookies() { request_header("cookie") } else { None };
+        let now = host::now_ns();
+        let Some((steering, ticket)) = router.steer(input.as_deref(), cookies.as_deref(), now)
+        else {
             return reject(503, "no_healthy_backend");
         };
         let (header, value) = (steering.header, steering.value);
@@ -101,15 +104,20 @@ impl HttpContext for Http {
                 response_header(":status").and_then(|s| s.parse::<u32>().ok()).unwrap_or(0);
             let served_by = host::property(&["upstream", "address"]);
             let now = host::now_ns();
-            let log = router.on_response(
+            let answer = router.on_response(
                 ticket,
                 served_by.as_deref(),
                 status,
                 attempts.unwrap_or(1),
                 now,
             );
-            for line in log {
+            for line in answer.log {
                 log::info!("{line}");
+            }
+            // Added, never replaced: the upstream's own Set-Cookie headers are kept.
+            if let Some(cookie) = answer.set_cookie {
+                let _ =
+                    hostcalls::add_map_value(MapType::HttpResponseHeaders, "set-cookie", &cookie);
             }
         }
         Action::Continue

@@ -50,6 +50,12 @@ impl Root {
                 log::error!("cannot set the tick period: {status:?}");
             }
         }
+        if config.sticky.as_ref().is_some_and(|s| s.secrets.is_empty()) {
+            log::warn!(
+                "sticky: no secrets configured; cookies are signed with a random per-process \
+                 secret and will not survive a restart or work across proxies"
+            );
+        }
         let metrics = Box::new(HostMetrics::define(&config.pool));
         let router = Router::new(config, self.random(), now, Box::new(HostStore), metrics);
         // Only ticks take the prober lease: a root context that is configured but never ticks

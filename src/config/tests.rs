@@ -696,7 +696,7 @@ fn messages_read_like_serde() {
         "$.algorthm: unknown field `algorthm`, expected one of `cluster`, `algorithm`, \
          `backends`, `target`, `least_request`, `least_time`, `hash_on`, `maglev`, `ring_hash`, \
          `balance_factor`, `health_check`, `panic_threshold_percent`, `outlier_detection`, \
-         `slow_start_ms`"
+         `slow_start_ms`, `sticky`"
     );
     let e = refuse(&format!(r#"{{"backends":{ONE_BACKEND}}}"#));
     assert_eq!(

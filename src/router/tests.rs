@@ -12,7 +12,7 @@ fn router(json: &str) -> Router {
 
 /// The next steering value, owned.
 fn steer(r: &mut Router) -> String {
-    let (s, _) = r.steer(None, 0).expect("a steering value");
+    let (s, _) = r.steer(None, None, 0).expect("a steering value");
     assert_eq!(s.header, "x-gateway-destination-endpoint");
     s.value.to_string()
 }
@@ -148,7 +148,7 @@ fn header_is_the_configured_lower_case_name() {
         r#"{{"cluster":"c","backends":{THREE},"target":{{"header":"X-Steer-To"}}}}"#
     ));
     assert_eq!(r.header(), "x-steer-to");
-    let (s, _) = r.steer(None, 0).unwrap();
+    let (s, _) = r.steer(None, None, 0).unwrap();
     assert_eq!(s.header, "x-steer-to");
     let r = router(&format!(r#"{{"cluster":"c","backends":{THREE}}}"#));
     assert_eq!(r.header(), "x-gateway-destination-endpoint");
@@ -208,7 +208,7 @@ impl Harness {
     }
 
     fn steer(&mut self) -> (usize, Ticket) {
-        let (_, ticket) = self.router.steer(None, 1_000).unwrap();
+        let (_, ticket) = self.router.steer(None, None, 1_000).unwrap();
         (ticket.backend, ticket)
     }
 }

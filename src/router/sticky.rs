@@ -1,0 +1,129 @@
+//! The router's side of sticky sessions: the signing secrets (configured, or one random
+//! per-process secret shared by all workers), finding the backend a valid cookie pins,
+//! and deciding, when the response arrives, whether to issue a cookie for the backend that
+//! served it.
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+
+use super::Router;
+use crate::config::Config;
+use crate::state::{SharedStore, KEY_PREFIX};
+use crate::sticky::{self, CookieAttributes, SameSite};
+
+/// Sticky-session settings of one pool, ready for per-request use.
+pub(super) struct StickyState {
+    attrs: CookieAttributes,
+    /// The first signs; every one verifies.
+    secrets: Vec<Vec<u8>>,
+    pool: [u8; 8],
+    ttl_s: u64,
+    by_id: HashMap<String, usize, fnv::FnvBuildHasher>,
+}
+
+/// What a request's cookie said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StickyTicket {
+    /// The backend a valid cookie named (and which was available).
+    pub(super) pinned: Option<usize>,
+    /// The valid cookie is past half its TTL: re-issue it.
+    pub(super) refresh: bool,
+}
+
+const SECRET_LEN: usize = 32;
+/// Cookies of the configured name tried per request.
+const MAX_TRIED: usize = 8;
+
+/// The per-process secret in shared data, created by the first VM that needs it: 256 bits
+/// drawn through std's RandomState (seeded from WASI `random_get`). Every VM then reads the
+/// stored one, so all workers sign alike.
+fn shared_secret(store: &dyn SharedStore, cluster: &str) -> Vec<u8> {
+    let key = format!("{KEY_PREFIX}/{cluster}/sticky_secret");
+    if let Ok(Some((bytes, _))) = store.get(&key) {
+        if bytes.len() == SECRET_LEN {
+            return bytes;
+        }
+    }
+    let state = RandomState::new();
+    let fresh: Vec<u8> =
+        (0..SECRET_LEN / 8).flat_map(|i| state.hash_one(i).to_le_bytes()).collect();
+    let _ = store.set(&key, &fresh, 0);
+    match store.get(&key) {
+        Ok(Some((bytes, _))) if bytes.len() == SECRET_LEN => bytes,
+        _ => fresh,
+    }
+}
+
+pub(super) fn state_for(config: &Config, store: &dyn SharedStore) -> Option<StickyState> {
+    let s = config.sticky.as_ref()?;
+    let secrets = if s.secrets.is_empty() {
+        vec![shared_secret(store, &config.cluster)]
+    } else {
+        s.secrets.iter().map(|k| k.as_bytes().to_vec()).collect()
+    };
+    let attrs = CookieAttributes {
+        name: s.cookie.clone(),
+        path: s.path.clone(),
+        domain: s.domain.clone(),
+        secure: s.secure,
+        http_only: s.http_only,
+        same_site: match s.same_site {
+            crate::config::SameSite::Strict => SameSite::Strict,
+            crate::config::SameSite::Lax => SameSite::Lax,
+            crate::config::SameSite::None => SameSite::None,
+        },
+        max_age_s: s.ttl_s,
+    };
+    let by_id = config.pool.iter().enumerate().map(|(i, b)| (b.id.clone(), i)).collect();
+    let pool = sticky::pool_identity(&config.cluster, "");
+    Some(StickyState { attrs, secrets, pool, ttl_s: s.ttl_s, by_id })
+}
+
+impl Router {
+    /// Whether steering needs the request's `cookie` header.
+    pub fn wants_cookies(&self) -> bool {
+        self.sticky.is_some()
+    }
+
+    /// The backend the first valid cookie pins, if it may be picked (healthy, not ejected;
+    /// draining is fine: valid sessions keep reaching a draining backend).
+    pub(super) fn pinned(&self, cookie_header: Option<&str>, now_ns: u64) -> StickyTicket {
+        let (Some(s), Some(header)) = (&self.sticky, cookie_header) else {
+            return StickyTicket::default();
+        };
+        let now_s = now_ns / 1_000_000_000;
+        let secrets: Vec<&[u8]> = s.secrets.iter().map(Vec::as_slice).collect();
+        // The first valid one wins; a header stuffed with forged cookies costs at most
+        // MAX_TRIED verifications.
+        for value in sticky::values(header, &s.attrs.name).take(MAX_TRIED) {
+            let Ok(cookie) = sticky::verify(&secrets, s.pool, value, now_s) else { continue };
+            let Some(&index) = s.by_id.get(&cookie.backend_id) else { continue };
+            if self.availability.as_ref().is_none_or(|a| a.accepts(index)) {
+                let refresh = sticky::needs_refresh(cookie.expires_s, s.ttl_s, now_s);
+                return StickyTicket { pinned: Some(index), refresh };
+            }
+        }
+        StickyTicket::default()
+    }
+
+    /// The `Set-Cookie` to add to a response served by `served`: when the request had no
+    /// valid cookie for it, or its cookie is past half its TTL.
+    pub(super) fn cookie_for(
+        &self,
+        ticket: StickyTicket,
+        served: Option<usize>,
+        now_ns: u64,
+    ) -> Option<String> {
+        let s = self.sticky.as_ref()?;
+        let served = served?;
+        if ticket.pinned == Some(served) && !ticket.refresh {
+            return None;
+        }
+        let backend = self.config.pool.get(served)?;
+        let secret = s.secrets.first()?;
+        let expires_s = (now_ns / 1_000_000_000).saturating_add(s.ttl_s);
+        let value = sticky::encode(secret, s.pool, &backend.id, expires_s);
+        (!value.is_empty()).then(|| sticky::set_cookie(&s.attrs, &value))
+    }
+}
