@@ -10,6 +10,7 @@ pub mod health;
 pub mod lb;
 pub mod router;
 pub mod state;
+pub mod sticky;
 
 #[cfg(target_arch = "wasm32")]
 mod adapter;

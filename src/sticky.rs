@@ -1,0 +1,332 @@
+//! Signed sticky-session cookies: encoding and verification of the cookie value, extraction of
+//! its candidates from a `Cookie` header, and rendering of the `Set-Cookie` header. Pure
+//! functions with time as an argument; no host call, no panic on any input.
+//!
+//! # Why signed
+//! Envoy's stateful-session cookie is the base64 of the upstream address, NGINX's `sticky
+//! cookie` an unsalted MD5 of it and Traefik's a hash of the server name: each can be read (it
+//! tells a client the internal address) or forged (a client picks its backend, e.g. to pile load
+//! onto one). Here the value names the backend by its configured id, never by its address, is
+//! bound to a pool and an expiry, and carries an HMAC-SHA256 tag that only the proxies' secret
+//! can produce. The id is not encrypted: base64 hides it from a glance, not from a decoder, so
+//! ids should not be secrets (they are config names such as `web-1`).
+//!
+//! # Value format, version 1
+//! The cookie value is the base64url encoding without padding (RFC 4648 §5, non-canonical
+//! trailing bits rejected) of these bytes, at most `34 + 64 = 98` bytes (131 characters):
+//!
+//! | bytes      | field      | meaning                                                        |
+//! |------------|------------|----------------------------------------------------------------|
+//! | 1          | version    | `1`                                                            |
+//! | 8          | pool       | the pool's identity ([`pool_identity`]), so another pool's cookie is rejected |
+//! | 1          | id_len     | length of the backend id, 1..=64                               |
+//! | id_len     | backend id | the configured id, ASCII `[A-Za-z0-9_.-]`                       |
+//! | 8          | expiry     | unix seconds, big-endian; valid while `now < expiry`           |
+//! | 16         | mac        | first 16 bytes of HMAC-SHA256(secret, all preceding bytes)     |
+//!
+//! [`verify`] reads the version first (it selects the layout, and a cookie from a future
+//! version is reported as [`Invalid::Version`] whatever its tag), then checks only lengths, then
+//! the tag in constant time with each secret in turn, and trusts the pool, id and expiry only
+//! once a tag matched. Values longer than [`MAX_VALUE_LEN`] characters are rejected undecoded.
+//!
+//! # Secrets and rotation
+//! The first secret signs ([`encode`] takes it), every listed secret verifies, and
+//! [`Sticky::signed_by`] says which one did: to rotate, put the new secret first and keep the old
+//! one listed for one TTL, then remove it. Secrets should be at least 32 random bytes.
+//!
+//! # Expiry
+//! A cookie is valid while `now_s < expires_s`, and expired from `now_s == expires_s` on, as a
+//! browser drops a cookie set with `Max-Age=ttl` at `set + ttl`. Expiry slides: [`needs_refresh`]
+//! says when to re-issue the cookie (less than half of the TTL left).
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use std::fmt;
+use std::fmt::Write as _;
+
+/// The format version this module writes and the only one it accepts.
+const VERSION: u8 = 1;
+/// Bytes of the pool identity.
+const POOL_LEN: usize = 8;
+/// Bytes before the backend id: version, pool, id_len.
+const HEADER_LEN: usize = 1 + POOL_LEN + 1;
+/// Bytes of the expiry.
+const EXPIRY_LEN: usize = 8;
+/// Bytes of the truncated HMAC-SHA256 tag.
+const MAC_LEN: usize = 16;
+/// Bytes of a value without its backend id.
+const FIXED_LEN: usize = HEADER_LEN + EXPIRY_LEN + MAC_LEN;
+
+/// Longest backend id a cookie can carry, in bytes.
+pub const MAX_ID_LEN: usize = 64;
+/// Longest cookie value [`verify`] decodes, in characters; longer ones are `Malformed`.
+pub const MAX_VALUE_LEN: usize = 512;
+
+/// A verified cookie: the backend it names, until when, and which secret signed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sticky {
+    pub backend_id: String,
+    pub expires_s: u64,
+    /// Index in the `secrets` given to [`verify`] of the secret whose tag matched.
+    pub signed_by: usize,
+}
+
+/// Why a cookie value was rejected. Every variant means "ignore the cookie and balance anew".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalid {
+    /// Too long, not base64url, wrong length, or a signed id outside the id alphabet.
+    Malformed,
+    /// A version other than 1.
+    Version,
+    /// Correctly signed for another pool (another cluster, or the same one with another salt).
+    OtherPool,
+    /// No listed secret produces its tag: forged, corrupted, or signed by a removed secret.
+    BadMac,
+    /// Signed, but `now_s >= expires_s`.
+    Expired,
+}
+
+impl Invalid {
+    /// A short stable name, e.g. for a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Invalid::Malformed => "malformed",
+            Invalid::Version => "version",
+            Invalid::OtherPool => "other_pool",
+            Invalid::BadMac => "bad_mac",
+            Invalid::Expired => "expired",
+        }
+    }
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether `id` can be carried in a cookie: 1..=64 bytes of `[A-Za-z0-9_.-]`. Config should
+/// reject other ids of a sticky pool, since [`encode`] cannot sign them.
+pub fn is_valid_backend_id(id: &str) -> bool {
+    (1..=MAX_ID_LEN).contains(&id.len()) && id.bytes().all(is_id_byte)
+}
+
+fn is_id_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-'
+}
+
+/// HMAC-SHA256 of `body` keyed with `secret` (RFC 2104; the `hmac-sha256` crate).
+fn tag(secret: &[u8], body: &[u8]) -> [u8; 32] {
+    hmac_sha256::HMAC::mac(body, secret)
+}
+
+/// Whether `tag` equals the first bytes of `full`, in time independent of where they differ.
+fn same_tag(full: &[u8; 32], tag: &[u8]) -> bool {
+    tag.len() == MAC_LEN && full.iter().zip(tag).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// The cookie value naming `backend_id` in `pool` until `expires_s` (unix seconds, usually
+/// `now_s + ttl_s`), signed with `secret` (the first of the configured secrets).
+///
+/// Returns an empty string, which [`verify`] rejects, when the id is not
+/// [`is_valid_backend_id`]: the caller should then not set the cookie.
+pub fn encode(secret: &[u8], pool: [u8; 8], backend_id: &str, expires_s: u64) -> String {
+    if !is_valid_backend_id(backend_id) {
+        return String::new();
+    }
+    let Ok(id_len) = u8::try_from(backend_id.len()) else {
+        return String::new();
+    };
+    let mut bytes = Vec::with_capacity(FIXED_LEN + backend_id.len());
+    bytes.push(VERSION);
+    bytes.extend_from_slice(&pool);
+    bytes.push(id_len);
+    bytes.extend_from_slice(backend_id.as_bytes());
+    bytes.extend_from_slice(&expires_s.to_be_bytes());
+    let full = tag(secret, &bytes);
+    let Some(tag) = full.get(..MAC_LEN) else {
+        return String::new();
+    };
+    bytes.extend_from_slice(tag);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The cookie `value` if one of `secrets` signed it for `pool` and it has not expired at `now_s`.
+/// Checks, in order: length (at most [`MAX_VALUE_LEN`] characters), base64url, version, the
+/// lengths the version implies, the tag against each secret in order (constant-time comparison),
+/// then the pool, the id's alphabet and the expiry. With no secrets every value is `BadMac`.
+pub fn verify(
+    secrets: &[&[u8]],
+    pool: [u8; 8],
+    value: &str,
+    now_s: u64,
+) -> Result<Sticky, Invalid> {
+    if value.len() > MAX_VALUE_LEN {
+        return Err(Invalid::Malformed);
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(value).map_err(|_| Invalid::Malformed)?;
+    if *bytes.first().ok_or(Invalid::Malformed)? != VERSION {
+        return Err(Invalid::Version);
+    }
+    let id_len = usize::from(*bytes.get(HEADER_LEN - 1).ok_or(Invalid::Malformed)?);
+    if id_len == 0 || id_len > MAX_ID_LEN || bytes.len() != FIXED_LEN + id_len {
+        return Err(Invalid::Malformed);
+    }
+    let (body, tag) = bytes.split_at_checked(bytes.len() - MAC_LEN).ok_or(Invalid::Malformed)?;
+    let signed_by = secrets
+        .iter()
+        .position(|secret| same_tag(&self::tag(secret, body), tag))
+        .ok_or(Invalid::BadMac)?;
+    // The tag matched: the fields below were written by `encode` with one of our secrets.
+    if body.get(1..HEADER_LEN - 1) != Some(&pool[..]) {
+        return Err(Invalid::OtherPool);
+    }
+    let id = body.get(HEADER_LEN..HEADER_LEN + id_len).ok_or(Invalid::Malformed)?;
+    if !id.iter().copied().all(is_id_byte) {
+        return Err(Invalid::Malformed);
+    }
+    let backend_id = std::str::from_utf8(id).map_err(|_| Invalid::Malformed)?.to_owned();
+    let expiry = body.get(HEADER_LEN + id_len..).ok_or(Invalid::Malformed)?;
+    let expires_s = u64::from_be_bytes(expiry.try_into().map_err(|_| Invalid::Malformed)?);
+    if now_s >= expires_s {
+        return Err(Invalid::Expired);
+    }
+    Ok(Sticky { backend_id, expires_s, signed_by })
+}
+
+/// Whether a valid cookie expiring at `expires_s` should be re-issued at `now_s` with a fresh
+/// expiry, for a configured lifetime of `ttl_s`: when strictly less than half of the TTL is left
+/// (`2 * (expires_s - now_s) < ttl_s`), so an active client keeps its backend and the cookie is
+/// rewritten at most about twice per TTL. Exactly half left is not yet a refresh. An expired
+/// cookie needs one whenever `ttl_s > 0`; with `ttl_s == 0` never. A cookie expiring further
+/// out than `ttl_s` (the TTL was shortened) keeps its expiry.
+pub fn needs_refresh(expires_s: u64, ttl_s: u64, now_s: u64) -> bool {
+    expires_s.saturating_sub(now_s).saturating_mul(2) < ttl_s
+}
+
+/// The 8-byte identity of a pool that cookies are bound to: xxHash64 ([`crate::hash_key::hash`])
+/// of the cluster name and `backends_salt`, big-endian. Cookies are therefore bound to the
+/// cluster **name**: renaming the cluster, or changing the salt (an operator's string, e.g. to
+/// invalidate every cookie of one pool without rotating the secret), makes every issued cookie
+/// `OtherPool`. The name is length-prefixed so that `("ab", "c")` and `("a", "bc")` differ. The
+/// hash needs no cryptographic strength: the tag covers it, and clients cannot choose names.
+pub fn pool_identity(cluster: &str, backends_salt: &str) -> [u8; 8] {
+    let len = u64::try_from(cluster.len()).unwrap_or(u64::MAX);
+    let mut input = Vec::with_capacity(8 + cluster.len() + backends_salt.len());
+    input.extend_from_slice(&len.to_be_bytes());
+    input.extend_from_slice(cluster.as_bytes());
+    input.extend_from_slice(backends_salt.as_bytes());
+    crate::hash_key::hash(&input).to_be_bytes()
+}
+
+/// Spaces and tabs around cookie pieces, names and values.
+fn trim_ows(s: &str) -> &str {
+    s.trim_matches(|c| c == ' ' || c == '\t')
+}
+
+/// Every value of the cookies named exactly `name` (case-sensitive) in a `Cookie` header, in
+/// order, duplicates included: the caller takes the first that [`verify`] accepts (a browser
+/// sends the cookie of the most specific path first, and a stale or foreign cookie of the same
+/// name may come before ours). Parsed like [`crate::hash_key::cookie`]: pieces split on `;` and
+/// on their first `=`, spaces and tabs trimmed, empty pieces and pieces without `=` skipped,
+/// surrounding double quotes removed. An empty `name` yields nothing. Each value is a slice of
+/// the header; the work is linear in the header's length. To bound the tags computed for a
+/// header full of fake cookies, a caller may `.take(n)` a few candidates.
+pub fn values<'a, 'n>(
+    cookie_header: &'a str,
+    name: &'n str,
+) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
+    cookie_header.split(';').filter_map(move |piece| {
+        let (n, v) = piece.split_once('=')?;
+        if name.is_empty() || trim_ows(n) != name {
+            return None;
+        }
+        let v = trim_ows(v);
+        Some(v.strip_prefix('"').and_then(|inner| inner.strip_suffix('"')).unwrap_or(v))
+    })
+}
+
+/// The `SameSite` attribute (RFC 6265bis §4.1.2.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    Strict,
+    Lax,
+    /// Browsers accept it only with `Secure`.
+    None,
+}
+
+impl SameSite {
+    fn as_str(self) -> &'static str {
+        match self {
+            SameSite::Strict => "Strict",
+            SameSite::Lax => "Lax",
+            SameSite::None => "None",
+        }
+    }
+}
+
+/// How the sticky cookie is set: its name and attributes (from the plugin config).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CookieAttributes {
+    pub name: String,
+    pub path: String,
+    pub domain: Option<String>,
+    pub secure: bool,
+    pub http_only: bool,
+    pub same_site: SameSite,
+    pub max_age_s: u64,
+}
+
+impl CookieAttributes {
+    /// The first field that would make [`set_cookie`] render a header a browser rejects or that
+    /// injects attributes, as its name (`"name"`, `"path"`, `"domain"`, `"same_site"`), for the
+    /// config to report; `None` when all are valid. The name must be an RFC 6265 token, the path
+    /// start with `/` and hold no control character or `;`, the domain be letters, digits, `-`
+    /// and `.`, and `SameSite=None` come with `secure`.
+    pub fn invalid_field(&self) -> Option<&'static str> {
+        let token = |b: u8| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b);
+        if self.name.is_empty() || !self.name.bytes().all(token) {
+            return Some("name");
+        }
+        let path_ok = self.path.starts_with('/')
+            && self.path.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b';');
+        if !path_ok {
+            return Some("path");
+        }
+        if let Some(domain) = &self.domain {
+            let label = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'.';
+            if domain.is_empty() || !domain.bytes().all(label) {
+                return Some("domain");
+            }
+        }
+        if self.same_site == SameSite::None && !self.secure {
+            return Some("same_site");
+        }
+        None
+    }
+}
+
+/// The `Set-Cookie` header value setting the cookie to `value`, attributes in a fixed order:
+/// `lb_session=<value>; Max-Age=3600; Path=/; Domain=example.com; Secure; HttpOnly;
+/// SameSite=Lax`, `Domain` only when set, `Secure` and `HttpOnly` only when true. Rendered as
+/// given: check the attributes once with [`CookieAttributes::invalid_field`].
+pub fn set_cookie(attrs: &CookieAttributes, value: &str) -> String {
+    let mut out = String::with_capacity(96 + attrs.name.len() + value.len() + attrs.path.len());
+    // Writing to a String cannot fail.
+    let _ =
+        write!(out, "{}={}; Max-Age={}; Path={}", attrs.name, value, attrs.max_age_s, attrs.path);
+    if let Some(domain) = &attrs.domain {
+        let _ = write!(out, "; Domain={domain}");
+    }
+    if attrs.secure {
+        out.push_str("; Secure");
+    }
+    if attrs.http_only {
+        out.push_str("; HttpOnly");
+    }
+    let _ = write!(out, "; SameSite={}", attrs.same_site.as_str());
+    out
+}
+
+#[cfg(test)]
+mod tests;
