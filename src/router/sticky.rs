@@ -4,7 +4,6 @@
 //! served it.
 
 use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
 use std::hash::BuildHasher;
 
 use super::Router;
@@ -19,7 +18,6 @@ pub(super) struct StickyState {
     secrets: Vec<Vec<u8>>,
     pool: [u8; 8],
     ttl_s: u64,
-    by_id: HashMap<String, usize, fnv::FnvBuildHasher>,
 }
 
 /// What a request's cookie said.
@@ -75,9 +73,8 @@ pub(super) fn state_for(config: &Config, store: &dyn SharedStore) -> Option<Stic
         },
         max_age_s: s.ttl_s,
     };
-    let by_id = config.pool.iter().enumerate().map(|(i, b)| (b.id.clone(), i)).collect();
     let pool = sticky::pool_identity(&config.cluster, "");
-    Some(StickyState { attrs, secrets, pool, ttl_s: s.ttl_s, by_id })
+    Some(StickyState { attrs, secrets, pool, ttl_s: s.ttl_s })
 }
 
 impl Router {
@@ -98,7 +95,10 @@ impl Router {
         // MAX_TRIED verifications.
         for value in sticky::values(header, &s.attrs.name).take(MAX_TRIED) {
             let Ok(cookie) = sticky::verify(&secrets, s.pool, value, now_s) else { continue };
-            let Some(&index) = s.by_id.get(&cookie.backend_id) else { continue };
+            let ids = self.config.pool.iter();
+            let Some(index) = ids.map(|b| &b.id).position(|id| *id == cookie.backend_id) else {
+                continue;
+            };
             if self.availability.as_ref().is_none_or(|a| a.accepts(index)) {
                 let refresh = sticky::needs_refresh(cookie.expires_s, s.ttl_s, now_s);
                 return StickyTicket { pinned: Some(index), refresh };
