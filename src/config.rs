@@ -7,7 +7,6 @@ mod de;
 mod health_check;
 mod outlier;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 
@@ -291,8 +290,8 @@ fn validate_backends(raw: Vec<RawBackend>) -> Result<Pool, ConfigError> {
             format!("has {} backends; valid: at most {MAX_BACKENDS}", raw.len()),
         ));
     }
-    let mut ids: HashMap<&str, usize> = HashMap::with_capacity(raw.len());
-    let mut addrs: HashMap<SocketAddr, usize> = HashMap::with_capacity(raw.len());
+    let mut ids: fnv::FnvHashMap<&str, usize> = fnv::FnvHashMap::default();
+    let mut addrs: fnv::FnvHashMap<SocketAddr, usize> = fnv::FnvHashMap::default();
     let mut backends = Vec::with_capacity(raw.len());
     for (i, b) in raw.iter().enumerate() {
         validate_id(&b.id).map_err(|m| ConfigError::at(format!("$.backends[{i}].id"), m))?;

@@ -39,8 +39,6 @@
 //! browser drops a cookie set with `Max-Age=ttl` at `set + ttl`. Expiry slides: [`needs_refresh`]
 //! says when to re-issue the cookie (less than half of the TTL left).
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use std::fmt;
 use std::fmt::Write as _;
 
@@ -148,7 +146,7 @@ pub fn encode(secret: &[u8], pool: [u8; 8], backend_id: &str, expires_s: u64) ->
         return String::new();
     };
     bytes.extend_from_slice(tag);
-    URL_SAFE_NO_PAD.encode(bytes)
+    b64_encode(&bytes)
 }
 
 /// The cookie `value` if one of `secrets` signed it for `pool` and it has not expired at `now_s`.
@@ -164,7 +162,7 @@ pub fn verify(
     if value.len() > MAX_VALUE_LEN {
         return Err(Invalid::Malformed);
     }
-    let bytes = URL_SAFE_NO_PAD.decode(value).map_err(|_| Invalid::Malformed)?;
+    let bytes = b64_decode(value).ok_or(Invalid::Malformed)?;
     if *bytes.first().ok_or(Invalid::Malformed)? != VERSION {
         return Err(Invalid::Version);
     }
@@ -330,3 +328,63 @@ pub fn set_cookie(attrs: &CookieAttributes, value: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// base64url without padding (RFC 4648 §5).
+fn b64_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk.first().copied().unwrap_or(0),
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for k in 0..=chunk.len() {
+            let six = (n >> (18 - 6 * k)) & 63;
+            out.push(char::from(B64.get(six as usize).copied().unwrap_or(b'A')));
+        }
+    }
+    out
+}
+
+fn b64_value(c: u8) -> Option<u32> {
+    let v = match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'-' => 62,
+        b'_' => 63,
+        _ => return None,
+    };
+    Some(u32::from(v))
+}
+
+/// Strict base64url without padding: no other characters, no impossible length, and the
+/// unused low bits of the last character zero (so each value has exactly one encoding).
+fn b64_decode(text: &str) -> Option<Vec<u8>> {
+    let text = text.as_bytes();
+    if text.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    for chunk in text.chunks(4) {
+        let mut n = 0u32;
+        for (k, &c) in chunk.iter().enumerate() {
+            n |= b64_value(c)? << (18 - 6 * k as u32);
+        }
+        let bytes = n.to_be_bytes();
+        let keep = chunk.len() - 1;
+        let extra = match keep {
+            1 => n & 0xFFFF,
+            2 => n & 0xFF,
+            _ => 0,
+        };
+        if extra != 0 {
+            return None;
+        }
+        out.extend_from_slice(bytes.get(1..1 + keep)?);
+    }
+    Some(out)
+}

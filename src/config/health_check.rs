@@ -207,15 +207,19 @@ fn rendered(v: &Json) -> String {
         Json::Str(s) => format!("{:?}", shown(s)),
         Json::Obj(_) => "an object".to_string(),
         Json::Arr(items) if items.len() <= 4 => {
-            let inner: Vec<String> = items
-                .iter()
-                .map(|x| match x {
-                    Json::Arr(_) => "[...]".to_string(),
-                    Json::Obj(_) => "{...}".to_string(),
-                    x => rendered(x),
-                })
-                .collect();
-            format!("[{}]", inner.join(", "))
+            let mut out = String::from("[");
+            for (i, x) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                match x {
+                    Json::Arr(_) => out.push_str("[...]"),
+                    Json::Obj(_) => out.push_str("{...}"),
+                    x => out.push_str(&rendered(x)),
+                }
+            }
+            out.push(']');
+            out
         }
         Json::Arr(items) => format!("an array of {} items", items.len()),
     }

@@ -177,9 +177,10 @@ pub fn due_at(index: usize, last_probe_ns: u64, interval_ns: u64, jitter_ns: u64
     if j == 0 {
         return base;
     }
-    let span = u128::from(j) * 2 + 1;
-    let r = u128::from(mix(last_probe_ns ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
-    let offset = u64::try_from(r % span).unwrap_or(0);
+    // j <= interval / 2, so the span cannot overflow.
+    let span = j.saturating_mul(2).saturating_add(1);
+    let r = mix(last_probe_ns ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let offset = r % span;
     base.saturating_sub(j).saturating_add(offset)
 }
 
