@@ -335,7 +335,11 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 fn b64_encode(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk.first().copied().unwrap_or(0), chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
+        let b = [
+            chunk.first().copied().unwrap_or(0),
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for k in 0..=chunk.len() {
             let six = (n >> (18 - 6 * k)) & 63;
@@ -372,7 +376,11 @@ fn b64_decode(text: &str) -> Option<Vec<u8>> {
         }
         let bytes = n.to_be_bytes();
         let keep = chunk.len() - 1;
-        let extra = match keep { 1 => n & 0xFFFF, 2 => n & 0xFF, _ => 0 };
+        let extra = match keep {
+            1 => n & 0xFFFF,
+            2 => n & 0xFF,
+            _ => 0,
+        };
         if extra != 0 {
             return None;
         }
