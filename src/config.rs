@@ -8,7 +8,6 @@ mod health_check;
 mod outlier;
 mod sticky;
 
-
 use std::fmt;
 use std::net::SocketAddr;
 

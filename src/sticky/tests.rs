@@ -7,8 +7,6 @@ use super::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use proptest::prelude::*;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 
 const OLD: &[u8] = b"old secret, 32 bytes or more!!!!";
 const NEW: &[u8] = b"new secret, 32 bytes or more!!!!";
