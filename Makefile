@@ -26,22 +26,29 @@ help:
 wasm-target:
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
 
-# wasm-opt (Debian's binaryen) shrinks the module by about a fifth after rustc/LLVM.
-WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
-                  --enable-mutable-globals
+# wasm-opt from binaryen (npm package `binaryen`, pinned, into .tools/) shrinks the module by
+# about a fifth after rustc/LLVM; Debian's binaryen 108 is used when npm is missing.
+BINARYEN_VERSION := 132.0.0
+NPM_WASM_OPT     := .tools/node_modules/.bin/wasm-opt
+WASM_OPT_FLAGS   := -Oz --converge --enable-bulk-memory --enable-sign-ext \
+                    --enable-nontrapping-float-to-int --enable-mutable-globals
 
-wasm-opt:
-	@command -v wasm-opt >/dev/null || { \
-	  if command -v apt-get >/dev/null; then \
-	    echo "installing wasm-opt (Debian package binaryen)"; \
-	    (apt-get update -qq && apt-get install -y -qq binaryen) >/dev/null || true; \
-	  fi; }
-	@command -v wasm-opt >/dev/null || echo "warning: wasm-opt not found (install binaryen); the filter stays unoptimised"
+$(NPM_WASM_OPT):
+	@if command -v npm >/dev/null; then \
+	  npm install --silent --no-audit --no-fund --prefix .tools binaryen@$(BINARYEN_VERSION); \
+	elif ! command -v wasm-opt >/dev/null && command -v apt-get >/dev/null; then \
+	  echo "npm not found; installing Debian's binaryen"; \
+	  (apt-get update -qq && apt-get install -y -qq binaryen) >/dev/null || true; \
+	fi
+
+wasm-opt: $(NPM_WASM_OPT)
 
 build: wasm-target wasm-opt
 	cargo build --lib --release --target $(WASM_TARGET)
-	@if command -v wasm-opt >/dev/null; then \
-	  wasm-opt $(WASM_OPT_FLAGS) $(WASM) -o $(WASM).opt && mv $(WASM).opt $(WASM); fi
+	@opt=$$(test -x $(NPM_WASM_OPT) && echo $(NPM_WASM_OPT) || command -v wasm-opt || true); \
+	if [ -n "$$opt" ]; then \
+	  $$opt $(WASM_OPT_FLAGS) $(WASM) -o $(WASM).opt && mv $(WASM).opt $(WASM); \
+	else echo "warning: no wasm-opt (install Node.js/npm or binaryen); the filter stays unoptimised"; fi
 	@echo "filter: $(WASM) ($$(( $$(stat -c %s $(WASM)) / 1024 )) KB)"
 
 # A virtualenv per Envoy version, so `make test ENVOY_VERSION=1.36.4` keeps the default one.

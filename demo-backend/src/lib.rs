@@ -26,6 +26,8 @@ pub struct Options {
     pub healthy: bool,
     /// Added before answering `/healthz` (a hanging health endpoint).
     pub health_delay: Duration,
+    /// A `Set-Cookie` header the backend adds to every answer but `/healthz`.
+    pub set_cookie: Option<String>,
 }
 
 impl Options {
@@ -37,6 +39,7 @@ impl Options {
             fail_status: 500,
             healthy: true,
             health_delay: Duration::ZERO,
+            set_cookie: None,
         }
     }
 }
@@ -152,7 +155,11 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
             StatusCode::from_u16(opts.fail_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return with_id(&shared, status, format!("{} failing\n", opts.id));
     }
-    with_id(&shared, StatusCode::OK, format!("{}\n", opts.id))
+    let mut response = with_id(&shared, StatusCode::OK, format!("{}\n", opts.id));
+    if let Some(cookie) = opts.set_cookie.as_deref().and_then(|c| HeaderValue::from_str(c).ok()) {
+        response.headers_mut().append("set-cookie", cookie);
+    }
+    response
 }
 
 fn with_id(shared: &Shared, status: StatusCode, body: String) -> Response {

@@ -49,6 +49,7 @@ async fn main() -> ExitCode {
         fail_status: args.fail_status,
         healthy: !args.unhealthy,
         health_delay: Duration::from_millis(args.health_delay_ms),
+        set_cookie: None,
     };
     let running = match demo_backend::start(args.listen, options).await {
         Ok(r) => r,
