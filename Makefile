@@ -12,7 +12,7 @@ PYTHON        ?= python3
 export ENVOY_BIN
 export ENVOY_LB_WASM := $(CURDIR)/$(WASM)
 
-.PHONY: help build wasm-target wasm-opt envoy demo-backend run test unit integration lint bench clean
+.PHONY: help build wasm-target wasm-opt chromium envoy demo-backend run test unit integration lint bench clean
 
 help:
 	@echo "make run     build, start 3 demo backends + Envoy on :10000 (Ctrl-C stops)"
@@ -69,10 +69,16 @@ run: build envoy demo-backend
 unit:
 	cargo test --workspace --lib --bins
 
-integration: build envoy
+integration: build envoy chromium
 	cargo test --test '*'
 
-test: build envoy
+# Debian's Chromium for the browser test (tests/browser.rs).
+chromium:
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian's chromium for the browser test"; \
+	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
+test: build envoy chromium
 	cargo test --workspace
 
 lint: wasm-target

@@ -209,3 +209,21 @@ async fn cookie_reveals_no_address() {
         }
     }
 }
+
+/// Without configured secrets every worker signs with one random per-process secret (shared
+/// data), so a cookie issued by one worker is honoured by the others; a warning says cookies
+/// will not survive a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_secrets_all_workers_share_one_random_secret() {
+    let backends = backends(3).await;
+    let mut cfg = config(&backends, json!({}));
+    cfg["sticky"] = json!({"cookie": COOKIE, "secure": false});
+    let envoy = start_with(&backends, cfg).await;
+    let (first, cookie, _) = get(&envoy, None).await;
+    let cookie = cookie.unwrap();
+    // New connections land on both workers; every one honours the cookie.
+    for _ in 0..40 {
+        assert_eq!(get(&envoy, Some(&format!("{COOKIE}={cookie}"))).await.0, first);
+    }
+    assert!(envoy.log().contains("sticky: no secrets configured"), "{}", envoy.log_tail(20));
+}
