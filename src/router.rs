@@ -11,7 +11,7 @@ mod health;
 mod sticky;
 
 pub use health::Tick;
-pub use sticky::StickyTicket;
+pub use sticky::{StickyOutcome, StickyTicket};
 
 use crate::hash_key;
 use crate::health::prober::Prober;
@@ -54,6 +54,8 @@ pub trait Metrics {
     fn in_flight(&mut self, backend: usize, delta: i64);
     /// The pool entered panic mode (counted once per entry, by the lease holder).
     fn panic_entered(&mut self) {}
+    /// A request's session cookie counted as `outcome`.
+    fn sticky(&mut self, _outcome: StickyOutcome) {}
 }
 
 /// Metrics that go nowhere.
@@ -191,7 +193,10 @@ impl Router {
         now_ns: u64,
     ) -> Option<(Steering<'_>, Ticket)> {
         let key = self.key(key_input);
-        let sticky = self.pinned(cookie_header, now_ns);
+        let (sticky, outcome) = self.pinned(cookie_header, now_ns);
+        if let Some(outcome) = outcome {
+            self.metrics.sticky(outcome);
+        }
         let availability = self.availability.as_ref();
         if availability.is_some_and(|a| a.none) {
             return None;

@@ -7,7 +7,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MetricType, Status};
 
 use crate::backend::Pool;
-use crate::router::Metrics;
+use crate::router::{Metrics, StickyOutcome};
 use crate::state::{SharedStore, StoreError};
 
 /// proxy-wasm shared data of this VM's vm_id.
@@ -36,6 +36,8 @@ impl SharedStore for HostStore {
 pub struct HostMetrics {
     in_flight: Vec<Option<u32>>,
     panic: Option<u32>,
+    /// Counters of sticky hits, misses and invalid cookies.
+    sticky: [Option<u32>; 3],
 }
 
 impl HostMetrics {
@@ -48,7 +50,13 @@ impl HostMetrics {
             })
             .collect();
         let panic = hostcalls::define_metric(MetricType::Counter, "lb_panic_mode_total").ok();
-        HostMetrics { in_flight, panic }
+        let counter = |name| hostcalls::define_metric(MetricType::Counter, name).ok();
+        let sticky = [
+            counter("lb_sticky_hits_total"),
+            counter("lb_sticky_misses_total"),
+            counter("lb_sticky_invalid_total"),
+        ];
+        HostMetrics { in_flight, panic, sticky }
     }
 }
 
@@ -59,6 +67,17 @@ impl Metrics for HostMetrics {
         }
         if let Some(Some(id)) = self.in_flight.get(backend) {
             let _ = hostcalls::increment_metric(*id, delta);
+        }
+    }
+
+    fn sticky(&mut self, outcome: StickyOutcome) {
+        let slot = match outcome {
+            StickyOutcome::Hit => 0,
+            StickyOutcome::Miss => 1,
+            StickyOutcome::Invalid => 2,
+        };
+        if let Some(Some(id)) = self.sticky.get(slot) {
+            let _ = hostcalls::increment_metric(*id, 1);
         }
     }
 

@@ -29,6 +29,17 @@ pub struct StickyTicket {
     pub(super) refresh: bool,
 }
 
+/// How a request's session cookie counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StickyOutcome {
+    /// A valid cookie pinned the request.
+    Hit,
+    /// No cookie, or a valid one whose backend is gone or unavailable.
+    Miss,
+    /// Cookies of the name were present and none verified.
+    Invalid,
+}
+
 const SECRET_LEN: usize = 32;
 /// Cookies of the configured name tried per request.
 const MAX_TRIED: usize = 8;
@@ -85,26 +96,38 @@ impl Router {
 
     /// The backend the first valid cookie pins, if it may be picked (healthy, not ejected;
     /// draining is fine: valid sessions keep reaching a draining backend).
-    pub(super) fn pinned(&self, cookie_header: Option<&str>, now_ns: u64) -> StickyTicket {
-        let (Some(s), Some(header)) = (&self.sticky, cookie_header) else {
-            return StickyTicket::default();
+    /// Also says how the request's cookie counts: a hit (pinned), a miss (none, or its
+    /// backend gone or unavailable) or invalid (present but none verified).
+    pub(super) fn pinned(
+        &self,
+        cookie_header: Option<&str>,
+        now_ns: u64,
+    ) -> (StickyTicket, Option<StickyOutcome>) {
+        let Some(s) = &self.sticky else { return (StickyTicket::default(), None) };
+        let Some(header) = cookie_header else {
+            return (StickyTicket::default(), Some(StickyOutcome::Miss));
         };
         let now_s = now_ns / 1_000_000_000;
         let secrets: Vec<&[u8]> = s.secrets.iter().map(Vec::as_slice).collect();
+        let mut outcome = StickyOutcome::Miss;
         // The first valid one wins; a header stuffed with forged cookies costs at most
         // MAX_TRIED verifications.
         for value in sticky::values(header, &s.attrs.name).take(MAX_TRIED) {
-            let Ok(cookie) = sticky::verify(&secrets, s.pool, value, now_s) else { continue };
+            let Ok(cookie) = sticky::verify(&secrets, s.pool, value, now_s) else {
+                outcome = StickyOutcome::Invalid;
+                continue;
+            };
+            outcome = StickyOutcome::Miss;
             let ids = self.config.pool.iter();
             let Some(index) = ids.map(|b| &b.id).position(|id| *id == cookie.backend_id) else {
                 continue;
             };
             if self.availability.as_ref().is_none_or(|a| a.accepts(index)) {
                 let refresh = sticky::needs_refresh(cookie.expires_s, s.ttl_s, now_s);
-                return StickyTicket { pinned: Some(index), refresh };
+                return (StickyTicket { pinned: Some(index), refresh }, Some(StickyOutcome::Hit));
             }
         }
-        StickyTicket::default()
+        (StickyTicket::default(), Some(outcome))
     }
 
     /// The `Set-Cookie` to add to a response served by `served`: when the request had no
