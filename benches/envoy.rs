@@ -20,8 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use serde_yaml_ng::Value;
-use support::{backends, client, envoy_bin, plugin_config, repo_root, wasm_path};
+use support::{backends, client, envoy_bin, plugin_config, repo_root, shipped_config, wasm_path};
 
 const CONCURRENCIES: [u32; 2] = [1, 2];
 const CONNECTIONS: u32 = 16;
@@ -91,47 +90,18 @@ fn noop_wasm_path() -> PathBuf {
     path
 }
 
-/// envoy/envoy.yaml for `kind`: loopback port-0 listener and admin, these endpoints.
+/// envoy/envoy.yaml for `kind` (the harness's rendering); native: no wasm filter and a plain
+/// ROUND_ROBIN cluster.
 fn render(kind: &Kind, endpoints: &[SocketAddr], ours_config: &str) -> String {
-    let text = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).unwrap();
-    let mut doc: Value = serde_yaml_ng::from_str(&text).unwrap();
-    doc["admin"]["address"]["socket_address"]["port_value"] = 0.into();
-    let listener = &mut doc["static_resources"]["listeners"][0];
-    listener["address"]["socket_address"]["address"] = "127.0.0.1".into();
-    listener["address"]["socket_address"]["port_value"] = 0.into();
-    let hcm = &mut listener["filter_chains"][0]["filters"][0]["typed_config"];
-    let filters = hcm["http_filters"].as_sequence_mut().unwrap();
-    let at = filters
-        .iter()
-        .position(|f| f["name"] == "envoy.filters.http.wasm")
-        .expect("envoy.yaml has no envoy.filters.http.wasm filter");
-    match kind {
-        Kind::Native => {
-            filters.remove(at);
-        }
-        Kind::Noop | Kind::Ours(_) => {
-            let path = if matches!(kind, Kind::Noop) { noop_wasm_path() } else { wasm_path() };
-            let config = &mut filters[at]["typed_config"]["config"];
-            config["vm_config"]["code"]["local"]["filename"] =
-                path.to_string_lossy().into_owned().into();
-            config["configuration"]["value"] = ours_config.into();
-        }
-    }
-    let clusters = doc["static_resources"]["clusters"].as_sequence_mut().unwrap();
-    let pool = clusters.iter_mut().find(|c| c["name"] == "pool").expect("no cluster pool");
-    let endpoints: Vec<Value> = endpoints
-        .iter()
-        .map(|a| {
-            serde_yaml_ng::from_str(&format!(
-                "endpoint: {{address: {{socket_address: {{address: '{}', port_value: {}}}}}}}",
-                a.ip(),
-                a.port()
-            ))
-            .unwrap()
-        })
-        .collect();
-    pool["load_assignment"]["endpoints"][0]["lb_endpoints"] = Value::Sequence(endpoints);
+    let wasm = match kind {
+        Kind::Native => None,
+        Kind::Noop => Some(noop_wasm_path()),
+        Kind::Ours(_) => Some(wasm_path()),
+    };
+    let mut doc = shipped_config(wasm.as_deref(), ours_config, endpoints);
     if matches!(kind, Kind::Native) {
+        let clusters = doc["static_resources"]["clusters"].as_sequence_mut().unwrap();
+        let pool = clusters.iter_mut().find(|c| c["name"] == "pool").expect("no cluster pool");
         let pool = pool.as_mapping_mut().unwrap();
         pool.remove("load_balancing_policy");
         pool.insert("lb_policy".into(), "ROUND_ROBIN".into());

@@ -155,39 +155,53 @@ impl EnvoySetup {
     /// envoy/envoy.yaml with loopback port-0 listeners, the built .wasm, this plugin config
     /// and these endpoints.
     fn render(&self) -> String {
-        let text = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).unwrap();
-        let mut doc: Value = serde_yaml_ng::from_str(&text).unwrap();
-        doc["admin"]["address"]["socket_address"]["port_value"] = 0.into();
-        let listener = &mut doc["static_resources"]["listeners"][0];
-        listener["address"]["socket_address"]["address"] = "127.0.0.1".into();
-        listener["address"]["socket_address"]["port_value"] = 0.into();
-        let hcm = &mut listener["filter_chains"][0]["filters"][0]["typed_config"];
-        let filters = hcm["http_filters"].as_sequence_mut().unwrap();
-        let wasm = filters
-            .iter_mut()
-            .find(|f| f["name"] == "envoy.filters.http.wasm")
-            .expect("envoy.yaml has no envoy.filters.http.wasm filter");
-        let config = &mut wasm["typed_config"]["config"];
-        config["vm_config"]["code"]["local"]["filename"] =
-            wasm_path().to_string_lossy().into_owned().into();
-        config["configuration"]["value"] = self.plugin_config.clone().into();
-        let clusters = doc["static_resources"]["clusters"].as_sequence_mut().unwrap();
-        let pool = clusters.iter_mut().find(|c| c["name"] == "pool").expect("no cluster pool");
-        let endpoints: Vec<Value> = self
-            .endpoints
-            .iter()
-            .map(|a| {
-                serde_yaml_ng::from_str(&format!(
-                    "endpoint: {{address: {{socket_address: {{address: '{}', port_value: {}}}}}}}",
-                    a.ip(),
-                    a.port()
-                ))
-                .unwrap()
-            })
-            .collect();
-        pool["load_assignment"]["endpoints"][0]["lb_endpoints"] = Value::Sequence(endpoints);
+        let doc = shipped_config(Some(&wasm_path()), &self.plugin_config, &self.endpoints);
         serde_yaml_ng::to_string(&doc).unwrap()
     }
+}
+
+/// The shipped envoy/envoy.yaml, with admin and listener on loopback port 0, the cluster
+/// `pool` holding `endpoints`, and the wasm filter running `wasm` with `plugin_config` (or
+/// removed, when `wasm` is `None`).
+pub fn shipped_config(wasm: Option<&Path>, plugin_config: &str, endpoints: &[SocketAddr]) -> Value {
+    let text = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).unwrap();
+    let mut doc: Value = serde_yaml_ng::from_str(&text).unwrap();
+    doc["admin"]["address"]["socket_address"]["port_value"] = 0.into();
+    let listener = &mut doc["static_resources"]["listeners"][0];
+    listener["address"]["socket_address"]["address"] = "127.0.0.1".into();
+    listener["address"]["socket_address"]["port_value"] = 0.into();
+    let hcm = &mut listener["filter_chains"][0]["filters"][0]["typed_config"];
+    let filters = hcm["http_filters"].as_sequence_mut().unwrap();
+    let at = filters
+        .iter()
+        .position(|f| f["name"] == "envoy.filters.http.wasm")
+        .expect("envoy.yaml has no envoy.filters.http.wasm filter");
+    match wasm {
+        None => {
+            filters.remove(at);
+        }
+        Some(path) => {
+            let config = &mut filters[at]["typed_config"]["config"];
+            config["vm_config"]["code"]["local"]["filename"] =
+                path.to_string_lossy().into_owned().into();
+            config["configuration"]["value"] = plugin_config.into();
+        }
+    }
+    let clusters = doc["static_resources"]["clusters"].as_sequence_mut().unwrap();
+    let pool = clusters.iter_mut().find(|c| c["name"] == "pool").expect("no cluster pool");
+    let endpoints: Vec<Value> = endpoints
+        .iter()
+        .map(|a| {
+            serde_yaml_ng::from_str(&format!(
+                "endpoint: {{address: {{socket_address: {{address: '{}', port_value: {}}}}}}}",
+                a.ip(),
+                a.port()
+            ))
+            .unwrap()
+        })
+        .collect();
+    pool["load_assignment"]["endpoints"][0]["lb_endpoints"] = Value::Sequence(endpoints);
+    doc
 }
 
 /// A running Envoy. Killed on drop; its log tail is printed if the test is failing.
