@@ -1,4 +1,5 @@
-//! The backend pool: ids, addresses as Envoy spells them, and configured weights.
+//! The backend pool: ids, where each backend is (an address, or an Envoy cluster of its own),
+//! and configured weights.
 
 use std::net::SocketAddr;
 
@@ -9,8 +10,10 @@ pub const MAX_BACKENDS: usize = 10_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backend {
     pub id: String,
-    pub address: SocketAddr,
-    /// `address` rendered once, in the `ip:port` / `[ipv6]:port` form override_host expects.
+    /// `None` for a backend that is an Envoy cluster (`cluster_header` mode).
+    pub address: Option<SocketAddr>,
+    /// What the steering names: `address` rendered once in the `ip:port` / `[ipv6]:port`
+    /// form override_host and ORIGINAL_DST expect, or the backend's cluster name.
     pub host: String,
     pub weight: u32,
     /// Receives traffic only when no primary backend is available.
@@ -21,7 +24,13 @@ pub struct Backend {
 
 impl Backend {
     pub fn new(id: String, address: SocketAddr, weight: u32) -> Self {
-        Backend { id, host: address.to_string(), address, weight, backup: false, drain: false }
+        let host = address.to_string();
+        Backend { id, address: Some(address), host, weight, backup: false, drain: false }
+    }
+
+    /// A backend that is a whole Envoy cluster, named by the `cluster_header` route.
+    pub fn in_cluster(id: String, cluster: String, weight: u32) -> Self {
+        Backend { id, address: None, host: cluster, weight, backup: false, drain: false }
     }
 
     /// This backend as a backup.

@@ -6,7 +6,9 @@ mod algorithm;
 mod de;
 mod health_check;
 mod outlier;
+mod status;
 mod sticky;
+mod target;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -15,22 +17,22 @@ use serde::Deserialize;
 
 use algorithm::RawAlgorithm;
 pub use algorithm::{Algorithm, AlgorithmConfig, HashOn, ALGORITHMS, DEFAULT_MAGLEV_TABLE_SIZE};
-use de::{array, boolean, header_name, int, object, shown, string, variant, Json};
+use de::{array, boolean, int, object, shown, string, Json};
 pub use health_check::HealthCheck;
 use health_check::RawHealthCheck;
 pub use outlier::OutlierDetection;
 use outlier::RawOutlier;
+pub use status::{Cidr, Status, DEFAULT_STATUS_PATH};
 use sticky::RawSticky;
 pub use sticky::{SameSite, Sticky};
+use target::{cluster_name, RawTarget};
+pub use target::{
+    Target, TargetMode, DEFAULT_CLUSTER_HEADER, DEFAULT_STEERING_HEADER, MAX_HOSTS_LIMIT,
+    ORIGINAL_DST_HEADER,
+};
 
 use crate::backend::{Backend, Pool, MAX_BACKENDS};
 
-/// Steering header used when `target.header` is absent: the one Envoy's override_host docs and
-/// the Gateway API inference extension use.
-pub const DEFAULT_STEERING_HEADER: &str = "x-gateway-destination-endpoint";
-/// Upper bound of `target.max_hosts` (primary + retry hosts in the steering header).
-pub const MAX_HOSTS_LIMIT: usize = 10;
-const DEFAULT_MAX_HOSTS: usize = 3;
 const MAX_WEIGHT: u32 = 10_000;
 const MAX_ID_LEN: usize = 64;
 const MAX_CLUSTER_LEN: usize = 256;
@@ -56,24 +58,6 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// How the chosen backend is handed to Envoy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum TargetMode {
-    /// `envoy.load_balancing_policies.override_host` reads `ip:port[,ip:port...]` from a header.
-    #[default]
-    OverrideHost,
-}
-
-/// Where and how the picks are written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub mode: TargetMode,
-    /// Lower-case request header name.
-    pub header: String,
-    /// Primary pick + up to `max_hosts - 1` distinct retry hosts.
-    pub max_hosts: usize,
-}
-
 /// A validated plugin configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -94,6 +78,8 @@ pub struct Config {
     pub slow_start_ms: u64,
     /// Cookie affinity; `None` when the JSON has no `sticky` block.
     pub sticky: Option<Sticky>,
+    /// The local status endpoint; `None` when the JSON has no `status` block.
+    pub status: Option<Status>,
 }
 
 /// Envoy's default healthy panic threshold.
@@ -116,6 +102,7 @@ const FIELDS: &[&str] = &[
     "outlier_detection",
     "slow_start_ms",
     "sticky",
+    "status",
 ];
 /// `cluster` and `backends`.
 const REQUIRED: u32 = 0b101;
@@ -131,21 +118,16 @@ struct RawConfig {
     outlier_detection: Option<RawOutlier>,
     slow_start_ms: Option<u32>,
     sticky: Option<RawSticky>,
+    status: Option<Status>,
 }
 
 struct RawBackend {
     id: String,
-    address: String,
+    address: Option<String>,
+    cluster: Option<String>,
     weight: Option<u32>,
     backup: bool,
     drain: bool,
-}
-
-#[derive(Default)]
-struct RawTarget {
-    mode: TargetMode,
-    header: Option<String>,
-    max_hosts: Option<u32>,
 }
 
 impl Config {
@@ -179,6 +161,7 @@ impl RawConfig {
             outlier_detection: None,
             slow_start_ms: None,
             sticky: None,
+            status: None,
         };
         object(json, "$", FIELDS, REQUIRED, &mut |i, v, p| {
             match i {
@@ -190,6 +173,7 @@ impl RawConfig {
                 12 => raw.outlier_detection = Some(RawOutlier::read(v, p)?),
                 13 => raw.slow_start_ms = Some(int(v, p, 0, 3_600_000)?),
                 14 => raw.sticky = Some(RawSticky::read(v, p)?),
+                15 => raw.status = Some(status::read(v, p)?),
                 _ => raw.balancing.read(i, v, p)?,
             }
             Ok(())
@@ -198,21 +182,9 @@ impl RawConfig {
     }
 
     fn validate(self) -> Result<Config, ConfigError> {
-        let cluster_ok = !self.cluster.trim().is_empty()
-            && self.cluster.len() <= MAX_CLUSTER_LEN
-            && !self.cluster.chars().any(char::is_control);
-        if !cluster_ok {
-            return Err(ConfigError::at(
-                "$.cluster",
-                format!(
-                    "{:?} is not a cluster name; valid: the name of the Envoy cluster that holds \
-                     the backends, 1 to {MAX_CLUSTER_LEN} characters, no control characters",
-                    shown(&self.cluster)
-                ),
-            ));
-        }
-        let pool = validate_backends(self.backends)?;
-        let target = self.target.validate()?;
+        cluster_name(&self.cluster).map_err(|m| ConfigError::at("$.cluster", m))?;
+        let target = self.target.validate(self.health_check.is_some())?;
+        let pool = validate_backends(self.backends, target.mode)?;
         let balancing = self.balancing.validate(pool.len())?;
         let health_check = self.health_check.map(RawHealthCheck::validate).transpose()?;
         if pool.iter().all(|b| b.backup) {
@@ -238,6 +210,7 @@ impl RawConfig {
             outlier_detection: self.outlier_detection.map(RawOutlier::validate).transpose()?,
             slow_start_ms: self.slow_start_ms.map_or(0, u64::from),
             sticky: self.sticky.map(RawSticky::validate).transpose()?,
+            status: self.status,
         })
     }
 }
@@ -255,19 +228,21 @@ impl RawBackend {
     fn read(v: &Json, path: &str) -> Result<RawBackend, ConfigError> {
         let mut b = RawBackend {
             id: String::new(),
-            address: String::new(),
+            address: None,
+            cluster: None,
             weight: None,
             backup: false,
             drain: false,
         };
-        // `id` and `address` are required.
-        let fields = &["id", "address", "weight", "backup", "drain"];
-        object(v, path, fields, 0b011, &mut |i, v, p| {
+        // `id` is required; `address` or `cluster`, by target mode, when validated.
+        let fields = &["id", "address", "cluster", "weight", "backup", "drain"];
+        object(v, path, fields, 0b001, &mut |i, v, p| {
             match i {
                 0 => b.id = string(v, p)?,
-                1 => b.address = string(v, p)?,
-                2 => b.weight = Some(int(v, p, 1, MAX_WEIGHT)?),
-                3 => b.backup = boolean(v, p)?,
+                1 => b.address = Some(string(v, p)?),
+                2 => b.cluster = Some(string(v, p)?),
+                3 => b.weight = Some(int(v, p, 1, MAX_WEIGHT)?),
+                4 => b.backup = boolean(v, p)?,
                 _ => b.drain = boolean(v, p)?,
             }
             Ok(())
@@ -276,35 +251,7 @@ impl RawBackend {
     }
 }
 
-impl RawTarget {
-    fn read(v: &Json, path: &str) -> Result<RawTarget, ConfigError> {
-        let mut t = RawTarget::default();
-        object(v, path, &["mode", "header", "max_hosts"], 0, &mut |i, v, p| {
-            match i {
-                0 => {
-                    variant(v, p, &["override_host"])?;
-                    t.mode = TargetMode::OverrideHost;
-                }
-                1 => t.header = Some(string(v, p)?),
-                _ => t.max_hosts = Some(int(v, p, 1, MAX_HOSTS_LIMIT as u32)?),
-            }
-            Ok(())
-        })?;
-        Ok(t)
-    }
-
-    fn validate(self) -> Result<Target, ConfigError> {
-        let header = match self.header {
-            None => DEFAULT_STEERING_HEADER.to_string(),
-            Some(h) => header_name(&h, DEFAULT_STEERING_HEADER)
-                .map_err(|m| ConfigError::at("$.target.header", m))?,
-        };
-        let max_hosts = self.max_hosts.map_or(DEFAULT_MAX_HOSTS, |n| n as usize);
-        Ok(Target { mode: self.mode, header, max_hosts })
-    }
-}
-
-fn validate_backends(raw: Vec<RawBackend>) -> Result<Pool, ConfigError> {
+fn validate_backends(raw: Vec<RawBackend>, mode: TargetMode) -> Result<Pool, ConfigError> {
     if raw.is_empty() {
         return Err(ConfigError::at("$.backends", "is empty; valid: at least one backend"));
     }
@@ -316,6 +263,7 @@ fn validate_backends(raw: Vec<RawBackend>) -> Result<Pool, ConfigError> {
     }
     let mut ids: fnv::FnvHashMap<&str, usize> = fnv::FnvHashMap::default();
     let mut addrs: fnv::FnvHashMap<SocketAddr, usize> = fnv::FnvHashMap::default();
+    let mut clusters: fnv::FnvHashMap<&str, usize> = fnv::FnvHashMap::default();
     let mut backends = Vec::with_capacity(raw.len());
     for (i, b) in raw.iter().enumerate() {
         validate_id(&b.id).map_err(|m| ConfigError::at(format!("$.backends[{i}].id"), m))?;
@@ -328,23 +276,70 @@ fn validate_backends(raw: Vec<RawBackend>) -> Result<Pool, ConfigError> {
                 ),
             ));
         }
-        let address = parse_address(&b.address)
-            .map_err(|m| ConfigError::at(format!("$.backends[{i}].address"), m))?;
-        if let Some(first) = addrs.insert(address, i) {
-            return Err(ConfigError::at(
-                format!("$.backends[{i}].address"),
-                format!(
-                    "duplicate address {address} (also $.backends[{first}].address); \
-                     valid: one backend per address"
-                ),
-            ));
-        }
         let weight = b.weight.unwrap_or(1);
-        let backend = Backend::new(b.id.clone(), address, weight);
+        let backend = if mode == TargetMode::ClusterHeader {
+            let cluster = located(&b.cluster, &b.address, i, "cluster", "address", mode)?;
+            cluster_name(cluster)
+                .map_err(|m| ConfigError::at(format!("$.backends[{i}].cluster"), m))?;
+            if let Some(first) = clusters.insert(cluster, i) {
+                return Err(ConfigError::at(
+                    format!("$.backends[{i}].cluster"),
+                    format!(
+                        "duplicate cluster {:?} (also $.backends[{first}].cluster); \
+                         valid: one backend per cluster",
+                        shown(cluster)
+                    ),
+                ));
+            }
+            Backend::in_cluster(b.id.clone(), cluster.to_string(), weight)
+        } else {
+            let address = located(&b.address, &b.cluster, i, "address", "cluster", mode)?;
+            let address = parse_address(address)
+                .map_err(|m| ConfigError::at(format!("$.backends[{i}].address"), m))?;
+            if let Some(first) = addrs.insert(address, i) {
+                return Err(ConfigError::at(
+                    format!("$.backends[{i}].address"),
+                    format!(
+                        "duplicate address {address} (also $.backends[{first}].address); \
+                         valid: one backend per address"
+                    ),
+                ));
+            }
+            Backend::new(b.id.clone(), address, weight)
+        };
         let backend = if b.backup { backend.as_backup() } else { backend };
         backends.push(if b.drain { backend.draining() } else { backend });
     }
     Ok(Pool::new(backends))
+}
+
+/// Where backend `i` is, in `mode`: `wanted` (`address` or `cluster`) must be there and
+/// `other` must not.
+fn located<'a>(
+    wanted: &'a Option<String>,
+    other: &Option<String>,
+    i: usize,
+    wanted_name: &str,
+    other_name: &str,
+    mode: TargetMode,
+) -> Result<&'a str, ConfigError> {
+    let valid = if mode == TargetMode::ClusterHeader {
+        "with target.mode \"cluster_header\" each backend names its Envoy cluster"
+    } else {
+        "each backend has an ip:port address (\"cluster\" is for target.mode \"cluster_header\")"
+    };
+    if other.is_some() {
+        return Err(ConfigError::at(
+            format!("$.backends[{i}].{other_name}"),
+            format!("is not used with target.mode \"{}\"; valid: {valid}", mode.name()),
+        ));
+    }
+    wanted.as_deref().ok_or_else(|| {
+        ConfigError::at(
+            format!("$.backends[{i}]"),
+            format!("missing field `{wanted_name}`; valid: {valid}"),
+        )
+    })
 }
 
 fn validate_id(id: &str) -> Result<(), String> {

@@ -119,7 +119,8 @@ impl Router {
         if let Some(counters) = &in_flight {
             counters.ensure(store.as_ref());
         }
-        let by_address = config.pool.iter().enumerate().map(|(i, b)| (b.address, i)).collect();
+        let by_address =
+            config.pool.iter().enumerate().filter_map(|(i, b)| Some((b.address?, i))).collect();
         let picks = Picks::with_capacity(config.target.max_hosts);
         let value = String::with_capacity(config.target.max_hosts * 48);
         let rng = fastrand::Rng::with_seed(seed);

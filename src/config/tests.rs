@@ -87,7 +87,7 @@ fn full_config_parses_every_field() {
     assert_eq!(c.pool.len(), 3);
     let a = c.pool.get(0).unwrap();
     assert_eq!(a.id, "a");
-    assert_eq!(a.address, "10.0.0.1:8080".parse::<SocketAddr>().unwrap());
+    assert_eq!(a.address, Some("10.0.0.1:8080".parse::<SocketAddr>().unwrap()));
     assert_eq!(a.host, "10.0.0.1:8080");
     assert_eq!(a.weight, 5);
     let b = c.pool.get(1).unwrap();
@@ -100,7 +100,13 @@ fn full_config_parses_every_field() {
     assert_eq!(c.pool.weights().collect::<Vec<_>>(), vec![5, 10_000, 1]);
     assert_eq!(
         c.target,
-        Target { mode: TargetMode::OverrideHost, header: "x-steer".into(), max_hosts: 10 }
+        Target {
+            mode: TargetMode::OverrideHost,
+            header: "x-steer".into(),
+            max_hosts: 10,
+            allow_header_fallback: false,
+            probe_cluster: None,
+        }
     );
 }
 
@@ -155,8 +161,8 @@ fn header_name_is_lower_cased() {
 fn ipv6_is_accepted_and_rendered_as_envoy_spells_it() {
     let c = parse(&with_backend(r#""id":"v6","address":"[2001:db8::1]:8080""#));
     let b = c.pool.get(0).unwrap();
-    assert_eq!(b.address, "[2001:db8::1]:8080".parse::<SocketAddr>().unwrap());
-    assert!(b.address.is_ipv6());
+    assert_eq!(b.address, Some("[2001:db8::1]:8080".parse::<SocketAddr>().unwrap()));
+    assert!(b.address.is_some_and(|a| a.is_ipv6()));
     assert_eq!(b.host, "[2001:db8::1]:8080");
 
     // A non-canonical spelling is rendered canonically (RFC 5952: lower case, `::`).
@@ -696,7 +702,7 @@ fn messages_read_like_serde() {
         "$.algorthm: unknown field `algorthm`, expected one of `cluster`, `algorithm`, \
          `backends`, `target`, `least_request`, `least_time`, `hash_on`, `maglev`, `ring_hash`, \
          `balance_factor`, `health_check`, `panic_threshold_percent`, `outlier_detection`, \
-         `slow_start_ms`, `sticky`"
+         `slow_start_ms`, `sticky`, `status`"
     );
     let e = refuse(&format!(r#"{{"backends":{ONE_BACKEND}}}"#));
     assert_eq!(
@@ -726,7 +732,11 @@ fn messages_read_like_serde() {
          `least_request`, `least_time`, `ring_hash`, `maglev`, `source_ip_hash`"
     );
     let e = refuse(&with_target(r#"{"mode":"header"}"#));
-    assert_eq!(e.to_string(), "$.target.mode: unknown variant `header`, expected `override_host`");
+    assert_eq!(
+        e.to_string(),
+        "$.target.mode: unknown variant `header`, expected one of `override_host`, \
+         `original_dst`, `cluster_header`"
+    );
     let e = refuse(&with_target("[]"));
     assert_eq!(e.to_string(), "$.target: invalid type: sequence, expected a JSON object");
     let e = refuse("5");
@@ -786,7 +796,13 @@ fn long_values_in_type_and_variant_errors_are_cut() {
         format!(r#"invalid type: string "{cut}", expected an integer from 1 to 10"#)
     );
     let e = refuse(&with_target(&format!(r#"{{"mode":"{long}"}}"#)));
-    assert_eq!(e.message, format!("unknown variant `{cut}`, expected `override_host`"));
+    assert_eq!(
+        e.message,
+        format!(
+            "unknown variant `{cut}`, expected one of `override_host`, `original_dst`, \
+             `cluster_header`"
+        )
+    );
 }
 
 #[test]
@@ -847,7 +863,7 @@ fn enums_are_strings_only() {
     ));
     assert_err(&e, "$.algorithm", &["invalid type: map", "`random`"]);
     let e = refuse(&with_target(r#"{"mode":{"override_host":null}}"#));
-    assert_err(&e, "$.target.mode", &["invalid type: map", "expected `override_host`"]);
+    assert_err(&e, "$.target.mode", &["invalid type: map", "expected one of `override_host`"]);
 }
 
 #[test]

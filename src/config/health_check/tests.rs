@@ -427,6 +427,6 @@ fn members_are_checked_in_document_order() {
 fn field_list_matches_the_reader() {
     assert_eq!(FIELDS.len(), 8);
     assert_eq!(super::super::FIELDS[10], "health_check");
-    assert_eq!(super::super::FIELDS.len(), 15);
-    assert_eq!(super::super::FIELDS.last(), Some(&"sticky"));
+    assert_eq!(super::super::FIELDS.len(), 16);
+    assert_eq!(super::super::FIELDS.last(), Some(&"status"));
 }

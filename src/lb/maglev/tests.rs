@@ -428,7 +428,7 @@ fn bounded_load_lets_a_heavy_backend_hold_its_share() {
 #[test]
 fn bounded_load_with_equal_weights_is_unchanged() {
     let ones = equal_pool(5);
-    let sevens = Pool::new(ones.iter().map(|b| Backend::new(b.id.clone(), b.address, 7)).collect());
+    let sevens = Pool::new(ones.iter().map(|b| Backend { weight: 7, ..b.clone() }).collect());
     let mut m1 = Maglev::new(&ones, M, Some(1.25));
     let mut m7 = Maglev::new(&sevens, M, Some(1.25));
     let mut rng = fastrand::Rng::with_seed(5);
