@@ -16,7 +16,7 @@ export ENVOY_BIN
 export ENVOY_LB_WASM := $(CURDIR)/$(WASM)
 export BENCH_ROUNDS BENCH_SECONDS
 
-.PHONY: help build wasm-target wasm-opt chromium envoy demo-backend run test unit integration lint bench noop-filter wrk clean
+.PHONY: help build wasm-target wasm-opt chromium compose-client envoy demo-backend run test unit integration lint bench noop-filter wrk clean
 
 help:
 	@echo "make run     build, start 3 demo backends + Envoy on :10000 (Ctrl-C stops)"
@@ -74,7 +74,7 @@ run: build envoy demo-backend
 unit:
 	cargo test --workspace --lib --bins
 
-integration: build envoy chromium
+integration: build envoy chromium compose-client
 	cargo test --test '*'
 
 # Debian's Chromium for the browser test (tests/browser.rs).
@@ -83,7 +83,14 @@ chromium:
 	  echo "installing Debian's chromium for the browser test"; \
 	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
-test: build envoy chromium
+# Debian's docker-compose, the Compose client only (no Docker engine), for tests/deploy.rs:
+# `docker-compose config` checks docker-compose.yml. A `docker compose` plugin serves too.
+compose-client:
+	@docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || { \
+	  echo "installing Debian's docker-compose for the compose file test"; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; }
+
+test: build envoy chromium compose-client
 	cargo test --workspace
 
 lint: wasm-target
