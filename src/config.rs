@@ -80,6 +80,8 @@ pub struct Config {
     pub sticky: Option<Sticky>,
     /// The local status endpoint; `None` when the JSON has no `status` block.
     pub status: Option<Status>,
+    /// xxHash64 of the configuration text: tells configurations apart (status page).
+    pub digest: u64,
 }
 
 /// Envoy's default healthy panic threshold.
@@ -144,7 +146,9 @@ impl Config {
         de.end().map_err(|e| {
             ConfigError::at("$", format!("{e} after the JSON object; valid: one JSON object only"))
         })?;
-        raw.validate()
+        let mut config = raw.validate()?;
+        config.digest = crate::hash_key::hash(bytes);
+        Ok(config)
     }
 }
 
@@ -211,6 +215,7 @@ impl RawConfig {
             slow_start_ms: self.slow_start_ms.map_or(0, u64::from),
             sticky: self.sticky.map(RawSticky::validate).transpose()?,
             status: self.status,
+            digest: 0,
         })
     }
 }

@@ -98,21 +98,26 @@ pub struct Transition {
     pub change: Change,
 }
 
-impl fmt::Display for Transition {
+impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let id = &self.id;
-        match self.change {
+        match *self {
             Change::Unhealthy { failures, last } => {
-                write!(f, "{id} unhealthy: {failures} probe failures, last: {last}")
+                write!(f, "unhealthy: {failures} probe failures, last: {last}")
             }
-            Change::Healthy { successes } => write!(f, "{id} healthy: {successes} probe successes"),
+            Change::Healthy { successes } => write!(f, "healthy: {successes} probe successes"),
             Change::Ejected { duration_ns, errors, ejection } => write!(
                 f,
-                "{id} ejected for {} ms: {errors} consecutive errors (ejection {ejection})",
+                "ejected for {} ms: {errors} consecutive errors (ejection {ejection})",
                 duration_ns / 1_000_000
             ),
-            Change::Returned => write!(f, "{id} returned: ejection over"),
+            Change::Returned => f.write_str("returned: ejection over"),
         }
+    }
+}
+
+impl fmt::Display for Transition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.id, self.change)
     }
 }
 
@@ -195,6 +200,8 @@ impl BackendHealth {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Slot {
     pub accepted: bool,
+    /// Healthy (or no active checks) and not ejected, whether accepted or not.
+    pub available: bool,
     /// 0 when not accepted; 10..=100 (slow start) when available; 100 for an unavailable
     /// primary accepted in panic.
     pub weight_percent: u8,
@@ -422,7 +429,7 @@ impl HealthTable {
                     (true, true) => e.ramp_percent(policy, now_ns),
                     (true, false) => 100,
                 };
-                Slot { accepted, weight_percent }
+                Slot { accepted, weight_percent, available: up }
             })
             .collect();
         out.none = !out.slots.iter().any(|s| s.accepted);

@@ -8,6 +8,8 @@ pub mod config;
 pub mod hash_key;
 pub mod health;
 pub mod lb;
+pub mod metrics;
+pub mod original_dst;
 pub mod router;
 pub mod state;
 pub mod sticky;

@@ -6,8 +6,9 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use crate::config::{Config, HashOn};
+use crate::config::{Config, HashOn, TargetMode};
 mod health;
+mod status;
 mod sticky;
 
 pub use health::Tick;
@@ -17,6 +18,8 @@ use crate::hash_key;
 use crate::health::prober::Prober;
 use crate::health::Availability;
 use crate::lb::{self, Balancer, LoadView, NoLoad, Outcome, PickCtx, Picks};
+use crate::metrics::{BackendCounter, PoolCounter};
+pub use crate::metrics::{Metrics, NoMetrics};
 use crate::state::in_flight::InFlight;
 use crate::state::SharedStore;
 
@@ -48,23 +51,6 @@ pub enum KeySource<'a> {
     Path,
 }
 
-/// Process-wide gauges the router keeps current.
-pub trait Metrics {
-    /// Requests in flight to `backend` changed by `delta`.
-    fn in_flight(&mut self, backend: usize, delta: i64);
-    /// The pool entered panic mode (counted once per entry, by the lease holder).
-    fn panic_entered(&mut self) {}
-    /// A request's session cookie counted as `outcome`.
-    fn sticky(&mut self, _outcome: StickyOutcome) {}
-}
-
-/// Metrics that go nowhere.
-pub struct NoMetrics;
-
-impl Metrics for NoMetrics {
-    fn in_flight(&mut self, _backend: usize, _delta: i64) {}
-}
-
 /// What one request holds between its callbacks. Created by [`Router::steer`].
 #[derive(Debug, Clone)]
 pub struct Ticket {
@@ -78,6 +64,17 @@ pub struct Ticket {
     /// Still counted in flight against `backend`.
     held: bool,
     answered: bool,
+}
+
+impl Ticket {
+    /// The backend try `k` (0-based) went to, as far as the filter decided it: the `k`-th
+    /// pick with override_host (`None` past the list: the cluster's fallback chose), the only
+    /// pick otherwise (original_dst and cluster_header retry the same backend).
+    fn tried(&self, k: usize, mode: TargetMode) -> Option<usize> {
+        let picks = self.picks.as_slice();
+        let i = if mode == TargetMode::OverrideHost { picks.get(k) } else { picks.first() };
+        i.map(|&i| i as usize)
+    }
 }
 
 pub struct Router {
@@ -99,6 +96,10 @@ pub struct Router {
     by_address: HashMap<SocketAddr, usize, fnv::FnvBuildHasher>,
     store: Box<dyn SharedStore>,
     metrics: Box<dyn Metrics>,
+    /// Availability of each backend as last reported to the `lb_healthy` gauge by this VM.
+    shown_up: Vec<Option<bool>>,
+    /// This configuration's generation ([`crate::state::generation`]).
+    generation: u64,
 }
 
 impl Router {
@@ -124,7 +125,10 @@ impl Router {
         let picks = Picks::with_capacity(config.target.max_hosts);
         let value = String::with_capacity(config.target.max_hosts * 48);
         let rng = fastrand::Rng::with_seed(seed);
-        Router {
+        let generation =
+            crate::state::generation::register(store.as_ref(), &config.cluster, config.digest);
+        let shown_up = vec![None; config.pool.len()];
+        let mut router = Router {
             config,
             balancer,
             rng,
@@ -138,7 +142,32 @@ impl Router {
             by_address,
             store,
             metrics,
+            shown_up,
+            generation,
+        };
+        if router.prober.is_none() {
+            // Without health checking every backend is always available.
+            router.show_availability(|_| true);
         }
+        router
+    }
+
+    /// Reports to the `lb_healthy` gauge the backends whose availability changed.
+    fn show_availability(&mut self, up: impl Fn(usize) -> bool) {
+        for (i, shown) in self.shown_up.iter_mut().enumerate() {
+            let now = up(i);
+            if *shown != Some(now) {
+                *shown = Some(now);
+                self.metrics.healthy(i, now);
+            }
+        }
+    }
+
+    /// Sets who may be picked, keeping the `lb_healthy` gauge current.
+    fn availability_is(&mut self, availability: Availability) {
+        let slots = availability.slots.clone();
+        self.show_availability(|i| slots.get(i).is_some_and(|s| s.available));
+        self.availability = Some(availability);
     }
 
     pub fn config(&self) -> &Config {
@@ -152,13 +181,16 @@ impl Router {
 
     /// Replaces who may be picked (from the health table, on every tick).
     pub fn set_availability(&mut self, availability: Availability) {
-        self.availability = Some(availability);
+        self.availability_is(availability);
     }
 
-    /// Whether responses matter (attribution to the serving backend, latency, passive
-    /// ejection): false otherwise, which saves host reads on every response.
-    pub fn tracks_responses(&self) -> bool {
-        self.in_flight.is_some() || self.ejects() || self.sticky.is_some()
+    /// Whether [`Router::on_response`] needs the address of the backend that served
+    /// (attribution of in-flight counts, passive ejection, cookies): false otherwise, which
+    /// saves a property read on every response. Cluster mode never needs it: the cluster
+    /// named is the backend.
+    pub fn needs_served_by(&self) -> bool {
+        let attributes = self.in_flight.is_some() || self.ejects() || self.sticky.is_some();
+        attributes && self.config.target.mode != TargetMode::ClusterHeader
     }
 
     /// What [`Router::steer`] needs as `key_input`.
@@ -196,20 +228,29 @@ impl Router {
         let key = self.key(key_input);
         let (sticky, outcome) = self.pinned(cookie_header, now_ns);
         if let Some(outcome) = outcome {
-            self.metrics.sticky(outcome);
+            self.metrics.pool(match outcome {
+                StickyOutcome::Hit => PoolCounter::StickyHits,
+                StickyOutcome::Miss => PoolCounter::StickyMisses,
+                StickyOutcome::Invalid => PoolCounter::StickyInvalid,
+            });
         }
         let availability = self.availability.as_ref();
         if availability.is_some_and(|a| a.none) {
+            self.metrics.pool(PoolCounter::NoHealthyBackend);
             return None;
         }
-        // Slow start: a ramping backend is admitted to this pick with its ramp's probability.
+        // Slow start: a ramping backend is admitted to this pick with its ramp's probability;
+        // when that leaves nobody (every backend ramping), the pick is made again without it.
         // Draining backends take no new sessions; a pinned backend is put first below.
         let salt = self.rng.u64(..);
         let pool = &self.config.pool;
+        let admission = std::cell::Cell::new(true);
         let accept = |i: usize| {
             Some(i) != sticky.pinned
                 && !pool.get(i).is_some_and(|b| b.drain)
-                && availability.is_none_or(|a| a.accepts(i) && health::admitted(a, i, salt))
+                && availability.is_none_or(|a| {
+                    a.accepts(i) && (!admission.get() || health::admitted(a, i, salt))
+                })
         };
         let (mut view, mut none);
         let load: &mut dyn LoadView = match &self.in_flight {
@@ -224,6 +265,10 @@ impl Router {
         };
         let mut ctx = PickCtx { accept: &accept, rng: &mut self.rng, key, load, now_ns };
         self.balancer.pick(&mut ctx, &mut self.picks);
+        if self.picks.is_empty() && availability.is_some() {
+            admission.set(false);
+            self.balancer.pick(&mut ctx, &mut self.picks);
+        }
         if let Some(pinned) = sticky.pinned {
             // The session's backend first, then the algorithm's picks for retries.
             let mut picks = Picks::with_capacity(self.picks.capacity());
@@ -233,7 +278,12 @@ impl Router {
             }
             self.picks = picks;
         }
-        let primary = *self.picks.as_slice().first()? as usize;
+        let Some(&primary) = self.picks.as_slice().first() else {
+            self.metrics.pool(PoolCounter::NoHealthyBackend);
+            return None;
+        };
+        let primary = primary as usize;
+        self.metrics.count(primary, BackendCounter::Requests);
         self.value.clear();
         for (n, &i) in self.picks.as_slice().iter().enumerate() {
             let Some(backend) = self.config.pool.get(i as usize) else { continue };
@@ -255,12 +305,13 @@ impl Router {
         Some((steering, ticket))
     }
 
-    /// Response headers arrived: `served_by` is Envoy's `upstream.address` ("ip:port") when
-    /// known. Moves the request's count to the backend that really served it (after retries)
-    /// and reports the outcome to the algorithm.
+    /// Response headers arrived. `served_by` is Envoy's `upstream.address` ("ip:port") when
+    /// [`Router::needs_served_by`] (else `None`, and the backend is inferred: try `k` went to
+    /// the `k`-th pick, or to the only one outside override_host mode).
     /// `attempts` is Envoy's `x-envoy-attempt-count` (1 when unknown): tries before the last
-    /// went to the first hosts of the steering header and failed (passive ejection counts
-    /// them). Returns lines to log (ejections) and the cookie to set, if any.
+    /// failed. Counts upstream errors, reports them for passive ejection, moves the request's
+    /// in-flight count to the backend that really served it and reports the outcome to the
+    /// algorithm. Returns lines to log (ejections) and the cookie to set, if any.
     pub fn on_response(
         &mut self,
         ticket: &mut Ticket,
@@ -273,12 +324,25 @@ impl Router {
             return Answer::default();
         }
         ticket.answered = true;
-        let served = served_by.and_then(|a| a.parse::<SocketAddr>().ok());
-        let served = served.and_then(|a| self.by_address.get(&a).copied());
-        let log = self.report_outcomes(ticket, served, status, attempts, now_ns);
+        let retried = usize::try_from(attempts.saturating_sub(1)).unwrap_or(0);
+        let served = if self.needs_served_by() {
+            // No upstream address: Envoy answered itself (e.g. every try failed to connect).
+            let served = served_by.and_then(|a| a.parse::<SocketAddr>().ok());
+            served.and_then(|a| self.by_address.get(&a).copied())
+        } else {
+            ticket.tried(retried, self.config.target.mode)
+        };
+        // An upstream error (counted, and judged by passive ejection like Envoy's
+        // consecutive_5xx); the algorithm also learns from 429s.
+        let errored = served.is_none() || status >= 500;
+        let failed = errored || status == 429;
+        let log = self.report_outcomes(ticket, served, errored, retried, now_ns);
         let set_cookie = self.cookie_for(ticket.sticky, served, now_ns);
-        // No upstream address: Envoy answered itself (e.g. every try failed to connect).
-        let failed = served.is_none() || status >= 500 || status == 429;
+        if let (Some(backend), Some(_)) = (served, &set_cookie) {
+            if ticket.sticky.pinned != Some(backend) {
+                self.metrics.count(backend, BackendCounter::StickyIssued);
+            }
+        }
         if let Some(backend) = served {
             if backend != ticket.backend && ticket.held {
                 self.release(ticket);

@@ -68,7 +68,9 @@ async fn in_flight_gauges(envoy: &Envoy, backends: &[Backend]) -> Vec<u64> {
     for _ in 0..50 {
         last = Vec::new();
         for b in backends {
-            last.push(envoy.stat(&format!("wasmcustom.lb_in_flight.backend.{}", b.id())).await);
+            last.push(
+                envoy.stat(&format!("wasmcustom.lb_in_flight.pool.pool.backend.{}", b.id())).await,
+            );
         }
         if last.iter().all(|&v| v == 0) {
             break;
@@ -239,7 +241,11 @@ async fn bounded_load_caps_the_hot_key_backend() {
                 if completed.load(Ordering::SeqCst) >= clients {
                     let mut v = Vec::new();
                     for id in &ids {
-                        v.push(envoy.stat(&format!("wasmcustom.lb_in_flight.backend.{id}")).await);
+                        v.push(
+                            envoy
+                                .stat(&format!("wasmcustom.lb_in_flight.pool.pool.backend.{id}"))
+                                .await,
+                        );
                     }
                     if !done.load(Ordering::SeqCst) {
                         samples.push(v);

@@ -78,8 +78,8 @@ async fn cookie_pins_the_session() {
         assert_eq!(id, first);
         assert_eq!(again, None, "a valid young cookie is not re-issued");
     }
-    assert_eq!(envoy.stat("wasmcustom.lb_sticky_hits_total").await, 100);
-    assert_eq!(envoy.stat("wasmcustom.lb_sticky_misses_total").await, 1);
+    assert_eq!(envoy.stat("wasmcustom.lb_sticky_hits_total.pool.pool").await, 100);
+    assert_eq!(envoy.stat("wasmcustom.lb_sticky_misses_total.pool.pool").await, 1);
     // Without the cookie, round robin spreads the requests again.
     let mut seen = HashSet::new();
     for _ in 0..6 {
@@ -119,7 +119,7 @@ async fn forged_expired_and_random_cookies_do_not_pin() {
         assert_eq!(ids.len(), 3, "{bad} pinned the requests: {ids:?}");
     }
     // Every one of them was counted as invalid.
-    assert_eq!(envoy.stat("wasmcustom.lb_sticky_invalid_total").await, 6 * 30);
+    assert_eq!(envoy.stat("wasmcustom.lb_sticky_invalid_total.pool.pool").await, 6 * 30);
     // The genuine one pins.
     for _ in 0..10 {
         assert_eq!(get(&envoy, Some(&format!("{COOKIE}={valid}"))).await.0, "b1");

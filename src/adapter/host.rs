@@ -7,7 +7,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MetricType, Status};
 
 use crate::backend::Pool;
-use crate::router::{Metrics, StickyOutcome};
+use crate::metrics::{self, BackendCounter, BackendGauge, Metrics, PoolCounter};
 use crate::state::{SharedStore, StoreError};
 
 /// proxy-wasm shared data of this VM's vm_id.
@@ -31,60 +31,87 @@ impl SharedStore for HostStore {
     }
 }
 
-/// Per-backend gauges `lb_in_flight.backend.<id>` (Envoy shows them as
-/// `wasmcustom.lb_in_flight.backend.<id>`); process-wide, so every worker adds to the same one.
+/// The metrics of [`crate::metrics`] as proxy-wasm stats, defined by every root context
+/// (the same name is the same process-wide stat, so every worker adds to one counter).
 pub struct HostMetrics {
-    in_flight: Vec<Option<u32>>,
-    panic: Option<u32>,
-    /// Counters of sticky hits, misses and invalid cookies.
-    sticky: [Option<u32>; 3],
+    /// Per backend: counters in [`BackendCounter::ALL`] order, then gauges in
+    /// [`BackendGauge::ALL`] order.
+    backends: Vec<[Option<u32>; 7]>,
+    pool: [Option<u32>; 5],
+}
+
+fn define(kind: MetricType, name: &str) -> Option<u32> {
+    hostcalls::define_metric(kind, name).ok()
+}
+
+fn counter_slot(c: BackendCounter) -> usize {
+    BackendCounter::ALL.iter().position(|x| *x == c).unwrap_or(0)
+}
+
+fn gauge_slot(g: BackendGauge) -> usize {
+    BackendCounter::ALL.len() + BackendGauge::ALL.iter().position(|x| *x == g).unwrap_or(0)
 }
 
 impl HostMetrics {
-    pub fn define(pool: &Pool) -> Self {
-        let in_flight = pool
+    pub fn define(cluster: &str, pool: &Pool) -> Self {
+        let label = metrics::pool_label(cluster);
+        let backends = pool
             .iter()
             .map(|b| {
-                let name = format!("lb_in_flight.backend.{}", b.id);
-                hostcalls::define_metric(MetricType::Gauge, &name).ok()
+                let mut ids = [None; 7];
+                let names = BackendCounter::ALL.map(|c| (MetricType::Counter, c.name()));
+                let gauges = BackendGauge::ALL.map(|g| (MetricType::Gauge, g.name()));
+                for (slot, (kind, name)) in ids.iter_mut().zip(names.into_iter().chain(gauges)) {
+                    *slot = define(kind, &metrics::backend_metric(name, &label, &b.id));
+                }
+                ids
             })
             .collect();
-        let panic = hostcalls::define_metric(MetricType::Counter, "lb_panic_mode_total").ok();
-        let counter = |name| hostcalls::define_metric(MetricType::Counter, name).ok();
-        let sticky = [
-            counter("lb_sticky_hits_total"),
-            counter("lb_sticky_misses_total"),
-            counter("lb_sticky_invalid_total"),
-        ];
-        HostMetrics { in_flight, panic, sticky }
+        let pool = PoolCounter::ALL
+            .map(|c| define(MetricType::Counter, &metrics::pool_metric(c.name(), &label)));
+        HostMetrics { backends, pool }
+    }
+
+    fn id(&self, backend: usize, slot: usize) -> Option<u32> {
+        self.backends.get(backend).and_then(|ids| ids.get(slot).copied().flatten())
     }
 }
 
 impl Metrics for HostMetrics {
-    fn in_flight(&mut self, backend: usize, delta: i64) {
-        if delta == 0 {
-            return;
-        }
-        if let Some(Some(id)) = self.in_flight.get(backend) {
-            let _ = hostcalls::increment_metric(*id, delta);
+    fn count(&mut self, backend: usize, counter: BackendCounter) {
+        if let Some(id) = self.id(backend, counter_slot(counter)) {
+            let _ = hostcalls::increment_metric(id, 1);
         }
     }
 
-    fn sticky(&mut self, outcome: StickyOutcome) {
-        let slot = match outcome {
-            StickyOutcome::Hit => 0,
-            StickyOutcome::Miss => 1,
-            StickyOutcome::Invalid => 2,
-        };
-        if let Some(Some(id)) = self.sticky.get(slot) {
+    fn pool(&mut self, counter: PoolCounter) {
+        let slot = PoolCounter::ALL.iter().position(|x| *x == counter);
+        if let Some(Some(id)) = slot.and_then(|s| self.pool.get(s)) {
             let _ = hostcalls::increment_metric(*id, 1);
         }
     }
 
-    fn panic_entered(&mut self) {
-        if let Some(id) = self.panic {
-            let _ = hostcalls::increment_metric(id, 1);
+    fn in_flight(&mut self, backend: usize, delta: i64) {
+        if delta == 0 {
+            return;
         }
+        if let Some(id) = self.id(backend, gauge_slot(BackendGauge::InFlight)) {
+            let _ = hostcalls::increment_metric(id, delta);
+        }
+    }
+
+    fn healthy(&mut self, backend: usize, up: bool) {
+        if let Some(id) = self.id(backend, gauge_slot(BackendGauge::Healthy)) {
+            let _ = hostcalls::record_metric(id, u64::from(up));
+        }
+    }
+
+    fn gauge(&self, backend: usize, gauge: BackendGauge) -> Option<u64> {
+        hostcalls::get_metric(self.id(backend, gauge_slot(gauge))?).ok()
+    }
+
+    fn counted(&self, backend: usize, counter: BackendCounter) -> Option<u64> {
+        hostcalls::get_metric(self.id(backend, counter_slot(counter))?).ok()
     }
 }
 

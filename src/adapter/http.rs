@@ -1,6 +1,8 @@
 //! HTTP context: for one request, removes every client-supplied value of the steering header,
-//! sets it to the router's picks, and carries the request's [`Ticket`] to its response and its
-//! end. Anything unexpected fails closed with a local 503, never passing a client's header.
+//! answers the status page to allowed clients, hands the router's picks to Envoy (the
+//! override_host or cluster header, or the ORIGINAL_DST filter state), and carries the
+//! request's [`Ticket`] to its response and its end. Anything unexpected fails closed with a
+//! local 503, never passing a client's header.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -10,6 +12,8 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
 use super::host;
+use crate::config::TargetMode;
+use crate::original_dst;
 use crate::router::{KeySource, Router, Ticket};
 
 pub struct Http {
@@ -31,6 +35,41 @@ fn reject(status: u32, error: &str) -> Action {
         log::error!("cannot send local reply: {status:?}");
     }
     Action::Pause
+}
+
+/// The status page, answered locally.
+fn status_reply(body: &str) -> Action {
+    let headers = vec![("content-type", "application/json"), ("cache-control", "no-store")];
+    if let Err(status) = hostcalls::send_http_response(200, headers, Some(body.as_bytes())) {
+        log::error!("cannot send the status page: {status:?}");
+    }
+    Action::Pause
+}
+
+/// Whether this request is for the status page (read only when one is configured).
+fn wants_status(router: &Router) -> bool {
+    if !router.has_status() {
+        return false;
+    }
+    let Some(path) = request_header(":path") else { return false };
+    let source = host::property(&["source", "address"]);
+    let client =
+        source.as_deref().and_then(crate::hash_key::source_ip).and_then(|ip| ip.parse().ok());
+    router.is_status_request(&path, client)
+}
+
+/// Hands the steering value to Envoy in the configured way (`fallback`: original_dst's
+/// `allow_header_fallback`).
+fn hand_over(mode: TargetMode, fallback: bool, header: &str, value: &str) -> bool {
+    let add = || hostcalls::add_map_value(MapType::HttpRequestHeaders, header, value).is_ok();
+    match mode {
+        TargetMode::OverrideHost | TargetMode::ClusterHeader => add(),
+        TargetMode::OriginalDst => {
+            let args = original_dst::filter_state_args(value);
+            let set = hostcalls::call_foreign_function(original_dst::FOREIGN_FUNCTION, Some(&args));
+            set.is_ok() && (!fallback || add())
+        }
+    }
 }
 
 const ATTEMPTS: &str = "x-envoy-attempt-count";
@@ -72,6 +111,11 @@ impl HttpContext for Http {
         if hostcalls::remove_map_value(MapType::HttpRequestHeaders, router.header()).is_err() {
             return reject(503, "internal");
         }
+        if wants_status(router) {
+            return status_reply(&router.status_json(host::now_ns()));
+        }
+        let target = &router.config().target;
+        let (mode, fallback) = (target.mode, target.allow_header_fallback);
         let input = key_input(router.key_source());
         let cookies = if router.wants_cookies() { request_header("cookie") } else { None };
         let now = host::now_ns();
@@ -79,8 +123,7 @@ impl HttpContext for Http {
         else {
             return reject(503, "no_healthy_backend");
         };
-        let (header, value) = (steering.header, steering.value);
-        if hostcalls::add_map_value(MapType::HttpRequestHeaders, header, value).is_err() {
+        if !hand_over(mode, fallback, steering.header, steering.value) {
             let mut ticket = ticket;
             router.on_end(&mut ticket, host::now_ns());
             return reject(503, "internal");
@@ -94,31 +137,22 @@ impl HttpContext for Http {
         let Ok(mut guard) = self.router.try_borrow_mut() else { return Action::Continue };
         let Some(router) = guard.as_mut() else { return Action::Continue };
         // Envoy adds it for the filter (include_attempt_count_in_response); not for clients.
-        // Read only when responses are tracked; removed either way.
-        let tracks = router.tracks_responses();
-        let attempts =
-            if tracks { response_header(ATTEMPTS).and_then(|v| v.parse().ok()) } else { None };
-        let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, ATTEMPTS);
-        if tracks {
-            let status =
-                response_header(":status").and_then(|s| s.parse::<u32>().ok()).unwrap_or(0);
-            let served_by = host::property(&["upstream", "address"]);
-            let now = host::now_ns();
-            let answer = router.on_response(
-                ticket,
-                served_by.as_deref(),
-                status,
-                attempts.unwrap_or(1),
-                now,
-            );
-            for line in answer.log {
-                log::info!("{line}");
-            }
-            // Added, never replaced: the upstream's own Set-Cookie headers are kept.
-            if let Some(cookie) = answer.set_cookie {
-                let _ =
-                    hostcalls::add_map_value(MapType::HttpResponseHeaders, "set-cookie", &cookie);
-            }
+        let attempts = response_header(ATTEMPTS);
+        if attempts.is_some() {
+            let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, ATTEMPTS);
+        }
+        let attempts = attempts.and_then(|v| v.parse().ok()).unwrap_or(1);
+        let status = response_header(":status").and_then(|s| s.parse::<u32>().ok()).unwrap_or(0);
+        let served_by =
+            if router.needs_served_by() { host::property(&["upstream", "address"]) } else { None };
+        let now = host::now_ns();
+        let answer = router.on_response(ticket, served_by.as_deref(), status, attempts, now);
+        for line in answer.log {
+            log::info!("{line}");
+        }
+        // Added, never replaced: the upstream's own Set-Cookie headers are kept.
+        if let Some(cookie) = answer.set_cookie {
+            let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, "set-cookie", &cookie);
         }
         Action::Continue
     }

@@ -56,7 +56,7 @@ impl Root {
                  secret and will not survive a restart or work across proxies"
             );
         }
-        let metrics = Box::new(HostMetrics::define(&config.pool));
+        let metrics = Box::new(HostMetrics::define(&config.cluster, &config.pool));
         let router = Router::new(config, self.random(), now, Box::new(HostStore), metrics);
         // Only ticks take the prober lease: a root context that is configured but never ticks
         // (config validation) must not hold it.
@@ -75,19 +75,20 @@ impl Root {
         }
         let Some(check) = router.health_check().cloned() else { return };
         let cluster = router.config().cluster.clone();
-        let header = router.header().to_string();
         let authority = check.host.as_deref().unwrap_or(&cluster);
         let timeout = Duration::from_millis(check.timeout_ms);
         for (index, host) in tick.probes {
-            let headers = vec![
+            let (target, steering) = router.probe_route(&host);
+            let mut headers = vec![
                 (":method", "GET"),
                 (":path", check.path.as_str()),
                 (":authority", authority),
                 (":scheme", "http"),
                 ("user-agent", "envoy-lb-health-check"),
-                (header.as_str(), host.as_str()),
             ];
-            match hostcalls::dispatch_http_call(&cluster, headers, None, vec![], timeout) {
+            headers.extend(steering);
+            let sent = hostcalls::dispatch_http_call(target, headers, None, vec![], timeout);
+            match sent {
                 Ok(token) => router.probe_sent(token, index, now),
                 Err(status) => {
                     log::warn!("health check of {host} not sent: {status:?}");
@@ -133,10 +134,11 @@ impl RootContext for Root {
         match Config::from_json(&bytes) {
             Ok(config) => {
                 log::info!(
-                    "configured: cluster {}, {} backends, algorithm {}, steering header {} (max_hosts {}), health checks {}, outlier detection {}",
+                    "configured: cluster {}, {} backends, algorithm {}, mode {}, header {} (max_hosts {}), health checks {}, outlier detection {}",
                     config.cluster,
                     config.pool.len(),
                     config.algorithm.name(),
+                    config.target.mode.name(),
                     config.target.header,
                     config.target.max_hosts,
                     if config.health_check.is_some() { "on" } else { "off" },

@@ -149,6 +149,10 @@ impl Balancer for LeastTime {
         true
     }
 
+    fn latency_ns(&self, backend: usize, now_ns: u64) -> Option<f64> {
+        self.estimate_at(backend, now_ns)
+    }
+
     fn observe(&mut self, backend: usize, outcome: Outcome, now_ns: u64) {
         let rtt_ns = match outcome {
             Outcome::Response { rtt_ns, failed: false } => rtt_ns,

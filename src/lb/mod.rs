@@ -131,6 +131,11 @@ pub trait Balancer {
     /// Reports the outcome of a request served by `backend` (latency-aware algorithms learn
     /// from it).
     fn observe(&mut self, _backend: usize, _outcome: Outcome, _now_ns: u64) {}
+
+    /// This VM's latency estimate of `backend` in nanoseconds, for algorithms that keep one.
+    fn latency_ns(&self, _backend: usize, _now_ns: u64) -> Option<f64> {
+        None
+    }
 }
 
 /// The balancer for `config.algorithm` over `pool`.

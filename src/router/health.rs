@@ -3,9 +3,10 @@
 //! probe answers, request outcomes for passive ejection, and slow-start admission.
 
 use super::{Router, Ticket};
-use crate::config::Config;
+use crate::config::{Config, TargetMode};
 use crate::health::prober::Prober;
-use crate::health::{ActivePolicy, Availability, HealthPolicy, OutlierPolicy};
+use crate::health::{ActivePolicy, Availability, Change, HealthPolicy, OutlierPolicy, Transition};
+use crate::metrics::{BackendCounter, Metrics, PoolCounter};
 use crate::state::SharedStore;
 
 const MS: u64 = 1_000_000;
@@ -46,6 +47,15 @@ pub(super) fn prober_for(
     Some(prober)
 }
 
+/// Counts a state change in the backend's metrics and returns its log line.
+fn noted(metrics: &mut dyn Metrics, t: &Transition) -> String {
+    metrics.count(t.index, BackendCounter::HealthTransitions);
+    if matches!(t.change, Change::Ejected { .. }) {
+        metrics.count(t.index, BackendCounter::Ejections);
+    }
+    t.to_string()
+}
+
 /// Whether a backend on its slow-start ramp takes part in this pick: with probability
 /// `weight_percent / 100`, decided by a hash of (backend, per-pick salt) so that it is the
 /// same however often one pick asks.
@@ -70,6 +80,22 @@ impl Router {
         self.prober.as_ref().and_then(Prober::check)
     }
 
+    /// Where a probe of the backend whose steering value is `host` goes: the cluster to
+    /// call and the header naming the backend, if one is needed. override_host: the pool's
+    /// cluster with the steering header; original_dst: the probe cluster (callouts carry no
+    /// filter state) with `target.header`; cluster_header: the backend's own cluster.
+    pub fn probe_route<'a>(&'a self, host: &'a str) -> (&'a str, Option<(&'a str, &'a str)>) {
+        let (config, target) = (&self.config, &self.config.target);
+        match target.mode {
+            TargetMode::OverrideHost => (&config.cluster, Some((&target.header, host))),
+            TargetMode::OriginalDst => {
+                let cluster = target.probe_cluster.as_deref().unwrap_or(&config.cluster);
+                (cluster, Some((&target.header, host)))
+            }
+            TargetMode::ClusterHeader => (host, None),
+        }
+    }
+
     /// One tick: as lease holder, end ejections that are over and pick the probes that are
     /// due; then refresh who may be picked.
     pub fn tick(&mut self, now_ns: u64) -> Tick {
@@ -77,7 +103,7 @@ impl Router {
         let Some(prober) = self.prober.as_mut() else { return tick };
         let (due, returned) = prober.due(self.store.as_ref(), now_ns);
         let holder = prober.holds_lease();
-        tick.log.extend(returned.iter().map(ToString::to_string));
+        tick.log.extend(returned.iter().map(|t| noted(self.metrics.as_mut(), t)));
         for index in due {
             if let Some(b) = self.config.pool.get(index) {
                 tick.probes.push((index, b.host.clone()));
@@ -88,7 +114,7 @@ impl Router {
             self.panic_logged = availability.panic;
             let up = availability.slots.iter().filter(|s| s.weight_percent > 0).count();
             if availability.panic {
-                self.metrics.panic_entered();
+                self.metrics.pool(PoolCounter::PanicMode);
                 tick.log.push(format!(
                     "panic mode: fewer than {}% of the primaries are available; picking across \
                      all primaries ({up} accepted)",
@@ -98,14 +124,15 @@ impl Router {
                 tick.log.push("panic mode over".to_string());
             }
         }
-        self.availability = Some(availability);
+        self.availability_is(availability);
         tick
     }
 
     /// Refreshes who may be picked from the published table (no lease taken).
     pub fn refresh(&mut self, now_ns: u64) {
         if let Some(p) = self.prober.as_mut() {
-            self.availability = Some(p.availability(self.store.as_ref(), now_ns));
+            let availability = p.availability(self.store.as_ref(), now_ns);
+            self.availability_is(availability);
         }
     }
 
@@ -119,7 +146,8 @@ impl Router {
     /// A probe of `index` could not be dispatched; returns a line to log on a state change.
     pub fn probe_not_sent(&mut self, index: usize, now_ns: u64) -> Option<String> {
         let p = self.prober.as_mut()?;
-        p.not_sent(self.store.as_ref(), index, now_ns).map(|t| t.to_string())
+        let t = p.not_sent(self.store.as_ref(), index, now_ns)?;
+        Some(noted(self.metrics.as_mut(), &t))
     }
 
     /// The answer to probe `token` (`status` `None` when there was none); returns a line to
@@ -132,35 +160,41 @@ impl Router {
     ) -> Option<String> {
         let p = self.prober.as_mut()?;
         let t = p.answered(self.store.as_ref(), token, status, now_ns);
-        self.availability = Some(p.availability(self.store.as_ref(), now_ns));
-        t.map(|t| t.to_string())
+        let availability = p.availability(self.store.as_ref(), now_ns);
+        self.availability_is(availability);
+        t.map(|t| noted(self.metrics.as_mut(), &t))
     }
 
-    /// Passive ejection: the tries before the last (5xx, reset or refused: Envoy's retry
-    /// conditions) failed on the first hosts of the steering header; the last try's backend
-    /// failed if it answered 5xx or Envoy answered for it. Returns lines to log.
+    /// Counts the request's failed tries and, with passive ejection, reports every try: the
+    /// tries before the last (5xx, reset or refused: Envoy's retry conditions) failed on the
+    /// backends [`Ticket::tried`] names; the last try's backend `served` failed if `failed`.
+    /// Returns lines to log.
     pub(super) fn report_outcomes(
         &mut self,
         ticket: &Ticket,
         served: Option<usize>,
-        status: u32,
-        attempts: u32,
+        failed: bool,
+        retried: usize,
         now_ns: u64,
     ) -> Vec<String> {
+        let mode = self.config.target.mode;
+        let last = served.or_else(|| ticket.tried(retried, mode));
+        let tries = (0..retried).map(|k| (ticket.tried(k, mode), true));
+        let tries = tries.chain(std::iter::once((last, failed)));
         let mut log = Vec::new();
-        if !self.ejects() {
-            return log;
-        }
-        let Some(p) = self.prober.as_mut() else { return log };
-        let store = self.store.as_ref();
-        let retried = usize::try_from(attempts.saturating_sub(1)).unwrap_or(0);
-        for &i in ticket.picks.as_slice().iter().take(retried) {
-            log.extend(p.outcome(store, i as usize, true, now_ns).map(|t| t.to_string()));
-        }
-        let last = served.or_else(|| ticket.picks.as_slice().get(retried).map(|&i| i as usize));
-        if let Some(i) = last {
-            let failed = served.is_none() || status >= 500;
-            log.extend(p.outcome(store, i, failed, now_ns).map(|t| t.to_string()));
+        let ejects = self.ejects();
+        for (backend, failed) in tries {
+            let Some(i) = backend else { continue };
+            if failed {
+                self.metrics.count(i, BackendCounter::UpstreamErrors);
+            }
+            if !ejects {
+                continue;
+            }
+            let Some(p) = self.prober.as_mut() else { continue };
+            if let Some(t) = p.outcome(self.store.as_ref(), i, failed, now_ns) {
+                log.push(noted(self.metrics.as_mut(), &t));
+            }
         }
         log
     }

@@ -217,7 +217,7 @@ impl Harness {
 fn least_request_counts_each_request_until_it_ends_exactly_once() {
     // Full scan: always a least-loaded backend, so six requests land two per backend.
     let mut h = Harness::new(r#","algorithm":"least_request","least_request":{"choice_count":0}"#);
-    assert!(h.router.tracks_responses());
+    assert!(h.router.needs_served_by());
     let mut tickets: Vec<Ticket> = (0..6).map(|_| h.steer().1).collect();
     assert_eq!(h.counts().iter().sum::<u64>(), 6);
     assert_eq!(h.counts(), vec![2, 2, 2]);
@@ -259,14 +259,17 @@ fn unknown_or_missing_upstream_keeps_the_primary() {
 }
 
 #[test]
-fn round_robin_keeps_gauges_but_writes_no_shared_data() {
+fn round_robin_keeps_gauges_but_writes_no_shared_data_per_request() {
     let mut h = Harness::new("");
-    assert!(!h.router.tracks_responses());
+    assert!(!h.router.needs_served_by());
+    // Only the configuration generation, written once when configured.
+    assert_eq!(h.store.len(), 1);
+    assert!(h.store.get("envoy_lb/pool/generation").unwrap().is_some());
     let (primary, mut t) = h.steer();
     let mut g = vec![0i64; 3];
     g[primary] = 1;
     assert_eq!(h.gauges(), g);
-    assert!(h.store.is_empty(), "no shared data for round robin");
+    assert_eq!(h.store.len(), 1, "no shared data per request for round robin");
     h.router.on_end(&mut t, 2_000);
     assert_eq!(h.gauges(), vec![0, 0, 0]);
 }
@@ -306,9 +309,9 @@ fn slow_start_admits_a_ramping_backend_with_its_ramp_probability() {
     use crate::health::{Availability, Slot};
     let a = Availability {
         slots: vec![
-            Slot { accepted: true, weight_percent: 100 },
-            Slot { accepted: true, weight_percent: 10 },
-            Slot { accepted: true, weight_percent: 55 },
+            Slot { accepted: true, weight_percent: 100, available: true },
+            Slot { accepted: true, weight_percent: 10, available: true },
+            Slot { accepted: true, weight_percent: 55, available: true },
         ],
         ..Availability::default()
     };
@@ -323,4 +326,28 @@ fn slow_start_admits_a_ramping_backend_with_its_ramp_probability() {
     assert!((share(2) - 0.55).abs() < 0.02, "{}", share(2));
     // The same pick asks the same question the same way.
     assert_eq!(health::admitted(&a, 1, 42), health::admitted(&a, 1, 42));
+}
+
+#[test]
+fn every_backend_ramping_still_gets_every_request_picked() {
+    use crate::health::{Availability, Slot};
+    for algorithm in ["round_robin", "random", "least_request", "least_time", "maglev"] {
+        let hash_on = if algorithm == "maglev" { r#","hash_on":{"header":"x-k"}"# } else { "" };
+        let json = format!(
+            r#"{{"cluster":"pool","algorithm":"{algorithm}","backends":{THREE},"slow_start_ms":60000{hash_on}}}"#
+        );
+        let mut router = router(&json);
+        let ramping = Slot { accepted: true, weight_percent: 10, available: true };
+        router
+            .set_availability(Availability { slots: vec![ramping; 3], ..Availability::default() });
+        let mut seen = [0usize; 3];
+        for i in 0..300u64 {
+            let (_, mut t) = router
+                .steer(Some("k"), None, i)
+                .unwrap_or_else(|| panic!("{algorithm}: request {i} found nobody"));
+            seen[t.backend] += 1;
+            router.on_end(&mut t, i);
+        }
+        assert!(seen.iter().filter(|&&n| n > 0).count() >= 1, "{algorithm}: {seen:?}");
+    }
 }

@@ -3,6 +3,7 @@
 //! them for native tests, and the values kept there (in-flight counters, the health table,
 //! the prober lease).
 
+pub mod generation;
 pub mod health_table;
 pub mod in_flight;
 pub mod lease;

@@ -98,13 +98,36 @@ pub struct EnvoySetup {
     pub live: bool,
     /// The filter's plugin configuration (any text: invalid configs are tested too).
     pub plugin_config: String,
-    /// Endpoints of cluster `pool`.
+    /// Endpoints of cluster `pool` (or, in a config with clusters `b1`, `b2`, ..., the
+    /// endpoint of each).
     pub endpoints: Vec<SocketAddr>,
+    /// The shipped config to start from, relative to the repository root.
+    pub file: &'static str,
+    /// A change to the rendered bootstrap, made before it is written.
+    pub tweak: Option<fn(&mut Value)>,
 }
 
 impl EnvoySetup {
     pub fn new(plugin_config: String, endpoints: Vec<SocketAddr>) -> Self {
-        EnvoySetup { concurrency: 1, live: false, plugin_config, endpoints }
+        EnvoySetup {
+            concurrency: 1,
+            live: false,
+            plugin_config,
+            endpoints,
+            file: "envoy/envoy.yaml",
+            tweak: None,
+        }
+    }
+
+    /// Start from another shipped config, e.g. `envoy/original_dst.yaml`.
+    pub fn file(mut self, file: &'static str) -> Self {
+        self.file = file;
+        self
+    }
+
+    pub fn tweak(mut self, tweak: fn(&mut Value)) -> Self {
+        self.tweak = Some(tweak);
+        self
     }
 
     pub fn concurrency(mut self, n: u32) -> Self {
@@ -155,7 +178,12 @@ impl EnvoySetup {
     /// envoy/envoy.yaml with loopback port-0 listeners, the built .wasm, this plugin config
     /// and these endpoints.
     fn render(&self) -> String {
-        let doc = shipped_config(Some(&wasm_path()), &self.plugin_config, &self.endpoints);
+        let wasm = wasm_path();
+        let mut doc =
+            shipped_config_from(self.file, Some(&wasm), &self.plugin_config, &self.endpoints);
+        if let Some(tweak) = self.tweak {
+            tweak(&mut doc);
+        }
         serde_yaml_ng::to_string(&doc).unwrap()
     }
 }
@@ -164,7 +192,18 @@ impl EnvoySetup {
 /// `pool` holding `endpoints`, and the wasm filter running `wasm` with `plugin_config` (or
 /// removed, when `wasm` is `None`).
 pub fn shipped_config(wasm: Option<&Path>, plugin_config: &str, endpoints: &[SocketAddr]) -> Value {
-    let text = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).unwrap();
+    shipped_config_from("envoy/envoy.yaml", wasm, plugin_config, endpoints)
+}
+
+/// [`shipped_config`] from another file under envoy/. Clusters with endpoints get the test's:
+/// `pool` all of them, `b1`, `b2`, ... one each.
+pub fn shipped_config_from(
+    file: &str,
+    wasm: Option<&Path>,
+    plugin_config: &str,
+    endpoints: &[SocketAddr],
+) -> Value {
+    let text = std::fs::read_to_string(repo_root().join(file)).unwrap();
     let mut doc: Value = serde_yaml_ng::from_str(&text).unwrap();
     doc["admin"]["address"]["socket_address"]["port_value"] = 0.into();
     let listener = &mut doc["static_resources"]["listeners"][0];
@@ -187,20 +226,25 @@ pub fn shipped_config(wasm: Option<&Path>, plugin_config: &str, endpoints: &[Soc
             config["configuration"]["value"] = plugin_config.into();
         }
     }
+    let endpoint = |a: &SocketAddr| -> Value {
+        serde_yaml_ng::from_str(&format!(
+            "endpoint: {{address: {{socket_address: {{address: '{}', port_value: {}}}}}}}",
+            a.ip(),
+            a.port()
+        ))
+        .unwrap()
+    };
     let clusters = doc["static_resources"]["clusters"].as_sequence_mut().unwrap();
-    let pool = clusters.iter_mut().find(|c| c["name"] == "pool").expect("no cluster pool");
-    let endpoints: Vec<Value> = endpoints
-        .iter()
-        .map(|a| {
-            serde_yaml_ng::from_str(&format!(
-                "endpoint: {{address: {{socket_address: {{address: '{}', port_value: {}}}}}}}",
-                a.ip(),
-                a.port()
-            ))
-            .unwrap()
-        })
-        .collect();
-    pool["load_assignment"]["endpoints"][0]["lb_endpoints"] = Value::Sequence(endpoints);
+    for cluster in clusters.iter_mut().filter(|c| c.get("load_assignment").is_some()) {
+        let name = cluster["name"].as_str().unwrap_or_default().to_string();
+        let mine: Vec<Value> = if name == "pool" {
+            endpoints.iter().map(endpoint).collect()
+        } else {
+            let i: usize = name.strip_prefix('b').and_then(|n| n.parse().ok()).unwrap_or(0);
+            endpoints.get(i.wrapping_sub(1)).map(endpoint).into_iter().collect()
+        };
+        cluster["load_assignment"]["endpoints"][0]["lb_endpoints"] = Value::Sequence(mine);
+    }
     doc
 }
 
@@ -365,6 +409,17 @@ impl Envoy {
 
     pub fn log(&self) -> String {
         read_log(self.dir.path())
+    }
+
+    /// Waits until the log contains `line` (at most `secs` seconds), then one tick more:
+    /// every worker sees a published change on its next tick.
+    pub async fn wait_log(&self, line: &str, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !self.log().contains(line) {
+            assert!(Instant::now() < deadline, "no {line:?} in:\n{}", self.log_tail(30));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
     pub fn log_tail(&self, lines: usize) -> String {

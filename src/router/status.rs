@@ -1,0 +1,125 @@
+//! The status page: the pool as this VM sees it, as one JSON document — configuration
+//! generation, algorithm, panic state, and per backend its weights (configured and after slow
+//! start), health, ejection, last state change, in-flight requests, latency estimate and
+//! sticky sessions issued. Counters and gauges are the proxy-wide metrics.
+
+use std::fmt::Write;
+
+use super::Router;
+use crate::health::backend_key;
+use crate::metrics::{BackendCounter, BackendGauge};
+
+const MS: u64 = 1_000_000;
+
+/// `s` as a JSON string.
+fn push_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// A number, or `null` when unknown.
+fn push_opt(out: &mut String, v: Option<u64>) {
+    match v {
+        Some(v) => {
+            let _ = write!(out, "{v}");
+        }
+        None => out.push_str("null"),
+    }
+}
+
+impl Router {
+    /// The status document at `now_ns` (Unix epoch nanoseconds).
+    pub fn status_json(&self, now_ns: u64) -> String {
+        let c = &self.config;
+        let table = self.prober.as_ref().and_then(|p| p.table());
+        let availability = self.availability.as_ref();
+        let mut out = String::with_capacity(320 + 320 * c.pool.len());
+        out.push_str("{\"cluster\":");
+        push_str(&mut out, &c.cluster);
+        let _ = write!(
+            out,
+            ",\"algorithm\":\"{}\",\"mode\":\"{}\",\"generation\":{},\"config_digest\":\"{:016x}\",\
+             \"health_checks\":{},\"outlier_detection\":{},\"slow_start_ms\":{},\"panic\":{},\
+             \"using_backups\":{},\"now_ms\":{},\"backends\":[",
+            c.algorithm.name(),
+            c.target.mode.name(),
+            self.generation,
+            c.digest,
+            c.health_check.is_some(),
+            c.outlier_detection.is_some(),
+            c.slow_start_ms,
+            availability.is_some_and(|a| a.panic),
+            availability.is_some_and(|a| a.using_backups),
+            now_ns / MS,
+        );
+        for (i, b) in c.pool.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let slot = availability.and_then(|a| a.slots.get(i));
+            // The published entry, if the table is this configuration's.
+            let entry = table.and_then(|t| t.get(i)).filter(|e| e.key == backend_key(b));
+            let percent = slot.map_or(100, |s| u64::from(s.weight_percent));
+            let hundredths = u64::from(b.weight) * percent;
+            out.push_str("{\"id\":");
+            push_str(&mut out, &b.id);
+            out.push_str(if b.address.is_some() { ",\"address\":" } else { ",\"cluster\":" });
+            push_str(&mut out, &b.host);
+            let _ = write!(
+                out,
+                ",\"weight\":{},\"effective_weight\":{}.{:02},\"backup\":{},\"drain\":{},\
+                 \"healthy\":{},\"available\":{},\"accepted\":{},\"ejected_until_ms\":",
+                b.weight,
+                hundredths / 100,
+                hundredths % 100,
+                b.backup,
+                b.drain,
+                entry.is_none_or(|e| e.healthy),
+                slot.is_none_or(|s| s.available),
+                slot.is_none_or(|s| s.accepted),
+            );
+            let until = entry.map(|e| e.ejected_until_ns).filter(|&t| t > now_ns);
+            push_opt(&mut out, until.map(|t| t / MS));
+            out.push_str(",\"ejections\":");
+            push_opt(&mut out, entry.map(|e| u64::from(e.ejections)));
+            out.push_str(",\"last_change\":");
+            match entry.and_then(|e| e.last) {
+                Some(change) => push_str(&mut out, &change.to_string()),
+                None => out.push_str("null"),
+            }
+            out.push_str(",\"in_flight\":");
+            push_opt(&mut out, self.metrics.gauge(i, BackendGauge::InFlight));
+            out.push_str(",\"ewma_us\":");
+            let ewma = self.balancer.latency_ns(i, now_ns);
+            push_opt(&mut out, ewma.map(|ns| (ns / 1_000.0) as u64));
+            out.push_str(",\"requests\":");
+            push_opt(&mut out, self.metrics.counted(i, BackendCounter::Requests));
+            out.push_str(",\"sticky_sessions_issued\":");
+            push_opt(&mut out, self.metrics.counted(i, BackendCounter::StickyIssued));
+            out.push('}');
+        }
+        out.push_str("]}");
+        out
+    }
+
+    /// Whether this request is for the status page: its path (query included) and the
+    /// client's IP (`None` when unknown: never served).
+    pub fn is_status_request(&self, path: &str, client: Option<std::net::IpAddr>) -> bool {
+        self.config.status.as_ref().is_some_and(|s| s.serves(path, client))
+    }
+
+    /// Whether a status page is configured (so the adapter reads the request's path).
+    pub fn has_status(&self) -> bool {
+        self.config.status.is_some()
+    }
+}
