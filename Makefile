@@ -11,12 +11,15 @@ PYTHON        ?= python3
 # benches/envoy.rs: interleaved rounds (default 7) and wrk seconds per measurement (default 3).
 BENCH_ROUNDS  ?=
 BENCH_SECONDS ?=
+# fuzz/run.sh: seconds per fuzz target; FUZZ_RUNS=N also stops each after N execs, and
+# FUZZ_TARGETS="config steering" picks some (both optional, read from the environment).
+FUZZ_SECONDS  ?= 300
 
 export ENVOY_BIN
 export ENVOY_LB_WASM := $(CURDIR)/$(WASM)
 export BENCH_ROUNDS BENCH_SECONDS
 
-.PHONY: help build wasm-target wasm-opt chromium compose-client envoy demo-backend run test unit integration lint check-config bench noop-filter wrk clean
+.PHONY: help build wasm-target wasm-opt chromium compose-client envoy demo-backend run test unit integration lint check-config bench noop-filter wrk fuzz clean
 
 help:
 	@echo "make run     build, start 3 demo backends + Envoy on :10000 (Ctrl-C stops)"
@@ -28,6 +31,8 @@ help:
 	@echo "             validate a plugin config (JSON) with the filter's own code, natively"
 	@echo "make bench   criterion ns per pick (native), then Envoy CPU/request and RSS per variant"
 	@echo "             vs native LB and a no-op wasm filter -> bench/RESULTS.md (BENCH_ROUNDS=7)"
+	@echo "make fuzz    each cargo-fuzz target for FUZZ_SECONDS=$(FUZZ_SECONDS) (nightly, installs"
+	@echo "             cargo-fuzz if missing) -> execs and crashes in fuzz/RESULTS.md"
 	@echo "make clean   remove build outputs and the Envoy virtualenvs"
 
 wasm-target:
@@ -121,6 +126,10 @@ wrk:
 bench: build noop-filter envoy wrk
 	cargo bench --bench pick
 	cargo bench --bench envoy
+
+# cargo-fuzz targets (fuzz/, a workspace of its own), one at a time, niced.
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh
 
 clean:
 	cargo clean
