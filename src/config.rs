@@ -5,6 +5,7 @@
 mod algorithm;
 mod de;
 mod health_check;
+mod json;
 mod outlier;
 mod status;
 mod sticky;
@@ -12,8 +13,6 @@ mod target;
 
 use std::fmt;
 use std::net::SocketAddr;
-
-use serde::Deserialize;
 
 use algorithm::RawAlgorithm;
 pub use algorithm::{Algorithm, AlgorithmConfig, HashOn, ALGORITHMS, DEFAULT_MAGLEV_TABLE_SIZE};
@@ -135,17 +134,13 @@ struct RawBackend {
 impl Config {
     /// Parses and validates the plugin configuration bytes.
     pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let json = Json::deserialize(&mut de).map_err(|e| {
+        let json = json::parse(bytes).map_err(|e| {
             ConfigError::at(
                 "$",
                 format!("not valid JSON: {e}; valid: one JSON object (see the config reference)"),
             )
         })?;
         let raw = RawConfig::read(&json)?;
-        de.end().map_err(|e| {
-            ConfigError::at("$", format!("{e} after the JSON object; valid: one JSON object only"))
-        })?;
         let mut config = raw.validate()?;
         config.digest = crate::hash_key::hash(bytes);
         Ok(config)

@@ -4,8 +4,6 @@
 //! prober lease, send the probes that are due as callouts, and apply their answers.
 
 use std::cell::RefCell;
-use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -31,10 +29,14 @@ impl Root {
         Root { context_id, router: Rc::new(RefCell::new(None)) }
     }
 
-    /// A number that differs per VM and root context: std's RandomState draws from WASI
-    /// `random_get`.
+    /// A number that differs per VM and root context: WASI `random_get` (the context id and
+    /// the clock if that ever fails).
     fn random(&self) -> u64 {
-        RandomState::new().hash_one(self.context_id)
+        let mut bytes = [0u8; 8];
+        match getrandom::fill(&mut bytes) {
+            Ok(()) => u64::from_le_bytes(bytes),
+            Err(_) => host::now_ns() ^ u64::from(self.context_id).rotate_left(32),
+        }
     }
 
     fn configure(&mut self, config: Config) {

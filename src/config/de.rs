@@ -3,94 +3,15 @@
 //! refused, bounded numbers, and error messages worded like serde's that say what is valid.
 //! Nothing here is generic over the config's types, so the filter carries one copy of it.
 
-use std::fmt;
-
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::Number;
-
+pub(super) use super::json::Json;
 use super::ConfigError;
-
-/// A parsed JSON value. Objects keep their members in document order, repeated keys
-/// included, so the walker reports the first problem in the document and refuses duplicates
-/// (serde_json's `Value` keeps one of them, silently).
-pub(super) enum Json {
-    Null,
-    Bool(bool),
-    Num(Number),
-    Str(String),
-    Arr(Vec<Json>),
-    Obj(Vec<(String, Json)>),
-}
-
-impl<'de> Deserialize<'de> for Json {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Json, D::Error> {
-        d.deserialize_any(JsonVisitor)
-    }
-}
-
-struct JsonVisitor;
-
-impl<'de> Visitor<'de> for JsonVisitor {
-    type Value = Json;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_unit<E>(self) -> Result<Json, E> {
-        Ok(Json::Null)
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Json, E> {
-        Ok(Json::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Json, E> {
-        Ok(Json::Num(v.into()))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Json, E> {
-        Ok(Json::Num(v.into()))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Json, E> {
-        // Always finite: serde_json refuses a number beyond f64 itself ("number out of
-        // range"). Not building an error here keeps serde_json's message parser out of the
-        // filter.
-        Ok(Number::from_f64(v).map_or(Json::Null, Json::Num))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Json, E> {
-        Ok(Json::Str(v.to_owned()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Json, E> {
-        Ok(Json::Str(v))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Json::Arr(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
-        let mut members = Vec::new();
-        while let Some(member) = map.next_entry()? {
-            members.push(member);
-        }
-        Ok(Json::Obj(members))
-    }
-}
 
 /// What serde calls a value of the wrong type: `integer `5``, `string "x"`, `null`, ...
 fn unexpected(v: &Json) -> String {
     match v {
         Json::Null => "null".to_string(),
         Json::Bool(b) => format!("boolean `{b}`"),
-        // Number's Display is the text serde_json's own messages use (`3.0`, `1e+300`).
+        // The number as written (`3.0`, `1e300`).
         Json::Num(n) if n.is_f64() => format!("floating point `{n}`"),
         Json::Num(n) => format!("integer `{n}`"),
         Json::Str(s) => format!("string {:?}", shown(s)),
@@ -240,7 +161,7 @@ pub(super) fn number(v: &Json, path: &str, min: u32, max: u32) -> Result<f64, Co
     // A JSON number is always finite; `as_f64` rounds a large integer to the nearest double,
     // which is compared, while the message quotes the number as written.
     match n.as_f64() {
-        Some(x) if x >= f64::from(min) && x <= f64::from(max) => Ok(x),
+        x if x >= f64::from(min) && x <= f64::from(max) => Ok(x),
         _ => Err(ConfigError::at(path, format!("{n} is out of range; valid: {expected}"))),
     }
 }

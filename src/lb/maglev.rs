@@ -98,7 +98,9 @@ fn build_table(pool: &Pool, m: usize) -> Vec<u16> {
     if backends.is_empty() || m == 0 {
         return Vec::new();
     }
-    backends.sort_by(|a, b| a.0.cmp(b.0)); // Stable: equal ids keep pool order.
+    // Ties (equal ids, which validation refuses) fall back to pool order: a total order, so
+    // the unstable sort gives the same table on every VM.
+    backends.sort_unstable_by(|a, b| a.0.cmp(b.0).then(a.1.cmp(&b.1)));
     let max_weight = backends.iter().map(|&(_, _, w)| w).max().unwrap_or(1);
     let m64 = m as u64;
     let mut turns: Vec<Turns> = backends

@@ -3,9 +3,6 @@
 //! and deciding, when the response arrives, whether to issue a cookie for the backend that
 //! served it.
 
-use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
-
 use super::Router;
 use crate::config::Config;
 use crate::state::{SharedStore, KEY_PREFIX};
@@ -45,29 +42,29 @@ const SECRET_LEN: usize = 32;
 const MAX_TRIED: usize = 8;
 
 /// The per-process secret in shared data, created by the first VM that needs it: 256 bits
-/// drawn through std's RandomState (seeded from WASI `random_get`). Every VM then reads the
-/// stored one, so all workers sign alike.
-fn shared_secret(store: &dyn SharedStore, cluster: &str) -> Vec<u8> {
+/// from the OS (WASI `random_get` in the filter). Every VM then reads the stored one, so all
+/// workers sign alike. `None` only if no random bytes can be had: then no cookies are issued
+/// or honoured (never a guessable secret).
+fn shared_secret(store: &dyn SharedStore, cluster: &str) -> Option<Vec<u8>> {
     let key = format!("{KEY_PREFIX}/{cluster}/sticky_secret");
     if let Ok(Some((bytes, _))) = store.get(&key) {
         if bytes.len() == SECRET_LEN {
-            return bytes;
+            return Some(bytes);
         }
     }
-    let state = RandomState::new();
-    let fresh: Vec<u8> =
-        (0..SECRET_LEN / 8).flat_map(|i| state.hash_one(i).to_le_bytes()).collect();
+    let mut fresh = vec![0u8; SECRET_LEN];
+    getrandom::fill(&mut fresh).ok()?;
     let _ = store.set(&key, &fresh, 0);
     match store.get(&key) {
-        Ok(Some((bytes, _))) if bytes.len() == SECRET_LEN => bytes,
-        _ => fresh,
+        Ok(Some((bytes, _))) if bytes.len() == SECRET_LEN => Some(bytes),
+        _ => Some(fresh),
     }
 }
 
 pub(super) fn state_for(config: &Config, store: &dyn SharedStore) -> Option<StickyState> {
     let s = config.sticky.as_ref()?;
     let secrets = if s.secrets.is_empty() {
-        vec![shared_secret(store, &config.cluster)]
+        vec![shared_secret(store, &config.cluster)?]
     } else {
         s.secrets.iter().map(|k| k.as_bytes().to_vec()).collect()
     };
