@@ -123,3 +123,6 @@ impl Router {
         self.config.status.is_some()
     }
 }
+
+#[cfg(test)]
+mod tests;
