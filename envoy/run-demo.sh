@@ -33,7 +33,8 @@ Envoy is ready on :10000 (admin on 127.0.0.1:9901). Try:
   curl -s localhost:10000/                       # b3, b2, b1, b3, b2, b3, ... (weights 1:2:3)
   for i in $(seq 6); do curl -s localhost:10000/; done
   curl -si localhost:10000/ | grep x-backend
-  curl -s localhost:9901/stats | grep cluster.pool.upstream_rq_total
+  curl -s localhost:9901/stats/prometheus | grep '^lb_'   # the filter's metrics
+  curl -s localhost:10000/.lb/status             # the pool as the filter sees it (loopback only)
   pkill -f 'demo-backend --id b2'                # health checks take b2 out (Envoy logs it)
 Ctrl-C stops everything.
 MSG
