@@ -235,7 +235,7 @@ fn validate_secrets(secrets: &[String]) -> Result<(), ConfigError> {
                 ),
             ));
         }
-        if let Some(first) = secrets[..i].iter().position(|t| t == s) {
+        if let Some(first) = secrets.iter().take(i).position(|t| t == s) {
             return Err(ConfigError::at(
                 path,
                 format!(

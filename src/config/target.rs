@@ -16,6 +16,7 @@ pub const DEFAULT_CLUSTER_HEADER: &str = "x-lb-cluster";
 pub const MAX_HOSTS_LIMIT: usize = 10;
 const DEFAULT_MAX_HOSTS: usize = 3;
 
+/// In [`TargetMode`] order (a test checks [`TargetMode::name`] against it).
 const MODES: &[&str] = &["override_host", "original_dst", "cluster_header"];
 const FIELDS: &[&str] = &["mode", "header", "max_hosts", "allow_header_fallback", "probe_cluster"];
 
@@ -36,9 +37,9 @@ pub enum TargetMode {
 impl TargetMode {
     pub fn name(self) -> &'static str {
         match self {
-            TargetMode::OverrideHost => MODES[0],
-            TargetMode::OriginalDst => MODES[1],
-            TargetMode::ClusterHeader => MODES[2],
+            TargetMode::OverrideHost => "override_host",
+            TargetMode::OriginalDst => "original_dst",
+            TargetMode::ClusterHeader => "cluster_header",
         }
     }
 }

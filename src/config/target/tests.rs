@@ -112,3 +112,9 @@ fn backends_are_located_by_cluster_only_in_cluster_header_mode() {
     assert_eq!(e.path, "$.backends[0]");
     assert!(e.message.contains("missing field `address`"), "{e}");
 }
+
+#[test]
+fn mode_names_are_the_accepted_spellings() {
+    let modes = [TargetMode::OverrideHost, TargetMode::OriginalDst, TargetMode::ClusterHeader];
+    assert_eq!(modes.map(TargetMode::name).as_slice(), super::MODES);
+}
