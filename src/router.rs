@@ -67,6 +67,16 @@ pub struct Ticket {
 }
 
 impl Ticket {
+    /// When the request was steered.
+    pub fn started_ns(&self) -> u64 {
+        self.started_ns
+    }
+
+    /// Whether its response was seen.
+    pub fn answered(&self) -> bool {
+        self.answered
+    }
+
     /// The backend try `k` (0-based) went to, as far as the filter decided it: the `k`-th
     /// pick with override_host (`None` past the list: the cluster's fallback chose), the only
     /// pick otherwise (original_dst and cluster_header retry the same backend).
@@ -184,13 +194,21 @@ impl Router {
         self.availability_is(availability);
     }
 
-    /// Whether [`Router::on_response`] needs the address of the backend that served
-    /// (attribution of in-flight counts, passive ejection, cookies): false otherwise, which
-    /// saves a property read on every response. Cluster mode never needs it: the cluster
-    /// named is the backend.
-    pub fn needs_served_by(&self) -> bool {
+    /// Whether [`Router::on_response`] needs the address of the backend that served a
+    /// response after `attempts` tries (attribution of in-flight counts, passive ejection,
+    /// cookies). False saves a property read per response: without a retry the only try went
+    /// to the primary (every backend is one of the cluster's endpoints), without attribution
+    /// nothing asks, and in cluster mode the cluster named is the backend.
+    pub fn needs_served_by(&self, attempts: u32) -> bool {
         let attributes = self.in_flight.is_some() || self.ejects() || self.sticky.is_some();
-        attributes && self.config.target.mode != TargetMode::ClusterHeader
+        attributes && attempts > 1 && self.config.target.mode != TargetMode::ClusterHeader
+    }
+
+    /// Whether [`Router::on_response`] needs the time the response arrived (latency-aware
+    /// algorithms, passive ejection); otherwise the adapter may pass the ticket's
+    /// [`Ticket::started_ns`] and save a clock read.
+    pub fn needs_response_time(&self) -> bool {
+        self.balancer.learns_latency() || self.ejects()
     }
 
     /// What [`Router::steer`] needs as `key_input`.
@@ -307,7 +325,8 @@ impl Router {
 
     /// Response headers arrived. `served_by` is Envoy's `upstream.address` ("ip:port") when
     /// [`Router::needs_served_by`] (else `None`, and the backend is inferred: try `k` went to
-    /// the `k`-th pick, or to the only one outside override_host mode).
+    /// the `k`-th pick, or to the only one outside override_host mode). `now_ns` may be the
+    /// ticket's start unless [`Router::needs_response_time`].
     /// `attempts` is Envoy's `x-envoy-attempt-count` (1 when unknown): tries before the last
     /// failed. Counts upstream errors, reports them for passive ejection, moves the request's
     /// in-flight count to the backend that really served it and reports the outcome to the
@@ -325,7 +344,7 @@ impl Router {
         }
         ticket.answered = true;
         let retried = usize::try_from(attempts.saturating_sub(1)).unwrap_or(0);
-        let served = if self.needs_served_by() {
+        let served = if self.needs_served_by(attempts) {
             // No upstream address: Envoy answered itself (e.g. every try failed to connect).
             let served = served_by.and_then(|a| a.parse::<SocketAddr>().ok());
             served.and_then(|a| self.by_address.get(&a).copied())

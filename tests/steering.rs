@@ -92,6 +92,50 @@ async fn client_steering_header_is_ignored() {
     }
 }
 
+/// What the upstream receives: exactly one steering header, the filter's, however many values
+/// the client sent. The backend is a raw TCP listener that returns the request head it read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_sees_only_the_filters_steering_value() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    head.len()
+                );
+                let _ = conn.write_all(reply.as_bytes()).await;
+                let _ = conn.write_all(&head).await;
+            });
+        }
+    });
+    let plugin = plugin_config(&[("echo", addr, 1)], json!({}));
+    let envoy = Envoy::start(EnvoySetup::new(plugin, vec![addr])).await;
+    let resp = client()
+        .get(envoy.url("/"))
+        .header(STEER, "10.9.9.9:1")
+        .header("X-Gateway-Destination-Endpoint", "192.0.2.1:80,10.9.9.9:1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let head = resp.text().await.unwrap().to_ascii_lowercase();
+    let values: Vec<&str> =
+        head.lines().filter_map(|l| l.strip_prefix(&format!("{STEER}: "))).collect();
+    assert_eq!(values, [addr.to_string()], "upstream request head:\n{head}");
+}
+
 /// With `max_hosts` 1 the header carries only the primary pick, still in round robin order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_hosts_one_still_balances() {

@@ -59,15 +59,20 @@ fn wants_status(router: &Router) -> bool {
 }
 
 /// Hands the steering value to Envoy in the configured way (`fallback`: original_dst's
-/// `allow_header_fallback`).
+/// `allow_header_fallback`), and leaves no client value of `header` in the request: Envoy's
+/// replace removes every value of the name before setting ours, in one host call.
 fn hand_over(mode: TargetMode, fallback: bool, header: &str, value: &str) -> bool {
-    let add = || hostcalls::add_map_value(MapType::HttpRequestHeaders, header, value).is_ok();
+    let map = MapType::HttpRequestHeaders;
+    let set = || hostcalls::set_map_value(map, header, Some(value)).is_ok();
     match mode {
-        TargetMode::OverrideHost | TargetMode::ClusterHeader => add(),
+        TargetMode::OverrideHost | TargetMode::ClusterHeader => set(),
         TargetMode::OriginalDst => {
             let args = original_dst::filter_state_args(value);
-            let set = hostcalls::call_foreign_function(original_dst::FOREIGN_FUNCTION, Some(&args));
-            set.is_ok() && (!fallback || add())
+            let state =
+                hostcalls::call_foreign_function(original_dst::FOREIGN_FUNCTION, Some(&args));
+            let header_done =
+                if fallback { set() } else { hostcalls::remove_map_value(map, header).is_ok() };
+            state.is_ok() && header_done
         }
     }
 }
@@ -107,10 +112,8 @@ impl HttpContext for Http {
         if let Some(mut old) = self.ticket.take() {
             router.on_end(&mut old, host::now_ns());
         }
-        // Strip the client's values first, whatever happens next.
-        if hostcalls::remove_map_value(MapType::HttpRequestHeaders, router.header()).is_err() {
-            return reject(503, "internal");
-        }
+        // Every path but a successful hand-over answers locally, so a client's steering header
+        // never leaves Envoy: the hand-over replaces it.
         if wants_status(router) {
             return status_reply(&router.status_json(host::now_ns()));
         }
@@ -143,9 +146,12 @@ impl HttpContext for Http {
         }
         let attempts = attempts.and_then(|v| v.parse().ok()).unwrap_or(1);
         let status = response_header(":status").and_then(|s| s.parse::<u32>().ok()).unwrap_or(0);
-        let served_by =
-            if router.needs_served_by() { host::property(&["upstream", "address"]) } else { None };
-        let now = host::now_ns();
+        let served_by = if router.needs_served_by(attempts) {
+            host::property(&["upstream", "address"])
+        } else {
+            None
+        };
+        let now = if router.needs_response_time() { host::now_ns() } else { ticket.started_ns() };
         let answer = router.on_response(ticket, served_by.as_deref(), status, attempts, now);
         for line in answer.log {
             log::info!("{line}");
@@ -163,7 +169,9 @@ impl HttpContext for Http {
         let Some(mut ticket) = self.ticket.take() else { return };
         let Ok(mut guard) = self.router.try_borrow_mut() else { return };
         if let Some(router) = guard.as_mut() {
-            router.on_end(&mut ticket, host::now_ns());
+            // The clock matters only to a request that got no response.
+            let now = if ticket.answered() { ticket.started_ns() } else { host::now_ns() };
+            router.on_end(&mut ticket, now);
         }
     }
 }

@@ -153,6 +153,10 @@ impl Balancer for LeastTime {
         self.estimate_at(backend, now_ns)
     }
 
+    fn learns_latency(&self) -> bool {
+        true
+    }
+
     fn observe(&mut self, backend: usize, outcome: Outcome, now_ns: u64) {
         let rtt_ns = match outcome {
             Outcome::Response { rtt_ns, failed: false } => rtt_ns,

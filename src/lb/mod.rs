@@ -136,6 +136,12 @@ pub trait Balancer {
     fn latency_ns(&self, _backend: usize, _now_ns: u64) -> Option<f64> {
         None
     }
+
+    /// Whether [`Balancer::observe`] uses response times (so the adapter must read the clock
+    /// when a response arrives).
+    fn learns_latency(&self) -> bool {
+        false
+    }
 }
 
 /// The balancer for `config.algorithm` over `pool`.

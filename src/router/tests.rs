@@ -217,7 +217,8 @@ impl Harness {
 fn least_request_counts_each_request_until_it_ends_exactly_once() {
     // Full scan: always a least-loaded backend, so six requests land two per backend.
     let mut h = Harness::new(r#","algorithm":"least_request","least_request":{"choice_count":0}"#);
-    assert!(h.router.needs_served_by());
+    assert!(h.router.needs_served_by(2));
+    assert!(!h.router.needs_served_by(1), "one try: the primary served");
     let mut tickets: Vec<Ticket> = (0..6).map(|_| h.steer().1).collect();
     assert_eq!(h.counts().iter().sum::<u64>(), 6);
     assert_eq!(h.counts(), vec![2, 2, 2]);
@@ -236,7 +237,8 @@ fn response_from_another_backend_moves_the_count_there() {
     let (primary, mut t) = h.steer();
     let other = (primary + 1) % 3;
     let other_addr = format!("10.0.0.{}:80", other + 1);
-    h.router.on_response(&mut t, Some(&other_addr), 200, 1, 5_000);
+    // The first try failed; the retry went to `other`.
+    h.router.on_response(&mut t, Some(&other_addr), 200, 2, 5_000);
     let mut expected = vec![0u64; 3];
     expected[other] = 1;
     assert_eq!(h.counts(), expected);
@@ -249,7 +251,7 @@ fn response_from_another_backend_moves_the_count_there() {
 fn unknown_or_missing_upstream_keeps_the_primary() {
     let mut h = Harness::new(r#","algorithm":"least_request""#);
     let (primary, mut t) = h.steer();
-    h.router.on_response(&mut t, Some("192.0.2.9:80"), 503, 1, 5_000);
+    h.router.on_response(&mut t, Some("192.0.2.9:80"), 503, 2, 5_000);
     h.router.on_response(&mut t, None, 503, 1, 5_000);
     let mut expected = vec![0u64; 3];
     expected[primary] = 1;
@@ -261,7 +263,7 @@ fn unknown_or_missing_upstream_keeps_the_primary() {
 #[test]
 fn round_robin_keeps_gauges_but_writes_no_shared_data_per_request() {
     let mut h = Harness::new("");
-    assert!(!h.router.needs_served_by());
+    assert!(!h.router.needs_served_by(2));
     // Only the configuration generation, written once when configured.
     assert_eq!(h.store.len(), 1);
     assert!(h.store.get("envoy_lb/pool/generation").unwrap().is_some());

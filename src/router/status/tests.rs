@@ -104,12 +104,13 @@ fn outside_override_host_every_try_is_the_one_backend_chosen() {
 fn cluster_mode_never_needs_the_upstream_address() {
     let sticky = r#","sticky":{"secrets":["0123456789abcdef0123456789abcdef"]}"#;
     let (r, _) = router(&format!(r#","target":{{"mode":"cluster_header"}}{sticky}"#), CLUSTERS);
-    assert!(!r.needs_served_by());
+    assert!(!r.needs_served_by(3));
     let (mut r, seen) = router(sticky, THREE);
-    assert!(r.needs_served_by());
-    // A cookie is issued for the backend that served, once per new session.
+    assert!(r.needs_served_by(2));
+    assert!(!r.needs_served_by(1));
+    // A cookie is issued for the backend that served (after one retry), once per new session.
     let (_, mut t) = r.steer(None, None, 0).unwrap();
-    let answer = r.on_response(&mut t, Some("10.0.0.2:80"), 200, 1, 10);
+    let answer = r.on_response(&mut t, Some("10.0.0.2:80"), 200, 2, 10);
     assert!(answer.set_cookie.is_some());
     assert_eq!(seen.count_of(1, BackendCounter::StickyIssued), 1);
     assert_eq!(seen.0.borrow().pool, vec![PoolCounter::StickyMisses]);
