@@ -8,7 +8,8 @@ ENVOY_BIN     := $(CURDIR)/$(ENVOY_VENV)/bin/envoy
 WASM_TARGET   := wasm32-wasip1
 WASM          := target/$(WASM_TARGET)/release/envoy_lb.wasm
 PYTHON        ?= python3
-# benches/envoy.rs: interleaved rounds (default 7) and wrk seconds per measurement (default 3).
+# benches/envoy.rs, benches/latency.rs: interleaved rounds (default 7) and wrk seconds per
+# measurement (default 3 and 5).
 BENCH_ROUNDS  ?=
 BENCH_SECONDS ?=
 # fuzz/run.sh: seconds per fuzz target; FUZZ_RUNS=N also stops each after N execs, and
@@ -30,7 +31,8 @@ help:
 	@echo "make check-config FILE=config.json"
 	@echo "             validate a plugin config (JSON) with the filter's own code, natively"
 	@echo "make bench   criterion ns per pick (native), then Envoy CPU/request and RSS per variant"
-	@echo "             vs native LB and a no-op wasm filter -> bench/RESULTS.md (BENCH_ROUNDS=7)"
+	@echo "             vs native LB and a no-op wasm filter, p50/p99 latency with a slow backend"
+	@echo "             (least_time vs native least_request) -> bench/RESULTS.md (BENCH_ROUNDS=7)"
 	@echo "make fuzz    each cargo-fuzz target for FUZZ_SECONDS=$(FUZZ_SECONDS) (nightly, installs"
 	@echo "             cargo-fuzz if missing) -> execs and crashes in fuzz/RESULTS.md"
 	@echo "make clean   remove build outputs and the Envoy virtualenvs"
@@ -81,7 +83,7 @@ run: build envoy demo-backend
 unit:
 	cargo test --workspace --lib --bins
 
-integration: build envoy chromium compose-client
+integration: build envoy chromium compose-client noop-filter wrk
 	cargo test --test '*'
 
 # Debian's Chromium for the browser test (tests/browser.rs).
@@ -97,7 +99,7 @@ compose-client:
 	  echo "installing Debian's docker-compose for the compose file test"; \
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; }
 
-test: build envoy chromium compose-client
+test: build envoy chromium compose-client noop-filter wrk
 	cargo test --workspace
 
 lint: wasm-target
@@ -117,7 +119,7 @@ check-config:
 noop-filter: wasm-target
 	cargo build -p noop-filter --release --target $(WASM_TARGET)
 
-# Debian's wrk, the load generator of the Envoy bench.
+# Debian's wrk, the load generator of the Envoy benches (and of tests/bench_smoke.rs).
 wrk:
 	@command -v wrk >/dev/null || { \
 	  echo "installing Debian's wrk for the Envoy benchmark"; \
@@ -126,6 +128,7 @@ wrk:
 bench: build noop-filter envoy wrk
 	cargo bench --bench pick
 	cargo bench --bench envoy
+	cargo bench --bench latency
 
 # cargo-fuzz targets (fuzz/, a workspace of its own), one at a time, niced.
 fuzz:

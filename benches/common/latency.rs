@@ -1,0 +1,253 @@
+//! Latency-aware balancing: client latency through Envoy when one backend of three is ten times
+//! slower than the others, for envoy-lb's round_robin, least_request and least_time and for
+//! Envoy's native least_request policy (no wasm filter; same routes and retries).
+//!
+//! Every variant gets the same wrk load (fixed connections, same duration); wrk's `--latency`
+//! distribution gives p50 and p99 of each measurement. The demo backends' request counters give
+//! the share of requests that reached the slow backend. As in the CPU bench every Envoy stays up
+//! for the whole run and rounds are interleaved; medians and min–max over rounds are reported.
+//! The issue's goal, compared here and reported as measured: envoy-lb least_time p99 ≤ Envoy
+//! native least_request p99.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::{
+    load_average, median, min_max, render, require_tools, run_header, run_wrk,
+    write_latency_section, wrk_command, wrk_percentile, Kind, Params, Proxy, Variant,
+    LATENCY_HEADING,
+};
+use crate::support::{backend, plugin_config, Backend, BackendOptions};
+
+/// `make bench`'s Envoy worker counts.
+pub const WORKERS: [u32; 2] = [1, 2];
+/// `make bench`'s wrk seconds per measurement and per warm-up.
+pub const SECONDS: u64 = 5;
+pub const WARMUP_SECONDS: u64 = 2;
+/// Delay of the two fast backends and of the slow one (10×).
+pub const FAST: Duration = Duration::from_millis(2);
+pub const SLOW: Duration = Duration::from_millis(20);
+
+/// Key of Envoy's native least_request, and of envoy-lb least_time: the goal compares them.
+const NATIVE: char = 'a';
+const LEAST_TIME: char = 'd';
+
+pub fn variants() -> Vec<Variant> {
+    vec![
+        Variant {
+            key: NATIVE,
+            name: "Envoy native least_request (no wasm)",
+            kind: Kind::NativeLeastRequest,
+        },
+        Variant {
+            key: 'b',
+            name: "envoy-lb round_robin",
+            kind: Kind::Ours(json!({"algorithm": "round_robin"})),
+        },
+        Variant {
+            key: 'c',
+            name: "envoy-lb least_request",
+            kind: Kind::Ours(json!({"algorithm": "least_request"})),
+        },
+        Variant {
+            key: LEAST_TIME,
+            name: "envoy-lb least_time",
+            kind: Kind::Ours(json!({"algorithm": "least_time"})),
+        },
+    ]
+}
+
+struct Sample {
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    rps: f64,
+    /// Share of the backends' requests that the slow one answered, %.
+    slow_pct: f64,
+}
+
+fn served(backends: &[Backend]) -> (u64, u64) {
+    let n: Vec<u64> = backends.iter().map(|b| b.stats.requests.load(Ordering::Relaxed)).collect();
+    (n.iter().sum(), n[n.len() - 1])
+}
+
+async fn measure(proxy: &Proxy, seconds: u64, backends: &[Backend]) -> Sample {
+    let (total0, slow0) = served(backends);
+    let run = run_wrk(proxy, seconds, true, false).await;
+    let (total1, slow1) = served(backends);
+    let pct = |p| {
+        wrk_percentile(&run.stdout, p)
+            .unwrap_or_else(|| panic!("no {p}% line in wrk's output:\n{}", run.stdout))
+    };
+    assert!(
+        !run.stdout.contains("Socket errors") && !run.stdout.contains("Non-2xx"),
+        "wrk saw errors:\n{}",
+        run.stdout
+    );
+    Sample {
+        p50_ms: pct(50),
+        p90_ms: pct(90),
+        p99_ms: pct(99),
+        rps: run.requests as f64 / run.elapsed_s,
+        slow_pct: (slow1 - slow0) as f64 * 100.0 / (total1 - total0).max(1) as f64,
+    }
+}
+
+struct Cell {
+    variant: usize,
+    workers: u32,
+    proxy: Proxy,
+    samples: Vec<Sample>,
+}
+
+/// Runs the bench, replaces (or appends) its section of `p.out` and returns its markdown.
+pub async fn run(p: &Params) -> String {
+    require_tools(false);
+    let load_before = load_average();
+    let mut backends = Vec::new();
+    for (id, delay) in [("b1", FAST), ("b2", FAST), ("b3", SLOW)] {
+        let mut options = BackendOptions::new(id);
+        options.delay = delay;
+        backends.push(backend(options).await);
+    }
+    let endpoints: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
+    let pool: Vec<(&str, SocketAddr, u32)> = backends.iter().map(|b| (b.id(), b.addr, 1)).collect();
+    let variants = variants();
+
+    eprintln!("latency bench: starting {} Envoys", variants.len() * p.workers.len());
+    let mut cells = Vec::new();
+    for &workers in &p.workers {
+        for (i, v) in variants.iter().enumerate() {
+            let cfg = match &v.kind {
+                Kind::Ours(extra) => plugin_config(&pool, extra.clone()),
+                _ => plugin_config(&pool, json!({})),
+            };
+            let proxy = Proxy::start(&render(&v.kind, &endpoints, &cfg), workers).await;
+            // Warm-up: connections to the backends, V8 tier-up, first latency estimates.
+            if p.warmup_seconds > 0 {
+                measure(&proxy, p.warmup_seconds, &backends).await;
+            }
+            cells.push(Cell { variant: i, workers, proxy, samples: Vec::new() });
+        }
+    }
+    let t0 = Instant::now();
+    for round in 0..p.rounds {
+        for cell in &mut cells {
+            let s = measure(&cell.proxy, p.seconds, &backends).await;
+            eprintln!(
+                "round {}/{} ({}) {} x{}: p50 {:.2} ms, p99 {:.2} ms, {:.1}% to the slow backend, \
+                 {:.0} req/s",
+                round + 1,
+                p.rounds,
+                variants[cell.variant].key,
+                variants[cell.variant].name,
+                cell.workers,
+                s.p50_ms,
+                s.p99_ms,
+                s.slow_pct,
+                s.rps
+            );
+            cell.samples.push(s);
+        }
+    }
+    let measured = t0.elapsed();
+
+    let mut md = String::new();
+    let _ = writeln!(md, "{LATENCY_HEADING}: client latency with one backend 10× slower\n");
+    md.push_str(&run_header(load_before));
+    let _ = writeln!(
+        md,
+        "- command: `BENCH_ROUNDS={} BENCH_SECONDS={} cargo bench --bench latency` \
+         (`make bench`); {} interleaved rounds, {:.0} s of measurement",
+        p.rounds,
+        p.seconds,
+        p.rounds,
+        measured.as_secs_f64()
+    );
+    let workers: Vec<String> = p.workers.iter().map(u32::to_string).collect();
+    let _ = writeln!(
+        md,
+        "- backends: 3 demo backends (weights 1) on loopback; b1 and b2 answer after {} ms, \
+         b3 after {} ms (10×)",
+        FAST.as_millis(),
+        SLOW.as_millis()
+    );
+    let _ = writeln!(
+        md,
+        "- load: `{}` per measurement (keep-alive, the same for every variant); Envoy \
+         `--concurrency {} --log-level warn`, all Envoys up for the whole run; p50 and p99 from \
+         wrk's latency distribution; no 4xx/5xx answer, socket error or non-2xx (checked)",
+        wrk_command(p.seconds, true),
+        workers.join("|")
+    );
+    let _ = writeln!(
+        md,
+        "- variants: (a) the shipped envoy.yaml without the wasm filter, cluster `pool` on \
+         `envoy.load_balancing_policies.least_request` (P2C over active requests; same routes and \
+         retries); (b)–(d) the shipped envoy.yaml with envoy-lb and `{{\"algorithm\": ...}}` \
+         only (defaults otherwise)\n"
+    );
+    let _ = writeln!(
+        md,
+        "| variant | workers | p50 ms (median) | p50 min–max | p90 ms (median) | p99 ms (median) \
+         | p99 min–max | % to slow b3 (median) | req/s (median) |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+    let col = |c: &Cell, f: fn(&Sample) -> f64| c.samples.iter().map(f).collect::<Vec<f64>>();
+    for &w in &p.workers {
+        for (i, v) in variants.iter().enumerate() {
+            let c = cells.iter().find(|c| c.variant == i && c.workers == w).unwrap();
+            let (p50, p99) = (col(c, |s| s.p50_ms), col(c, |s| s.p99_ms));
+            let ((p50lo, p50hi), (p99lo, p99hi)) = (min_max(&p50), min_max(&p99));
+            let _ = writeln!(
+                md,
+                "| ({}) {} | {w} | {:.2} | {p50lo:.2}–{p50hi:.2} | {:.2} | {:.2} \
+                 | {p99lo:.2}–{p99hi:.2} | {:.1} | {:.0} |",
+                v.key,
+                v.name,
+                median(&p50),
+                median(&col(c, |s| s.p90_ms)),
+                median(&p99),
+                median(&col(c, |s| s.slow_pct)),
+                median(&col(c, |s| s.rps)),
+            );
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\nGoal: envoy-lb least_time p99 ≤ Envoy native least_request p99. (A variant that sends \
+         more than 1% of its requests to b3 has b3's latency as its p99.)\n"
+    );
+    for &w in &p.workers {
+        let of = |key: char| {
+            let i = variants.iter().position(|v| v.key == key).unwrap();
+            let c = cells.iter().find(|c| c.variant == i && c.workers == w).unwrap();
+            let v = col(c, |s| s.p99_ms);
+            (median(&v), min_max(&v), median(&col(c, |s| s.slow_pct)))
+        };
+        let ((ours, (ours_lo, ours_hi), ours_slow), (native, (native_lo, native_hi), native_slow)) =
+            (of(LEAST_TIME), of(NATIVE));
+        let verdict = if ours <= native { "holds" } else { "does not hold" };
+        let overlap = if ours_lo <= native_hi && native_lo <= ours_hi {
+            "; the min–max ranges overlap: the difference is within this run's noise"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            md,
+            "- {w} worker{}: {verdict} (median p99 {ours:.2} ms vs {native:.2} ms, {:+.2} ms{overlap}; \
+             to slow b3: {ours_slow:.1}% vs {native_slow:.1}%)",
+            if w == 1 { "" } else { "s" },
+            ours - native
+        );
+    }
+
+    write_latency_section(&p.out, &md);
+    drop(cells);
+    drop(backends);
+    md
+}

@@ -1,0 +1,425 @@
+//! What the Envoy benches share: starting an Envoy per variant, loading it with `wrk`, reading
+//! its CPU time and counters, and writing bench/RESULTS.md. Included by benches/envoy.rs (CPU
+//! per request, [`cpu`]), benches/latency.rs (client latency with a slow backend, [`latency`])
+//! and tests/bench_smoke.rs (both, one short round), each of which declares `mod support`
+//! (tests/support/mod.rs) at its root.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod cpu;
+pub mod latency;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{client, envoy_bin, repo_root, shipped_config, wasm_path};
+
+/// wrk's connections (keep-alive), one wrk thread: the same load for every variant.
+pub const CONNECTIONS: u32 = 16;
+/// Sent on every request of every variant (maglev hashes it), so requests are alike.
+pub const HASH_HEADER: &str = "x-user: user-42";
+/// Where the latency section of bench/RESULTS.md starts; the CPU bench keeps it.
+pub const LATENCY_HEADING: &str = "## Latency-aware balancing";
+
+/// How a variant's Envoy is configured.
+pub enum Kind {
+    /// No wasm filter; cluster `pool` with a plain ROUND_ROBIN policy.
+    Native,
+    /// No wasm filter; cluster `pool` with `envoy.load_balancing_policies.least_request`.
+    NativeLeastRequest,
+    /// The shipped config with the no-op filter's .wasm.
+    Noop,
+    /// The shipped config with envoy-lb and these plugin-config fields.
+    Ours(serde_json::Value),
+}
+
+pub struct Variant {
+    pub key: char,
+    pub name: &'static str,
+    pub kind: Kind,
+}
+
+/// A bench run's size, from the environment in `make bench`, given directly by the smoke test.
+pub struct Params {
+    /// Interleaved rounds (BENCH_ROUNDS).
+    pub rounds: usize,
+    /// wrk seconds per measurement (BENCH_SECONDS).
+    pub seconds: u64,
+    /// wrk seconds of warm-up per Envoy before the rounds; 0 skips it.
+    pub warmup_seconds: u64,
+    /// Envoy `--concurrency` values; every variant runs with each.
+    pub workers: Vec<u32>,
+    /// The markdown file (BENCH_OUT); each bench replaces only its own section.
+    pub out: PathBuf,
+}
+
+impl Params {
+    /// BENCH_ROUNDS (default 7), BENCH_SECONDS (default `seconds`), BENCH_OUT (default
+    /// bench/RESULTS.md).
+    pub fn from_env(seconds: u64, warmup_seconds: u64, workers: &[u32]) -> Params {
+        Params {
+            rounds: env_u64("BENCH_ROUNDS", 7) as usize,
+            seconds: env_u64("BENCH_SECONDS", seconds),
+            warmup_seconds,
+            workers: workers.to_vec(),
+            out: std::env::var_os("BENCH_OUT")
+                .map_or_else(|| repo_root().join("bench/RESULTS.md"), PathBuf::from),
+        }
+    }
+}
+
+pub fn noop_wasm_path() -> PathBuf {
+    let path = repo_root().join("target/wasm32-wasip1/release/noop_filter.wasm");
+    assert!(
+        path.is_file(),
+        "{} missing: run `make noop-filter` (`make bench`, `make test` and `make integration` \
+         build it)",
+        path.display()
+    );
+    path
+}
+
+/// Fails loudly, before anything starts, when wrk, Envoy or a .wasm is missing.
+pub fn require_tools(noop: bool) {
+    assert!(
+        Command::new("wrk").arg("--version").output().is_ok(),
+        "wrk not found: run `make wrk` (Debian's wrk; `make bench`, `make test` and \
+         `make integration` install it)"
+    );
+    envoy_bin();
+    wasm_path();
+    if noop {
+        noop_wasm_path();
+    }
+}
+
+/// envoy/envoy.yaml for `kind` (the harness's rendering); the native kinds have no wasm filter
+/// and their own cluster policy, with the same routes and retries.
+pub fn render(kind: &Kind, endpoints: &[SocketAddr], ours_config: &str) -> String {
+    let wasm = match kind {
+        Kind::Native | Kind::NativeLeastRequest => None,
+        Kind::Noop => Some(noop_wasm_path()),
+        Kind::Ours(_) => Some(wasm_path()),
+    };
+    let mut doc = shipped_config(wasm.as_deref(), ours_config, endpoints);
+    if matches!(kind, Kind::Native | Kind::NativeLeastRequest) {
+        let clusters = doc["static_resources"]["clusters"].as_sequence_mut().unwrap();
+        let pool = clusters.iter_mut().find(|c| c["name"] == "pool").expect("no cluster pool");
+        let pool = pool.as_mapping_mut().unwrap();
+        pool.remove("load_balancing_policy");
+        if matches!(kind, Kind::Native) {
+            pool.insert("lb_policy".into(), "ROUND_ROBIN".into());
+        } else {
+            let policy: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+                "policies: [{typed_extension_config: {name: envoy.load_balancing_policies.least_request, \
+                 typed_config: {'@type': type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest}}}]",
+            )
+            .unwrap();
+            pool.insert("load_balancing_policy".into(), policy);
+        }
+    }
+    serde_yaml_ng::to_string(&doc).unwrap()
+}
+
+/// One running Envoy; killed on drop.
+pub struct Proxy {
+    child: Child,
+    dir: tempfile::TempDir,
+    pub admin: SocketAddr,
+    pub listener: SocketAddr,
+}
+
+impl Proxy {
+    pub async fn start(yaml: &str, concurrency: u32) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("envoy.yaml");
+        std::fs::write(&cfg, yaml).unwrap();
+        let log = std::fs::File::create(dir.path().join("envoy.log")).unwrap();
+        let child = Command::new(envoy_bin())
+            .current_dir(repo_root())
+            .arg("-c")
+            .arg(&cfg)
+            .arg("--concurrency")
+            .arg(concurrency.to_string())
+            .arg("--disable-hot-restart")
+            .arg("--admin-address-path")
+            .arg(dir.path().join("admin.txt"))
+            .arg("--log-level")
+            .arg("warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", envoy_bin().display()));
+        let unknown: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut proxy = Proxy { child, dir, admin: unknown, listener: unknown };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = proxy.child.try_wait().unwrap() {
+                panic!("Envoy exited ({status}) while starting:\n{}", proxy.log());
+            }
+            assert!(Instant::now() < deadline, "Envoy not ready in time:\n{}", proxy.log());
+            if proxy.admin == unknown {
+                if let Ok(text) = std::fs::read_to_string(proxy.dir.path().join("admin.txt")) {
+                    proxy.admin = text.trim().parse().unwrap_or(unknown);
+                }
+            } else if proxy.get("/ready").await.is_some_and(|(s, _)| s == 200) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (_, body) = proxy.get("/listeners?format=json").await.unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let sa = &v["listener_statuses"][0]["local_address"]["socket_address"];
+        proxy.listener =
+            format!("{}:{}", sa["address"].as_str().unwrap(), sa["port_value"]).parse().unwrap();
+        proxy
+    }
+
+    async fn get(&self, path: &str) -> Option<(u16, String)> {
+        let r = client().get(format!("http://{}{path}", self.admin)).send().await.ok()?;
+        let status = r.status().as_u16();
+        Some((status, r.text().await.ok()?))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("envoy.log")).unwrap_or_default()
+    }
+
+    pub async fn counter(&self, name: &str) -> u64 {
+        let (_, body) = self
+            .get(&format!("/stats?filter=^{}$", name.replace('.', "\\.")))
+            .await
+            .expect("admin /stats unreachable");
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    }
+
+    /// 4xx + 5xx answers so far.
+    async fn bad_answers(&self) -> u64 {
+        self.counter("http.ingress.downstream_rq_4xx").await
+            + self.counter("http.ingress.downstream_rq_5xx").await
+    }
+
+    /// utime + stime in clock ticks.
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // Fields after "(comm)": state is field 3, utime 14, stime 15.
+        let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        rest[11].parse::<u64>().unwrap() + rest[12].parse::<u64>().unwrap()
+    }
+
+    /// VmRSS in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The wrk command line of one measurement (`--latency` adds the percentile table).
+pub fn wrk_args(url: &str, seconds: u64, latency: bool) -> Vec<String> {
+    let mut args: Vec<String> =
+        ["-t1", &format!("-c{CONNECTIONS}"), &format!("-d{seconds}s"), "-H", HASH_HEADER]
+            .map(str::to_owned)
+            .to_vec();
+    if latency {
+        args.push("--latency".into());
+    }
+    args.push(url.into());
+    args
+}
+
+/// [`wrk_args`] as shown in RESULTS.md.
+pub fn wrk_command(seconds: u64, latency: bool) -> String {
+    let args = wrk_args("http://127.0.0.1:<port>/", seconds, latency);
+    format!("wrk {}", args.join(" ").replace(HASH_HEADER, &format!("'{HASH_HEADER}'")))
+}
+
+/// One wrk run against an Envoy.
+pub struct WrkRun {
+    pub stdout: String,
+    /// Increase of `http.ingress.downstream_rq_total`.
+    pub requests: u64,
+    pub elapsed_s: f64,
+    /// Envoy's utime + stime over the run, seconds.
+    pub cpu_s: f64,
+    /// VmRSS half-way through, when asked.
+    pub rss_mid_kib: Option<u64>,
+}
+
+/// Runs wrk against `proxy` for `seconds`; fails on a wrk error, on no request counted and on
+/// any 4xx/5xx answer.
+pub async fn run_wrk(proxy: &Proxy, seconds: u64, latency: bool, rss_mid: bool) -> WrkRun {
+    let url = format!("http://{}/", proxy.listener);
+    let rq0 = proxy.counter("http.ingress.downstream_rq_total").await;
+    let bad0 = proxy.bad_answers().await;
+    let cpu0 = proxy.cpu_ticks();
+    let started = Instant::now();
+    let wrk = tokio::process::Command::new("wrk")
+        .args(wrk_args(&url, seconds, latency))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("wrk not found: run `make wrk`");
+    let mut rss_mid_kib = None;
+    if rss_mid {
+        tokio::time::sleep(Duration::from_millis(seconds * 500)).await;
+        rss_mid_kib = Some(proxy.rss_kib());
+    }
+    let out = wrk.wait_with_output().await.unwrap();
+    let cpu1 = proxy.cpu_ticks();
+    let elapsed_s = started.elapsed().as_secs_f64();
+    let rq1 = proxy.counter("http.ingress.downstream_rq_total").await;
+    let bad1 = proxy.bad_answers().await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "wrk failed: {}", String::from_utf8_lossy(&out.stderr));
+    let requests = rq1 - rq0;
+    assert!(requests > 0, "no requests counted:\n{stdout}");
+    // Requests cut off when wrk stops have no answer; none may be answered 4xx/5xx.
+    assert_eq!(bad1, bad0, "4xx/5xx answers:\n{}", proxy.log());
+    WrkRun {
+        stdout,
+        requests,
+        elapsed_s,
+        cpu_s: (cpu1 - cpu0) as f64 / clock_ticks_per_s(),
+        rss_mid_kib,
+    }
+}
+
+/// A time as wrk prints it ("812.00us", "2.31ms", "1.02s", "1.50m"), in milliseconds.
+pub fn parse_wrk_time(text: &str) -> Option<f64> {
+    let units = [("us", 1e-3), ("ms", 1.0), ("s", 1e3), ("m", 60e3), ("h", 3600e3)];
+    units.iter().find_map(|(unit, ms)| {
+        text.strip_suffix(unit).and_then(|n| n.parse::<f64>().ok()).map(|n| n * ms)
+    })
+}
+
+/// The `pct`% line of wrk's `--latency` distribution, in milliseconds.
+pub fn wrk_percentile(stdout: &str, pct: u32) -> Option<f64> {
+    let label = format!("{pct}%");
+    stdout.lines().find_map(|l| {
+        let mut words = l.split_whitespace();
+        (words.next() == Some(label.as_str())).then(|| words.next().and_then(parse_wrk_time))?
+    })
+}
+
+pub fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+pub fn min_max(v: &[f64]) -> (f64, f64) {
+    v.iter().fold((f64::MAX, f64::MIN), |(l, h), &x| (l.min(x), h.max(x)))
+}
+
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(default)
+}
+
+pub fn shell(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+pub fn clock_ticks_per_s() -> f64 {
+    shell("getconf", &["CLK_TCK"]).parse().unwrap_or(100.0)
+}
+
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':'])))
+        .unwrap_or("unknown")
+        .to_owned()
+}
+
+/// The 1-minute load average (/proc/loadavg).
+pub fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// The version field of `envoy --version`.
+pub fn envoy_version() -> String {
+    let text = shell(envoy_bin().to_str().unwrap(), &["--version"]);
+    text.split_once("version: ").map_or(text.clone(), |(_, v)| v.to_owned())
+}
+
+pub fn size_kb(path: &Path) -> String {
+    std::fs::metadata(path)
+        .map(|m| format!("{} bytes ({} KB)", m.len(), m.len() / 1024))
+        .unwrap_or_else(|_| "missing".into())
+}
+
+/// The header lines every section starts with: date, machine, Envoy, the machine's load.
+pub fn run_header(load_before: f64) -> String {
+    let date = shell("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
+    let shared = if load_before >= 0.5 {
+        " — other work shared the machine (figures are noisier than on an idle one)"
+    } else {
+        ""
+    };
+    let commit =
+        shell("git", &["-C", repo_root().to_str().unwrap(), "rev-parse", "--short", "HEAD"]);
+    let dirty =
+        !shell("git", &["-C", repo_root().to_str().unwrap(), "status", "--porcelain", "src"])
+            .is_empty();
+    format!(
+        "- date: {date}\n- machine: {} CPUs (nproc), {}; 1-minute load average {load_before:.2} \
+         before the run{shared}\n- Envoy: `{}`; filter built from commit {commit}{}\n",
+        shell("nproc", &[]),
+        cpu_model(),
+        envoy_version(),
+        if dirty { " with uncommitted changes in src/" } else { "" }
+    )
+}
+
+/// Writes the CPU section (the file's head) to `out`, keeping a latency section already there.
+pub fn write_cpu_section(out: &Path, md: &str) {
+    let old = std::fs::read_to_string(out).unwrap_or_default();
+    let kept = old.find(LATENCY_HEADING).map_or("", |at| &old[at..]);
+    let sep = if kept.is_empty() { "" } else { "\n" };
+    write(out, &format!("{}{sep}{kept}", md.trim_end_matches('\n').to_owned() + "\n"));
+}
+
+/// Replaces (or appends) the latency section of `out`, keeping what precedes it.
+pub fn write_latency_section(out: &Path, md: &str) {
+    assert!(md.starts_with(LATENCY_HEADING));
+    let old = std::fs::read_to_string(out).unwrap_or_default();
+    let head = old.find(LATENCY_HEADING).map_or(&*old, |at| &old[..at]).trim_end_matches('\n');
+    let sep = if head.is_empty() { "" } else { "\n\n" };
+    write(out, &format!("{head}{sep}{}", md.trim_end_matches('\n').to_owned() + "\n"));
+}
+
+fn write(out: &Path, text: &str) {
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    std::fs::write(out, text).unwrap();
+    eprintln!("written to {}", out.display());
+}
