@@ -98,9 +98,18 @@ async fn other_clients_pass_upstream_untouched() {
     let resp = status(&envoy, "/.lb/status").await;
     assert_eq!(resp.status(), 200);
     assert!(resp.headers().get("x-backend").is_some(), "answered by a backend");
+    // Claiming an allowed address in X-Forwarded-For changes nothing: the shipped config
+    // makes Envoy take the client address from the connection.
+    let resp = client()
+        .get(envoy.url("/.lb/status"))
+        .header("x-forwarded-for", "10.1.2.3")
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers().get("x-backend").is_some(), "answered by a backend");
     let body = resp.text().await.unwrap();
     assert!(!body.contains("\"backends\""), "{body}");
-    assert_eq!(served(&backends), 1);
+    assert_eq!(served(&backends), 2);
 }
 
 /// Every live configuration update to a different config moves the generation on.
