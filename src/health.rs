@@ -385,35 +385,42 @@ impl HealthTable {
         out
     }
 
-    /// Who may be picked at `now`. `backups[i]` marks backup backends (missing: primary).
+    /// Who may be picked at `now`. `backups[i]` marks backup backends and `drains[i]` draining
+    /// ones (missing: a primary that does not drain). Backups take over when no primary that
+    /// takes new requests (available, not draining) is left; a draining primary stays
+    /// accepted for the sessions pinned to it.
     pub fn availability(
         &self,
         policy: &HealthPolicy,
         now_ns: u64,
         backups: &[bool],
+        drains: &[bool],
     ) -> Availability {
         let is_backup = |i: usize| backups.get(i).copied().unwrap_or(false);
+        let is_drain = |i: usize| drains.get(i).copied().unwrap_or(false);
         let available: Vec<bool> =
             self.entries.iter().map(|e| e.is_available(policy, now_ns)).collect();
-        let count = |want_up: bool, backup: bool| {
+        let count = |want_up: bool, backup: bool, serving: bool| {
             available
                 .iter()
                 .enumerate()
                 .filter(|&(i, &up)| (up || !want_up) && is_backup(i) == backup)
+                .filter(|&(i, _)| !serving || !is_drain(i))
                 .count() as u64
         };
-        let (primaries, up_primaries, up_backups) =
-            (count(false, false), count(true, false), count(true, true));
+        let (primaries, up_primaries) = (count(false, false, false), count(true, false, false));
+        let (serving_primaries, up_backups) = (count(true, false, true), count(true, true, true));
         let threshold = u64::from(policy.panic_threshold_percent);
         let panic_on = threshold > 0 && primaries > 0;
         let below = up_primaries.saturating_mul(100) < threshold.saturating_mul(primaries);
-        let using_backups = up_primaries == 0 && up_backups > 0;
+        let using_backups = serving_primaries == 0 && up_backups > 0;
         let panic = !using_backups && panic_on && below;
         let accept = |i: usize, up: bool| {
             if panic {
                 !is_backup(i)
             } else {
-                up && is_backup(i) == using_backups
+                let pinned_only = using_backups && !is_backup(i) && is_drain(i);
+                up && (is_backup(i) == using_backups || pinned_only)
             }
         };
         let mut out = Availability { using_backups, panic, ..Availability::default() };

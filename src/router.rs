@@ -156,27 +156,22 @@ impl Router {
             generation,
         };
         if router.prober.is_none() {
-            // Without health checking every backend is always available.
-            router.show_availability(|_| true);
+            let fixed = health::fixed_availability(&router.config, now_ns);
+            router.availability_is(fixed);
         }
         router
     }
 
-    /// Reports to the `lb_healthy` gauge the backends whose availability changed.
-    fn show_availability(&mut self, up: impl Fn(usize) -> bool) {
+    /// Sets who may be picked, reporting to the `lb_healthy` gauge the backends whose
+    /// availability changed.
+    fn availability_is(&mut self, availability: Availability) {
         for (i, shown) in self.shown_up.iter_mut().enumerate() {
-            let now = up(i);
-            if *shown != Some(now) {
-                *shown = Some(now);
-                self.metrics.healthy(i, now);
+            let up = availability.slots.get(i).is_some_and(|s| s.available);
+            if *shown != Some(up) {
+                *shown = Some(up);
+                self.metrics.healthy(i, up);
             }
         }
-    }
-
-    /// Sets who may be picked, keeping the `lb_healthy` gauge current.
-    fn availability_is(&mut self, availability: Availability) {
-        let slots = availability.slots.clone();
-        self.show_availability(|i| slots.get(i).is_some_and(|s| s.available));
         self.availability = Some(availability);
     }
 

@@ -29,6 +29,7 @@ pub struct Prober {
     policy: HealthPolicy,
     keys: Vec<String>,
     backups: Vec<bool>,
+    drains: Vec<bool>,
     table_key: String,
     lease_key: String,
     owner: u64,
@@ -48,6 +49,7 @@ impl Prober {
         }
         let keys = config.pool.iter().map(super::backend_key).collect();
         let backups = config.pool.iter().map(|b| b.backup).collect();
+        let drains = config.pool.iter().map(|b| b.drain).collect();
         let table_key = format!("{KEY_PREFIX}/{}/health", config.cluster);
         let lease_key = format!("{KEY_PREFIX}/{}/prober", config.cluster);
         let snapshot = Snapshot::new();
@@ -57,6 +59,7 @@ impl Prober {
             policy,
             keys,
             backups,
+            drains,
             table_key,
             lease_key,
             owner,
@@ -93,7 +96,7 @@ impl Prober {
             Some(t) => HealthTable::carry_over(t, &self.keys, now_ns),
             None => HealthTable::new(&self.keys, now_ns),
         };
-        table.availability(&self.policy, now_ns, &self.backups)
+        table.availability(&self.policy, now_ns, &self.backups, &self.drains)
     }
 
     /// Takes or renews the lease; when held, ends the ejections whose time is up (returned

@@ -35,14 +35,14 @@ const TIMEOUT: Probe = Probe::Failed(ProbeFailure::Timeout { ms: 1000 });
 fn starts_healthy_and_falls_after_unhealthy_threshold_failures() {
     let p = active(2, 3);
     let mut t = HealthTable::new(&keys(3), 0);
-    assert!(t.availability(&p, 0, &[]).accepts(2));
+    assert!(t.availability(&p, 0, &[], &[]).accepts(2));
     assert_eq!(t.probe_result(&p, 2, TIMEOUT, 1), None);
     assert_eq!(t.probe_result(&p, 2, TIMEOUT, 2), None);
     let tr = t.probe_result(&p, 2, TIMEOUT, 3).unwrap();
     assert_eq!(tr.index, 2);
     assert_eq!(tr.to_string(), "b2 unhealthy: 3 probe failures, last: timeout after 1000 ms");
     assert!(!t.get(2).unwrap().healthy);
-    assert!(!t.availability(&p, 4, &[]).accepts(2));
+    assert!(!t.availability(&p, 4, &[], &[]).accepts(2));
     // Further failures: no new transition.
     assert_eq!(t.probe_result(&p, 2, TIMEOUT, 5), None);
 }
@@ -58,11 +58,11 @@ fn rises_after_healthy_threshold_successes_and_restarts_slow_start() {
     assert_eq!(t.probe_result(&p, 1, Probe::Ok, 600 * MS), None);
     let tr = t.probe_result(&p, 1, Probe::Ok, 700 * MS).unwrap();
     assert_eq!(tr.to_string(), "b1 healthy: 2 probe successes");
-    let a = t.availability(&p, 700 * MS, &[]);
+    let a = t.availability(&p, 700 * MS, &[], &[]);
     assert!(a.accepts(1));
     assert_eq!(a.weight_percent(1), 10);
     assert_eq!(a.weight_percent(0), 100);
-    assert_eq!(t.availability(&p, 800 * MS, &[]).weight_percent(1), 100);
+    assert_eq!(t.availability(&p, 800 * MS, &[], &[]).weight_percent(1), 100);
 }
 
 #[test]
@@ -88,7 +88,7 @@ fn probes_are_ignored_without_active_checks_and_every_backend_counts_healthy() {
     let mut t = HealthTable::new(&keys(1), 0);
     assert_eq!(t.probe_result(&p, 0, TIMEOUT, 1), None);
     assert_eq!(t.probe_result(&p, 9, TIMEOUT, 1), None);
-    assert!(t.availability(&p, 1, &[]).accepts(0));
+    assert!(t.availability(&p, 1, &[], &[]).accepts(0));
 }
 
 #[test]
@@ -100,7 +100,7 @@ fn ejection_after_consecutive_errors_with_backoff_capped() {
     }
     let tr = t.request_outcome(&p, 3, true, 0).unwrap();
     assert_eq!(tr.to_string(), "b3 ejected for 30000 ms: 5 consecutive errors (ejection 1)");
-    assert!(!t.availability(&p, 29_999 * MS, &[]).accepts(3));
+    assert!(!t.availability(&p, 29_999 * MS, &[], &[]).accepts(3));
     // Outcomes while ejected are ignored.
     assert_eq!(t.request_outcome(&p, 3, true, 10), None);
     let back = t.expire(30_000 * MS);
@@ -147,7 +147,7 @@ fn max_ejection_percent_refuses_the_third_of_four_at_50() {
     assert!(t.request_outcome(&p, 0, true, 1).is_some());
     assert!(t.request_outcome(&p, 1, true, 1).is_some());
     assert_eq!(t.request_outcome(&p, 2, true, 1), None, "third ejection refused");
-    assert!(t.availability(&p, 2, &[]).accepts(2));
+    assert!(t.availability(&p, 2, &[], &[]).accepts(2));
     // Once an ejection ends, the kept streak ejects at the next error.
     t.expire(30_000 * MS + 1);
     assert!(t.request_outcome(&p, 2, true, 30_000 * MS + 2).is_some());
@@ -171,27 +171,27 @@ fn slow_start_after_ejection_ramps_linearly() {
     let mut t = HealthTable::new(&keys(2), 0);
     t.request_outcome(&p, 0, true, 0);
     let end = 30_000 * MS;
-    assert_eq!(t.availability(&p, end - 1, &[]).weight_percent(0), 0);
+    assert_eq!(t.availability(&p, end - 1, &[], &[]).weight_percent(0), 0);
     t.expire(end);
-    assert_eq!(t.availability(&p, end, &[]).weight_percent(0), 10);
-    assert_eq!(t.availability(&p, end + 5_000 * MS, &[]).weight_percent(0), 55);
-    assert_eq!(t.availability(&p, end + 10_000 * MS, &[]).weight_percent(0), 100);
-    assert_eq!(t.availability(&p, end + 10_000 * MS, &[]).weight_percent(1), 100);
+    assert_eq!(t.availability(&p, end, &[], &[]).weight_percent(0), 10);
+    assert_eq!(t.availability(&p, end + 5_000 * MS, &[], &[]).weight_percent(0), 55);
+    assert_eq!(t.availability(&p, end + 10_000 * MS, &[], &[]).weight_percent(0), 100);
+    assert_eq!(t.availability(&p, end + 10_000 * MS, &[], &[]).weight_percent(1), 100);
     // A late expire does not restart the ramp from the late instant.
     let mut t2 = HealthTable::new(&keys(1), 0);
     t2.request_outcome(&p, 0, true, 0);
-    assert_eq!(t2.availability(&p, end + 5_000 * MS, &[]).weight_percent(0), 55);
+    assert_eq!(t2.availability(&p, end + 5_000 * MS, &[], &[]).weight_percent(0), 55);
     t2.expire(end + 5_000 * MS);
-    assert_eq!(t2.availability(&p, end + 5_000 * MS, &[]).weight_percent(0), 55);
+    assert_eq!(t2.availability(&p, end + 5_000 * MS, &[], &[]).weight_percent(0), 55);
 }
 
 #[test]
 fn new_backends_ramp_from_first_seen() {
     let p = HealthPolicy { slow_start_ns: 1000, ..HealthPolicy::default() };
     let t = HealthTable::new(&keys(1), 500);
-    assert_eq!(t.availability(&p, 500, &[]).weight_percent(0), 10);
-    assert_eq!(t.availability(&p, 1000, &[]).weight_percent(0), 55);
-    assert_eq!(t.availability(&p, 1500, &[]).weight_percent(0), 100);
+    assert_eq!(t.availability(&p, 500, &[], &[]).weight_percent(0), 10);
+    assert_eq!(t.availability(&p, 1000, &[], &[]).weight_percent(0), 55);
+    assert_eq!(t.availability(&p, 1500, &[], &[]).weight_percent(0), 100);
 }
 
 fn down(t: &mut HealthTable, p: &HealthPolicy, i: usize) {
@@ -209,20 +209,20 @@ fn panic_entry_and_exit() {
     let mut t = HealthTable::new(&keys(4), 0);
     down(&mut t, &p, 0);
     down(&mut t, &p, 1);
-    let a = t.availability(&p, 3, &[]);
+    let a = t.availability(&p, 3, &[], &[]);
     assert!(!a.panic, "2 of 4 = 50% is not below 50%");
     assert_eq!((0..4).map(|i| a.accepts(i)).collect::<Vec<_>>(), [false, false, true, true]);
     down(&mut t, &p, 2);
-    let a = t.availability(&p, 3, &[]);
+    let a = t.availability(&p, 3, &[], &[]);
     assert!(a.panic && !a.none);
     assert!((0..4).all(|i| a.accepts(i)));
     assert_eq!(a.weight_percent(0), 100);
     down(&mut t, &p, 3);
-    let a = t.availability(&p, 3, &[]);
+    let a = t.availability(&p, 3, &[], &[]);
     assert!(a.panic && (0..4).all(|i| a.accepts(i)), "all down: panic routes to all");
     up(&mut t, &p, 0);
     up(&mut t, &p, 1);
-    let a = t.availability(&p, 3, &[]);
+    let a = t.availability(&p, 3, &[], &[]);
     assert!(!a.panic);
     assert_eq!((0..4).map(|i| a.accepts(i)).collect::<Vec<_>>(), [true, true, false, false]);
 }
@@ -232,21 +232,21 @@ fn backups_only_when_no_primary_is_available_then_none() {
     let mut p = active(1, 1);
     let backups = [false, false, true];
     let mut t = HealthTable::new(&keys(3), 0);
-    let a = t.availability(&p, 3, &backups);
+    let a = t.availability(&p, 3, &backups, &[]);
     assert!(a.accepts(0) && a.accepts(1) && !a.accepts(2) && !a.using_backups);
     assert_eq!(a.weight_percent(2), 0);
     down(&mut t, &p, 0);
-    assert!(!t.availability(&p, 3, &backups).accepts(2));
+    assert!(!t.availability(&p, 3, &backups, &[]).accepts(2));
     down(&mut t, &p, 1);
-    let a = t.availability(&p, 3, &backups);
+    let a = t.availability(&p, 3, &backups, &[]);
     assert!(a.using_backups && a.accepts(2) && !a.accepts(0) && !a.none);
     down(&mut t, &p, 2);
-    let a = t.availability(&p, 3, &backups);
+    let a = t.availability(&p, 3, &backups, &[]);
     assert!(a.none && !a.panic && !a.using_backups);
     assert!((0..3).all(|i| !a.accepts(i) && a.weight_percent(i) == 0));
     // With panic on, all down means panic over the primaries, never the backups.
     p.panic_threshold_percent = 10;
-    let a = t.availability(&p, 3, &backups);
+    let a = t.availability(&p, 3, &backups, &[]);
     assert!(a.panic && a.accepts(0) && a.accepts(1) && !a.accepts(2) && !a.none);
 }
 
@@ -256,12 +256,12 @@ fn an_ejected_backend_is_unavailable_even_when_healthy() {
     p.active = Some(ActivePolicy { healthy_threshold: 1, unhealthy_threshold: 1 });
     let mut t = HealthTable::new(&keys(2), 0);
     t.request_outcome(&p, 0, true, 0).unwrap();
-    assert!(!t.availability(&p, 1, &[]).accepts(0));
+    assert!(!t.availability(&p, 1, &[], &[]).accepts(0));
     // Healthy again while ejected: still out until the ejection ends.
     down(&mut t, &p, 0);
     up(&mut t, &p, 0);
-    assert!(!t.availability(&p, 3, &[]).accepts(0));
-    assert!(t.availability(&p, 30_000 * MS, &[]).accepts(0));
+    assert!(!t.availability(&p, 3, &[], &[]).accepts(0));
+    assert!(t.availability(&p, 30_000 * MS, &[], &[]).accepts(0));
 }
 
 #[test]
@@ -316,7 +316,7 @@ mod properties {
                 backups.push(backup);
             }
             t = HealthTable::from_entries(entries);
-            let a = t.availability(&p, now, &backups);
+            let a = t.availability(&p, now, &backups, &[]);
             prop_assert_eq!(a.slots.len(), states.len());
             prop_assert_eq!(a.none, !a.slots.iter().any(|s| s.accepted));
             prop_assert!(!(a.panic && a.using_backups));
@@ -339,4 +339,20 @@ mod properties {
             prop_assert_eq!(a.using_backups, !any_up_primary && up.iter().zip(&backups).any(|(&u, &b)| u && b));
         }
     }
+}
+
+#[test]
+fn draining_primaries_hand_new_requests_to_the_backups_but_keep_their_sessions() {
+    let p = active(1, 1);
+    let t = HealthTable::new(&keys(3), 0);
+    let backups = [false, false, true];
+    // One primary drains: the other still serves, backups stay closed.
+    let a = t.availability(&p, 3, &backups, &[true, false, false]);
+    assert!(!a.using_backups && a.accepts(0) && a.accepts(1) && !a.accepts(2));
+    // Both drain: the backup opens; the draining primaries stay accepted (pinned sessions).
+    let a = t.availability(&p, 3, &backups, &[true, true, false]);
+    assert!(a.using_backups && a.accepts(0) && a.accepts(1) && a.accepts(2) && !a.panic);
+    // A draining backup does not count as one that takes new requests.
+    let a = t.availability(&p, 3, &backups, &[true, true, true]);
+    assert!(!a.using_backups && !a.accepts(2));
 }

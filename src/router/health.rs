@@ -5,7 +5,10 @@
 use super::{Router, Ticket};
 use crate::config::{Config, TargetMode};
 use crate::health::prober::Prober;
-use crate::health::{ActivePolicy, Availability, Change, HealthPolicy, OutlierPolicy, Transition};
+use crate::health::{
+    backend_key, ActivePolicy, Availability, Change, HealthPolicy, HealthTable, OutlierPolicy,
+    Transition,
+};
 use crate::metrics::{BackendCounter, Metrics, PoolCounter};
 use crate::state::SharedStore;
 
@@ -20,15 +23,9 @@ pub struct Tick {
     pub log: Vec<String>,
 }
 
-/// The prober for `config`, with its initial table published; `None` when the pool has no
-/// active checks, outlier detection or slow start.
-pub(super) fn prober_for(
-    config: &Config,
-    seed: u64,
-    store: &dyn SharedStore,
-    now_ns: u64,
-) -> Option<Prober> {
-    let policy = HealthPolicy {
+/// The health policy `config` asks for.
+fn policy_of(config: &Config) -> HealthPolicy {
+    HealthPolicy {
         active: config.health_check.as_ref().map(|c| ActivePolicy {
             healthy_threshold: c.healthy_threshold,
             unhealthy_threshold: c.unhealthy_threshold,
@@ -41,10 +38,31 @@ pub(super) fn prober_for(
         }),
         slow_start_ns: config.slow_start_ms.saturating_mul(MS),
         panic_threshold_percent: config.panic_threshold_percent,
-    };
-    let prober = Prober::new(config, policy, seed)?;
+    }
+}
+
+/// The prober for `config`, with its initial table published; `None` when the pool has no
+/// active checks, outlier detection or slow start.
+pub(super) fn prober_for(
+    config: &Config,
+    seed: u64,
+    store: &dyn SharedStore,
+    now_ns: u64,
+) -> Option<Prober> {
+    let prober = Prober::new(config, policy_of(config), seed)?;
     prober.publish_initial(store, now_ns);
     Some(prober)
+}
+
+/// Who may be picked in a pool without health checking (no checks, ejection or slow start):
+/// it never changes — the primaries that do not drain, or the backups when every primary
+/// drains; draining primaries stay accepted for their pinned sessions.
+pub(super) fn fixed_availability(config: &Config, now_ns: u64) -> Availability {
+    let keys: Vec<String> = config.pool.iter().map(backend_key).collect();
+    let backups: Vec<bool> = config.pool.iter().map(|b| b.backup).collect();
+    let drains: Vec<bool> = config.pool.iter().map(|b| b.drain).collect();
+    let table = HealthTable::new(&keys, now_ns);
+    table.availability(&policy_of(config), now_ns, &backups, &drains)
 }
 
 /// Counts a state change in the backend's metrics and returns its log line.

@@ -353,3 +353,35 @@ fn every_backend_ramping_still_gets_every_request_picked() {
         assert!(seen.iter().filter(|&&n| n > 0).count() >= 1, "{algorithm}: {seen:?}");
     }
 }
+
+/// Found by the `steering` fuzz target: without health state, backups were picked like
+/// primaries.
+#[test]
+fn backups_take_no_traffic_without_health_state() {
+    let mut r = router(
+        r#"{"cluster":"c","backends":[
+            {"id":"a","address":"10.0.0.1:80"},
+            {"id":"b","address":"10.0.0.2:80","backup":true}]}"#,
+    );
+    for _ in 0..4 {
+        assert_eq!(steer(&mut r), "10.0.0.1:80");
+    }
+}
+
+/// Found by the `steering` fuzz target: with every primary draining, the backups serve new
+/// requests (they were refused with 503), with or without health state.
+#[test]
+fn backups_serve_when_every_primary_drains() {
+    for health in [r#","outlier_detection":{}"#, ""] {
+        let mut r = router(&format!(
+            r#"{{"cluster":"c"{health},"backends":[
+                {{"id":"a","address":"10.0.0.1:80","drain":true}},
+                {{"id":"b","address":"10.0.0.2:80","backup":true}}]}}"#
+        ));
+        r.tick(0);
+        for _ in 0..3 {
+            let value = r.steer(None, None, 0).map(|(s, _)| s.value.to_string());
+            assert_eq!(value.as_deref(), Some("10.0.0.2:80"), "{health:?}");
+        }
+    }
+}

@@ -231,6 +231,6 @@ fn concurrent_writers_lose_no_update_and_report_the_transition_once() {
     assert_eq!(racy.their_transitions.get(), 1, "the ejection is reported exactly once");
     let (t, _) = read(&store, KEY).unwrap().unwrap();
     assert_eq!(t.get(2).unwrap().ejections, 1);
-    assert!(t.availability(&p, 1, &[]).accepts(0));
-    assert!(!t.availability(&p, 1, &[]).accepts(2));
+    assert!(t.availability(&p, 1, &[], &[]).accepts(0));
+    assert!(!t.availability(&p, 1, &[], &[]).accepts(2));
 }
