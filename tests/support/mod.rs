@@ -488,3 +488,13 @@ pub fn assert_near(what: &str, count: usize, expected: f64, pct: f64) {
     let dev = (count as f64 - expected).abs() / expected * 100.0;
     assert!(dev <= pct, "{what}: {count} is {dev:.2}% from {expected} (allowed {pct}%)");
 }
+
+impl Envoy {
+    /// Envoy's log with bytes that are not UTF-8 replaced by U+FFFD. [`Envoy::log`] is empty
+    /// for a log with such bytes (e.g. a client's raw header bytes quoted in a message), so a
+    /// check for failure lines on it would pass without looking.
+    pub fn log_lossy(&self) -> String {
+        let bytes = std::fs::read(self.dir.path().join("envoy.log")).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
