@@ -614,15 +614,11 @@ async fn wasm_vms(envoy: &Envoy) -> u64 {
 /// in the path (read for the status page and for `hash_on.query`) never reaches the filter:
 /// Envoy answers 400 itself.
 ///
-/// Ignored: FAILS today. The filter reads request headers with proxy-wasm 0.2.5's
-/// `hostcalls::get_map_value`, which `unwrap`s `String::from_utf8`: the VM panics in
-/// `proxy_on_request_headers` ("panicked at .../proxy-wasm-0.2.5/src/hostcalls.rs:260:26",
-/// "Function: proxy_on_request_headers failed: Uncaught RuntimeError: unreachable"), the
-/// request gets a 503 and the worker answers 503 to every request until FAIL_RELOAD has
-/// brought up a new VM (with backoff), so one such request per second keeps a worker down.
-/// Run it with `cargo test --test hostile -- --ignored`.
+/// Found by this test: the filter read headers with proxy-wasm 0.2.5's
+/// `hostcalls::get_map_value`, which `unwrap`s `String::from_utf8`, so such a value panicked
+/// the VM ("Function: proxy_on_request_headers failed: Uncaught RuntimeError: unreachable") and
+/// the worker answered 503 until FAIL_RELOAD brought up a new VM. It now reads bytes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "filter bug: a request header that is not UTF-8 panics the VM (proxy-wasm get_map_value unwraps from_utf8)"]
 async fn header_values_that_are_not_utf8_do_not_fail_the_vm() {
     let backends = backends(3).await;
     let pool: Vec<_> = backends.iter().map(|b| (b.id(), b.addr, 1)).collect();

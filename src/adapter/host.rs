@@ -4,7 +4,7 @@
 use std::time::UNIX_EPOCH;
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{MetricType, Status};
+use proxy_wasm::types::{MapType, MetricType, Status};
 
 use crate::backend::Pool;
 use crate::metrics::{self, BackendCounter, BackendGauge, Metrics, PoolCounter};
@@ -121,6 +121,17 @@ pub fn now_ns() -> u64 {
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// A header's first value; bytes that are not UTF-8 (HTTP allows obs-text) become U+FFFD.
+/// Never the SDK's `get_map_value`, which unwraps its UTF-8 conversion and would kill the VM
+/// on such a value.
+pub fn header(map: MapType, name: &str) -> Option<String> {
+    let bytes = hostcalls::get_map_value_bytes(map, name).ok()??;
+    Some(match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
 }
 
 /// A string property such as `source.address`; `None` when absent or not UTF-8.

@@ -80,11 +80,11 @@ fn hand_over(mode: TargetMode, fallback: bool, header: &str, value: &str) -> boo
 const ATTEMPTS: &str = "x-envoy-attempt-count";
 
 fn response_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpResponseHeaders, name).ok().flatten()
+    host::header(MapType::HttpResponseHeaders, name)
 }
 
 fn request_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpRequestHeaders, name).ok().flatten()
+    host::header(MapType::HttpRequestHeaders, name)
 }
 
 /// The raw input of the request's hash key, as the router asks for it.

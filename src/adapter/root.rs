@@ -112,9 +112,7 @@ impl Context for Root {
         _trailers: usize,
     ) {
         let now = host::now_ns();
-        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten()
+        let status = host::header(MapType::HttpCallResponseHeaders, ":status")
             .and_then(|s| s.parse::<u16>().ok());
         let Ok(mut guard) = self.router.try_borrow_mut() else { return };
         if let Some(line) = guard.as_mut().and_then(|r| r.probe_answered(token_id, status, now)) {
