@@ -15,12 +15,14 @@ BENCH_SECONDS ?=
 # fuzz/run.sh: seconds per fuzz target; FUZZ_RUNS=N also stops each after N execs, and
 # FUZZ_TARGETS="config steering" picks some (both optional, read from the environment).
 FUZZ_SECONDS  ?= 300
+# benches/soak.rs: seconds of load (tests/soak.rs, run by `make test`, is the 60 s version).
+SOAK_SECONDS  ?= 600
 
 export ENVOY_BIN
 export ENVOY_LB_WASM := $(CURDIR)/$(WASM)
 export BENCH_ROUNDS BENCH_SECONDS
 
-.PHONY: help build wasm-target wasm-opt chromium compose-client envoy demo-backend run test unit integration lint check-config bench noop-filter wrk fuzz clean
+.PHONY: help build wasm-target wasm-opt chromium compose-client envoy demo-backend run test unit integration lint check-config bench soak noop-filter wrk fuzz clean
 
 help:
 	@echo "make run     build, start 3 demo backends + Envoy on :10000 (Ctrl-C stops)"
@@ -35,6 +37,8 @@ help:
 	@echo "             (least_time vs native least_request) -> bench/RESULTS.md (BENCH_ROUNDS=7)"
 	@echo "make fuzz    each cargo-fuzz target for FUZZ_SECONDS=$(FUZZ_SECONDS) (nightly, installs"
 	@echo "             cargo-fuzz if missing) -> execs and crashes in fuzz/RESULTS.md"
+	@echo "make soak    a real Envoy for SOAK_SECONDS=$(SOAK_SECONDS) under load, one backend stopped every"
+	@echo "             5 s, one failing 5% -> client 5xx, ejections, RSS, VM failures in bench/SOAK.md"
 	@echo "make clean   remove build outputs and the Envoy virtualenvs"
 
 wasm-target:
@@ -129,6 +133,9 @@ bench: build noop-filter envoy wrk
 	cargo bench --bench pick
 	cargo bench --bench envoy
 	cargo bench --bench latency
+
+soak: build envoy
+	SOAK_SECONDS=$(SOAK_SECONDS) SOAK_OUT=$(CURDIR)/bench/SOAK.md cargo bench --bench soak
 
 # cargo-fuzz targets (fuzz/, a workspace of its own), one at a time, niced.
 fuzz:
