@@ -131,7 +131,9 @@ impl Prober {
     }
 
     /// The outcome of one request that `index` served (or failed to): passive ejection. A
-    /// success costs a shared write only when the backend has an error streak to reset.
+    /// success costs a shared read (decoded only when it changed) and a write only when the
+    /// backend has an error streak to reset: read afresh, since any worker may have just
+    /// extended it (a stale view let interleaved errors count as consecutive).
     pub fn outcome(
         &mut self,
         store: &dyn SharedStore,
@@ -140,9 +142,12 @@ impl Prober {
         now_ns: u64,
     ) -> Option<Transition> {
         self.policy.outlier?;
-        let streak = self.snapshot.table().and_then(|t| t.get(index)).map_or(0, |e| e.errors);
-        if !failed && streak == 0 {
-            return None;
+        if !failed {
+            self.snapshot.refresh(store, &self.table_key);
+            let streak = self.snapshot.table().and_then(|t| t.get(index)).map_or(0, |e| e.errors);
+            if streak == 0 {
+                return None;
+            }
         }
         let policy = self.policy;
         health_table::modify(store, &self.table_key, &self.keys, now_ns, |t| {

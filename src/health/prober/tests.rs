@@ -200,3 +200,37 @@ fn consecutive_errors_across_workers_eject_then_the_holder_ends_the_ejection() {
     assert_eq!(returned[0].to_string(), "b returned: ejection over");
     assert!(w2.availability(&store, 1_021 * MS).accepts(1));
 }
+
+/// Found by the soak: a success was skipped when this worker's view (refreshed on ticks) showed
+/// no streak, so errors interleaved with successes added up to an ejection.
+#[test]
+fn interleaved_successes_reset_the_streak_whoever_saw_the_errors() {
+    let c = Config::from_json(
+        br#"{"cluster":"pool","backends":[{"id":"a","address":"10.0.0.1:80"},
+            {"id":"b","address":"10.0.0.2:80"}],
+            "outlier_detection":{"consecutive_errors":3,"max_ejection_percent":100}}"#,
+    )
+    .unwrap();
+    let policy = HealthPolicy {
+        outlier: Some(crate::health::OutlierPolicy {
+            consecutive_errors: 3,
+            base_ejection_ns: 1_000 * MS,
+            max_ejection_ns: 300_000 * MS,
+            max_ejection_percent: 100,
+        }),
+        ..HealthPolicy::default()
+    };
+    for workers in [[1, 1], [1, 2]] {
+        let store = MemoryStore::new();
+        let mut w = [Prober::new(&c, policy, 1).unwrap(), Prober::new(&c, policy, 2).unwrap()];
+        for k in 0..7u64 {
+            let who = workers[(k % 2) as usize] - 1;
+            let t = w[who].outcome(&store, 0, k % 2 == 0, (k + 1) * MS);
+            assert_eq!(t, None, "{workers:?}, outcome {k}: fail, ok, fail, ... ejected a");
+        }
+        assert!(w[0].availability(&store, 10 * MS).accepts(0));
+        // Three errors in a row still eject.
+        let t = (0..3).filter_map(|k| w[k % 2].outcome(&store, 0, true, (20 + k as u64) * MS));
+        assert_eq!(t.count(), 1, "{workers:?}");
+    }
+}
