@@ -358,6 +358,11 @@ impl HealthTable {
         if !allowed {
             return None;
         }
+        // The multiplier backs off like Envoy's: every base ejection time spent available since
+        // the last ejection ended takes one off it.
+        let since = e.available_since_ns.max(e.ejected_until_ns);
+        let forgiven = now_ns.saturating_sub(since) / outlier.base_ejection_ns.max(1);
+        e.ejections = e.ejections.saturating_sub(u32::try_from(forgiven).unwrap_or(u32::MAX));
         e.ejections = e.ejections.saturating_add(1);
         let cap = outlier.max_ejection_ns.max(outlier.base_ejection_ns);
         let duration_ns = outlier.base_ejection_ns.saturating_mul(u64::from(e.ejections)).min(cap);

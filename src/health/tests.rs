@@ -356,3 +356,27 @@ fn draining_primaries_hand_new_requests_to_the_backups_but_keep_their_sessions()
     let a = t.availability(&p, 3, &backups, &[true, true, true]);
     assert!(!a.using_backups && !a.accepts(2));
 }
+
+#[test]
+fn the_ejection_multiplier_backs_off_while_the_backend_stays_available() {
+    let p = outlier(1, 100);
+    let mut t = HealthTable::new(&keys(2), 0);
+    let eject = |t: &mut HealthTable, at: u64| match t.request_outcome(&p, 0, true, at) {
+        Some(Transition { change: Change::Ejected { ejection, duration_ns, .. }, .. }) => {
+            (ejection, duration_ns / MS)
+        }
+        other => panic!("expected an ejection at {at}, got {other:?}"),
+    };
+    // Failing again right after each return: 1, 2, 3 times the base (30 s).
+    assert_eq!(eject(&mut t, 0), (1, 30_000));
+    t.expire(30_000 * MS);
+    assert_eq!(eject(&mut t, 30_000 * MS), (2, 60_000));
+    t.expire(90_000 * MS);
+    assert_eq!(eject(&mut t, 90_000 * MS + 1), (3, 90_000));
+    t.expire(180_000 * MS + 1);
+    // Two base times available: two off, then one for this ejection.
+    assert_eq!(eject(&mut t, 240_000 * MS + 1), (2, 60_000));
+    t.expire(300_000 * MS + 1);
+    // A long calm forgets every earlier ejection.
+    assert_eq!(eject(&mut t, 3_600_000 * MS), (1, 30_000));
+}
