@@ -81,6 +81,8 @@ commit=$(git -C .. describe --always --dirty 2>/dev/null || echo "${FUZZ_COMMIT:
   echo "- $(rustc +"$TOOLCHAIN" --version), $(cargo +"$TOOLCHAIN" fuzz --version 2>/dev/null), sanitizer: $FUZZ_SANITIZER"
   echo "- machine: $(nproc) cores, shared with other work while this ran"
   echo
+  echo "Crashes found by earlier runs, their reproducers and what became of them: FINDINGS.md."
+  echo
   echo "| target | seconds | execs | exec/s | corpus | crashes |"
   echo "|---|---:|---:|---:|---:|---|"
   printf '%s\n' "${rows[@]}"

@@ -3,8 +3,8 @@
 //! by the input) serves a sequence of requests with arbitrary facts (source address, Cookie
 //! header, path, hash header; a valid session cookie spliced in when the input asks). The
 //! steering value lists 1 to max_hosts distinct configured hosts, so never an address the
-//! request carried; a draining backend only as a pinned primary; a valid cookie pins its
-//! backend; a hash key keeps its hosts; a Set-Cookie names the backend that served; and every
+//! request carried; a draining backend only as a pinned primary; a backup only when every
+//! primary drains; a valid cookie pins its backend; a hash key keeps its hosts; a Set-Cookie names the backend that served; and every
 //! in-flight count is released exactly once.
 #![no_main]
 
@@ -93,16 +93,6 @@ enum Served {
     Text(String),
 }
 
-/// Known gaps in src/ that this target found (fuzz/RESULTS.md has their reproducers). Each one
-/// relaxes its check so that fuzzing goes on; set it to false once the gap is fixed.
-///
-/// Without health_check, outlier_detection or slow_start_ms the router has no availability,
-/// and backups are picked like primaries.
-const KNOWN_BACKUPS_WITHOUT_HEALTH_STATE: bool = true;
-/// With health state, when every primary drains the backups are not used either: requests
-/// without a session cookie are refused (503) although a backup is up.
-const KNOWN_DRAINING_PRIMARIES_NO_BACKUP: bool = true;
-
 /// In-flight deltas per backend, shared with the test.
 #[derive(Clone, Default)]
 struct Counts(Rc<RefCell<[i64; 8]>>);
@@ -123,8 +113,6 @@ struct Setup {
     max_hosts: usize,
     hashing: bool,
     sticky: bool,
-    /// The router has a prober (passive ejection or slow start), hence an availability.
-    prober: bool,
     /// Passive ejection: backends may become unavailable.
     passive: bool,
     slow_start: bool,
@@ -238,7 +226,6 @@ fn config(input: &Input) -> (String, Setup) {
         max_hosts,
         hashing: algorithm >= 4,
         sticky: input.sticky,
-        prober: input.passive || input.slow_start,
         passive: input.passive,
         slow_start: input.slow_start,
     };
@@ -286,15 +273,14 @@ fn request(router: &mut Router, s: &Setup, req: &Request, now_ns: u64) -> Option
     };
     // Nobody is ever ejected: every backend stays available (slow start only ramps them).
     let stable = !s.passive;
-    // The pin: the first verified cookie whose backend may be picked (backups may not while a
-    // primary is available).
-    let backups_open = !s.prober && KNOWN_BACKUPS_WITHOUT_HEALTH_STATE;
+    // Backups take new requests only when every primary drains (all are available here).
+    let backups_open = (0..s.n).all(|i| s.backup[i] || s.drain[i]);
+    // The pin: the first verified cookie whose backend may be picked (a backup only while
+    // the backups are open).
     let pin = verified.iter().copied().find(|&(i, _)| !s.backup[i] || backups_open);
 
     let Some((steering, mut ticket)) = router.steer(key_input, cookies, now_ns) else {
-        let draining = (0..s.n).all(|i| s.backup[i] || s.drain[i]);
-        let known = KNOWN_DRAINING_PRIMARIES_NO_BACKUP && s.prober && draining;
-        assert!(!stable || known, "no steering value while every backend is available");
+        assert!(!stable, "no steering value while every backend is available");
         return None;
     };
     let value = steering.value.to_string();
@@ -307,7 +293,7 @@ fn request(router: &mut Router, s: &Setup, req: &Request, now_ns: u64) -> Option
         if let Some((p, _)) = pin {
             assert_eq!(hosts[0], p, "a valid cookie for {} did not pin: {value:?}", IDS[p]);
         }
-        // Every primary is available: no backup, except through its own cookie.
+        // A primary takes new requests: no backup.
         if !backups_open {
             for (n, &i) in hosts.iter().enumerate() {
                 let pinned = n == 0 && pin.is_some_and(|(p, _)| p == i);
@@ -329,20 +315,28 @@ fn request(router: &mut Router, s: &Setup, req: &Request, now_ns: u64) -> Option
         }
     }
 
-    let served = match &req.served {
-        Served::Nobody => None,
-        Served::Backend(i) => Some(ADDRS[usize::from(*i) % s.n].to_string()),
-        Served::Text(t) => Some(t.clone()),
+    // As the adapter: Envoy's upstream.address only after a retry (and only when the router
+    // attributes responses); otherwise try k went to the k-th host of the value.
+    let attempts = u32::from(req.attempts);
+    let (served, served_index) = if router.needs_served_by(attempts) {
+        let served = match &req.served {
+            Served::Nobody => None,
+            Served::Backend(i) => Some(ADDRS[usize::from(*i) % s.n].to_string()),
+            Served::Text(t) => Some(t.clone()),
+        };
+        let index = served.as_deref().and_then(|t| t.parse::<SocketAddr>().ok()).and_then(|a| {
+            ADDRS[..s.n].iter().position(|h| h.parse::<SocketAddr>().ok() == Some(a))
+        });
+        (served, index)
+    } else {
+        let retried = usize::try_from(attempts.saturating_sub(1)).unwrap_or(usize::MAX);
+        (None, hosts.get(retried).copied())
     };
-    let served_index = served
-        .as_deref()
-        .and_then(|t| t.parse::<SocketAddr>().ok())
-        .and_then(|a| ADDRS[..s.n].iter().position(|h| h.parse::<SocketAddr>().ok() == Some(a)));
     let answer = router.on_response(
         &mut ticket,
         served.as_deref(),
         u32::from(req.status),
-        u32::from(req.attempts),
+        attempts,
         now_ns + 1_000_000,
     );
     if let Some(set) = &answer.set_cookie {
