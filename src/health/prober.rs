@@ -123,7 +123,14 @@ impl Prober {
             let due: Vec<usize> =
                 plan.due.into_iter().filter(|i| !pending.iter().any(|p| p.index == *i)).collect();
             for &i in &due {
-                t.mark_probed(i, now_ns);
+                // On the interval's grid, so ticks that come a little late (a tick is a
+                // quarter interval) do not stretch the period; never more than half an
+                // interval behind, so a long pause does not turn into a burst.
+                let at = match last.get(i) {
+                    Some(&l) if l > 0 => l.saturating_add(interval_ns),
+                    _ => now_ns,
+                };
+                t.mark_probed(i, at.clamp(now_ns.saturating_sub(interval_ns / 2), now_ns));
             }
             (due, returned)
         });

@@ -234,3 +234,23 @@ fn interleaved_successes_reset_the_streak_whoever_saw_the_errors() {
         assert_eq!(t.count(), 1, "{workers:?}");
     }
 }
+
+/// Ticks every 60 ms (a quarter of the interval, a little late): backends are still probed
+/// once per 200 ms interval on average, not once per 240 ms (the CI load that showed it).
+#[test]
+fn late_ticks_do_not_stretch_the_probe_period() {
+    let c = Config::from_json(
+        br#"{"cluster":"pool","backends":[{"id":"a","address":"10.0.0.1:80"}],
+            "health_check":{"interval_ms":200,"timeout_ms":100}}"#,
+    )
+    .unwrap();
+    let store = MemoryStore::new();
+    let mut p = Prober::new(&c, policy(0), 1).unwrap();
+    let mut probes = 0;
+    let mut now = MS;
+    while now < 6_000 * MS {
+        probes += p.due(&store, now).0.len();
+        now += 60 * MS;
+    }
+    assert!((29..=31).contains(&probes), "{probes} probes in 6 s at a 200 ms interval");
+}
