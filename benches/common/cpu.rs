@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::{
-    load_average, median, min_max, noop_wasm_path, render, require_tools, run_header, run_wrk,
-    size_kb, write_cpu_section, wrk_command, Kind, Params, Proxy, Variant,
+    median, min_max, noop_wasm_path, render, require_tools, run_header, run_wrk, size_kb,
+    write_cpu_section, wrk_command, Kind, Params, Proxy, RunStart, Variant,
 };
 use crate::support::{backends, plugin_config, wasm_path};
 
@@ -70,7 +70,7 @@ struct Sample {
 }
 
 async fn measure(proxy: &Proxy, seconds: u64, rss_mid: bool) -> Sample {
-    let run = run_wrk(proxy, seconds, false, rss_mid).await;
+    let run = run_wrk(proxy, seconds, rss_mid).await;
     Sample {
         us_per_req: run.cpu_s * 1e6 / run.requests as f64,
         rps: run.requests as f64 / run.elapsed_s,
@@ -89,8 +89,8 @@ struct Cell {
 /// Runs the bench, writes its section (the head of `p.out`, a latency section already there is
 /// kept) and returns the section's markdown.
 pub async fn run(p: &Params) -> String {
-    require_tools(true);
-    let load_before = load_average();
+    require_tools(true, true);
+    let start = RunStart::now();
     let backends = backends(3).await;
     let endpoints: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
     let pool: Vec<(&str, SocketAddr, u32)> = backends.iter().map(|b| (b.id(), b.addr, 1)).collect();
@@ -135,7 +135,7 @@ pub async fn run(p: &Params) -> String {
 
     let mut md = String::new();
     let _ = writeln!(md, "# Envoy benchmark: CPU per request and memory\n");
-    md.push_str(&run_header(load_before));
+    md.push_str(&run_header(&start));
     let _ = writeln!(
         md,
         "- command: `BENCH_ROUNDS={} BENCH_SECONDS={} cargo bench --bench envoy` \
@@ -150,7 +150,7 @@ pub async fn run(p: &Params) -> String {
         md,
         "- load: `{}` per measurement (keep-alive), 3 demo backends (weights 1) on loopback; \
          Envoy `--concurrency {} --log-level warn`, all Envoys up for the whole run",
-        wrk_command(p.seconds, false),
+        wrk_command(p.seconds),
         workers.join("|")
     );
     let _ = writeln!(

@@ -1,7 +1,8 @@
-//! What the Envoy benches share: starting an Envoy per variant, loading it with `wrk`, reading
-//! its CPU time and counters, and writing bench/RESULTS.md. Included by benches/envoy.rs (CPU
-//! per request, [`cpu`]), benches/latency.rs (client latency with a slow backend, [`latency`])
-//! and tests/bench_smoke.rs (both, one short round), each of which declares `mod support`
+//! What the Envoy benches share: starting an Envoy per variant, loading it (with `wrk` in the
+//! CPU bench; the latency bench has its own client), reading its CPU time and counters, and
+//! writing bench/RESULTS.md. Included by benches/envoy.rs (CPU per request, [`cpu`]),
+//! benches/latency.rs (client latency with a slow backend, [`latency`]) and
+//! tests/bench_smoke.rs (both, one short round), each of which declares `mod support`
 //! (tests/support/mod.rs) at its root.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -15,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::{client, envoy_bin, repo_root, shipped_config, wasm_path};
 
-/// wrk's connections (keep-alive), one wrk thread: the same load for every variant.
+/// Keep-alive connections of the load (wrk's, one wrk thread, in the CPU bench; the latency
+/// bench's own client's): the same load for every variant.
 pub const CONNECTIONS: u32 = 16;
 /// Sent on every request of every variant (maglev hashes it), so requests are alike.
 pub const HASH_HEADER: &str = "x-user: user-42";
@@ -80,10 +82,11 @@ pub fn noop_wasm_path() -> PathBuf {
     path
 }
 
-/// Fails loudly, before anything starts, when wrk, Envoy or a .wasm is missing.
-pub fn require_tools(noop: bool) {
+/// Fails loudly, before anything starts, when Envoy, the filter or (if asked) wrk or the no-op
+/// filter is missing.
+pub fn require_tools(wrk: bool, noop: bool) {
     assert!(
-        Command::new("wrk").arg("--version").output().is_ok(),
+        !wrk || Command::new("wrk").arg("--version").output().is_ok(),
         "wrk not found: run `make wrk` (Debian's wrk; `make bench`, `make test` and \
          `make integration` install it)"
     );
@@ -229,22 +232,16 @@ impl Drop for Proxy {
     }
 }
 
-/// The wrk command line of one measurement (`--latency` adds the percentile table).
-pub fn wrk_args(url: &str, seconds: u64, latency: bool) -> Vec<String> {
-    let mut args: Vec<String> =
-        ["-t1", &format!("-c{CONNECTIONS}"), &format!("-d{seconds}s"), "-H", HASH_HEADER]
-            .map(str::to_owned)
-            .to_vec();
-    if latency {
-        args.push("--latency".into());
-    }
-    args.push(url.into());
-    args
+/// The wrk command line of one measurement.
+pub fn wrk_args(url: &str, seconds: u64) -> Vec<String> {
+    ["-t1", &format!("-c{CONNECTIONS}"), &format!("-d{seconds}s"), "-H", HASH_HEADER, url]
+        .map(str::to_owned)
+        .to_vec()
 }
 
 /// [`wrk_args`] as shown in RESULTS.md.
-pub fn wrk_command(seconds: u64, latency: bool) -> String {
-    let args = wrk_args("http://127.0.0.1:<port>/", seconds, latency);
+pub fn wrk_command(seconds: u64) -> String {
+    let args = wrk_args("http://127.0.0.1:<port>/", seconds);
     format!("wrk {}", args.join(" ").replace(HASH_HEADER, &format!("'{HASH_HEADER}'")))
 }
 
@@ -262,14 +259,14 @@ pub struct WrkRun {
 
 /// Runs wrk against `proxy` for `seconds`; fails on a wrk error, on no request counted and on
 /// any 4xx/5xx answer.
-pub async fn run_wrk(proxy: &Proxy, seconds: u64, latency: bool, rss_mid: bool) -> WrkRun {
+pub async fn run_wrk(proxy: &Proxy, seconds: u64, rss_mid: bool) -> WrkRun {
     let url = format!("http://{}/", proxy.listener);
     let rq0 = proxy.counter("http.ingress.downstream_rq_total").await;
     let bad0 = proxy.bad_answers().await;
     let cpu0 = proxy.cpu_ticks();
     let started = Instant::now();
     let wrk = tokio::process::Command::new("wrk")
-        .args(wrk_args(&url, seconds, latency))
+        .args(wrk_args(&url, seconds))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -297,23 +294,6 @@ pub async fn run_wrk(proxy: &Proxy, seconds: u64, latency: bool, rss_mid: bool) 
         cpu_s: (cpu1 - cpu0) as f64 / clock_ticks_per_s(),
         rss_mid_kib,
     }
-}
-
-/// A time as wrk prints it ("812.00us", "2.31ms", "1.02s", "1.50m"), in milliseconds.
-pub fn parse_wrk_time(text: &str) -> Option<f64> {
-    let units = [("us", 1e-3), ("ms", 1.0), ("s", 1e3), ("m", 60e3), ("h", 3600e3)];
-    units.iter().find_map(|(unit, ms)| {
-        text.strip_suffix(unit).and_then(|n| n.parse::<f64>().ok()).map(|n| n * ms)
-    })
-}
-
-/// The `pct`% line of wrk's `--latency` distribution, in milliseconds.
-pub fn wrk_percentile(stdout: &str, pct: u32) -> Option<f64> {
-    let label = format!("{pct}%");
-    stdout.lines().find_map(|l| {
-        let mut words = l.split_whitespace();
-        (words.next() == Some(label.as_str())).then(|| words.next().and_then(parse_wrk_time))?
-    })
 }
 
 pub fn median(v: &[f64]) -> f64 {
@@ -376,26 +356,50 @@ pub fn size_kb(path: &Path) -> String {
         .unwrap_or_else(|_| "missing".into())
 }
 
-/// The header lines every section starts with: date, machine, Envoy, the machine's load.
-pub fn run_header(load_before: f64) -> String {
+/// What a section's header says about the start of its run.
+pub struct RunStart {
+    /// The 1-minute load average: other work on the machine.
+    load: f64,
+    /// `git rev-parse --short HEAD`, and whether src/ had uncommitted changes.
+    head: String,
+    src_dirty: bool,
+}
+
+impl RunStart {
+    pub fn now() -> RunStart {
+        let root = repo_root();
+        let git = |args: &[&str]| {
+            let mut all = vec!["-C", root.to_str().unwrap()];
+            all.extend_from_slice(args);
+            shell("git", &all)
+        };
+        RunStart {
+            load: load_average(),
+            head: git(&["rev-parse", "--short", "HEAD"]),
+            src_dirty: !git(&["status", "--porcelain", "src"]).is_empty(),
+        }
+    }
+}
+
+/// The header lines every section starts with: date, machine and its load, Envoy, the filter.
+pub fn run_header(start: &RunStart) -> String {
     let date = shell("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
-    let shared = if load_before >= 0.5 {
+    let shared = if start.load >= 0.5 {
         " — other work shared the machine (figures are noisier than on an idle one)"
     } else {
         ""
     };
-    let commit =
-        shell("git", &["-C", repo_root().to_str().unwrap(), "rev-parse", "--short", "HEAD"]);
-    let dirty =
-        !shell("git", &["-C", repo_root().to_str().unwrap(), "status", "--porcelain", "src"])
-            .is_empty();
+    let built = shell("date", &["-u", "-r", wasm_path().to_str().unwrap(), "+%Y-%m-%d %H:%M UTC"]);
     format!(
-        "- date: {date}\n- machine: {} CPUs (nproc), {}; 1-minute load average {load_before:.2} \
-         before the run{shared}\n- Envoy: `{}`; filter built from commit {commit}{}\n",
+        "- date: {date}\n- machine: {} CPUs (nproc), {}; 1-minute load average {:.2} before the \
+         run{shared}\n- Envoy: `{}`; envoy_lb.wasm built {built}; HEAD at the start of the run \
+         {}{}\n",
         shell("nproc", &[]),
         cpu_model(),
+        start.load,
         envoy_version(),
-        if dirty { " with uncommitted changes in src/" } else { "" }
+        start.head,
+        if start.src_dirty { " (src/ had uncommitted changes)" } else { "" }
     )
 }
 
