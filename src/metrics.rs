@@ -133,6 +133,8 @@ pub trait Metrics {
     fn counted(&self, _backend: usize, _counter: BackendCounter) -> Option<u64> {
         None
     }
+    /// Hands what was batched to the host (on every tick).
+    fn flush(&mut self) {}
 }
 
 /// Metrics that go nowhere.

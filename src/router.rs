@@ -400,6 +400,11 @@ impl Router {
         self.metrics.in_flight(ticket.backend, applied);
     }
 
+    /// Hands the metrics batched since the last tick to the host.
+    pub fn flush_metrics(&mut self) {
+        self.metrics.flush();
+    }
+
     /// Ids of the backends chosen by the last [`Router::steer`], in order.
     pub fn last_picks(&self) -> impl Iterator<Item = &str> {
         self.picks

@@ -243,7 +243,9 @@ async fn bounded_load_caps_the_hot_key_backend() {
                     for id in &ids {
                         v.push(
                             envoy
-                                .stat(&format!("wasmcustom.lb_in_flight.pool.pool.backend.{id}"))
+                                .stat_now(&format!(
+                                    "wasmcustom.lb_in_flight.pool.pool.backend.{id}"
+                                ))
                                 .await,
                         );
                     }

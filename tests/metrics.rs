@@ -26,6 +26,7 @@ fn lines_of(text: &str, name: &str) -> String {
 }
 
 async fn prometheus(envoy: &Envoy) -> String {
+    tokio::time::sleep(METRICS_SETTLE).await;
     client().get(envoy.admin_url("/stats/prometheus")).send().await.unwrap().text().await.unwrap()
 }
 

@@ -38,6 +38,10 @@ pub struct HostMetrics {
     /// [`BackendGauge::ALL`] order.
     backends: Vec<[Option<u32>; 7]>,
     pool: [Option<u32>; 5],
+    /// Counter increments and in-flight changes not yet handed to the host, by metric id:
+    /// batched per tick ([`Metrics::flush`]), which saves a host call for each on every
+    /// request.
+    pending: Vec<(u32, i64)>,
 }
 
 fn define(kind: MetricType, name: &str) -> Option<u32> {
@@ -69,35 +73,43 @@ impl HostMetrics {
             .collect();
         let pool = PoolCounter::ALL
             .map(|c| define(MetricType::Counter, &metrics::pool_metric(c.name(), &label)));
-        HostMetrics { backends, pool }
+        HostMetrics { backends, pool, pending: Vec::new() }
     }
 
     fn id(&self, backend: usize, slot: usize) -> Option<u32> {
         self.backends.get(backend).and_then(|ids| ids.get(slot).copied().flatten())
     }
+
+    fn add(&mut self, id: Option<u32>, delta: i64) {
+        let Some(id) = id else { return };
+        match self.pending.iter_mut().find(|(m, _)| *m == id) {
+            Some((_, d)) => *d += delta,
+            None => self.pending.push((id, delta)),
+        }
+    }
+
+    /// The host's value plus this VM's share not yet flushed.
+    fn read(&self, id: Option<u32>) -> Option<u64> {
+        let id = id?;
+        let host = hostcalls::get_metric(id).ok()?;
+        let mine = self.pending.iter().find(|(m, _)| *m == id).map_or(0, |&(_, d)| d);
+        Some(host.saturating_add_signed(mine))
+    }
 }
 
 impl Metrics for HostMetrics {
     fn count(&mut self, backend: usize, counter: BackendCounter) {
-        if let Some(id) = self.id(backend, counter_slot(counter)) {
-            let _ = hostcalls::increment_metric(id, 1);
-        }
+        self.add(self.id(backend, counter_slot(counter)), 1);
     }
 
     fn pool(&mut self, counter: PoolCounter) {
         let slot = PoolCounter::ALL.iter().position(|x| *x == counter);
-        if let Some(Some(id)) = slot.and_then(|s| self.pool.get(s)) {
-            let _ = hostcalls::increment_metric(*id, 1);
-        }
+        let id = slot.and_then(|s| self.pool.get(s)).copied().flatten();
+        self.add(id, 1);
     }
 
     fn in_flight(&mut self, backend: usize, delta: i64) {
-        if delta == 0 {
-            return;
-        }
-        if let Some(id) = self.id(backend, gauge_slot(BackendGauge::InFlight)) {
-            let _ = hostcalls::increment_metric(id, delta);
-        }
+        self.add(self.id(backend, gauge_slot(BackendGauge::InFlight)), delta);
     }
 
     fn healthy(&mut self, backend: usize, up: bool) {
@@ -107,11 +119,20 @@ impl Metrics for HostMetrics {
     }
 
     fn gauge(&self, backend: usize, gauge: BackendGauge) -> Option<u64> {
-        hostcalls::get_metric(self.id(backend, gauge_slot(gauge))?).ok()
+        self.read(self.id(backend, gauge_slot(gauge)))
     }
 
     fn counted(&self, backend: usize, counter: BackendCounter) -> Option<u64> {
-        hostcalls::get_metric(self.id(backend, counter_slot(counter))?).ok()
+        self.read(self.id(backend, counter_slot(counter)))
+    }
+
+    fn flush(&mut self) {
+        for (id, delta) in &mut self.pending {
+            if *delta != 0 {
+                let _ = hostcalls::increment_metric(*id, *delta);
+                *delta = 0;
+            }
+        }
     }
 }
 

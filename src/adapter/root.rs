@@ -18,6 +18,9 @@ use crate::router::Router;
 
 /// Longest pause between two ticks: how stale a worker's view of health may get.
 const MAX_TICK: Duration = Duration::from_millis(200);
+/// Tick period without health checking: how long metrics may wait in a VM before the host
+/// sees them.
+const METRICS_TICK: Duration = Duration::from_millis(100);
 
 pub struct Root {
     context_id: u32,
@@ -41,16 +44,19 @@ impl Root {
 
     fn configure(&mut self, config: Config) {
         let now = host::now_ns();
+        // Every root context ticks: metrics are flushed on ticks, and with health checking
+        // the tick also refreshes who may be picked (and probes, for the lease holder).
         let health = config.health_check.is_some()
             || config.outlier_detection.is_some()
             || config.slow_start_ms > 0;
-        if health {
-            let interval = config.health_check.as_ref().map_or(400, |c| c.interval_ms);
-            let tick =
-                Duration::from_millis(interval / 4).clamp(Duration::from_millis(10), MAX_TICK);
-            if let Err(status) = hostcalls::set_tick_period(tick) {
-                log::error!("cannot set the tick period: {status:?}");
-            }
+        let interval = config.health_check.as_ref().map_or(400, |c| c.interval_ms);
+        let tick = if health {
+            Duration::from_millis(interval / 4).clamp(Duration::from_millis(10), MAX_TICK)
+        } else {
+            METRICS_TICK
+        };
+        if let Err(status) = hostcalls::set_tick_period(tick) {
+            log::error!("cannot set the tick period: {status:?}");
         }
         if config.sticky.as_ref().is_some_and(|s| s.secrets.is_empty()) {
             log::warn!(
@@ -72,6 +78,7 @@ impl Root {
         let Ok(mut guard) = self.router.try_borrow_mut() else { return };
         let Some(router) = guard.as_mut() else { return };
         let tick = router.tick(now);
+        router.flush_metrics();
         for line in &tick.log {
             log::info!("{line}");
         }

@@ -427,7 +427,17 @@ impl Envoy {
     }
 
     /// A counter or gauge from `/stats`, 0 when absent.
+    /// A stat's value. The filter's own (`wasmcustom.*`) are batched per VM and flushed on
+    /// every tick (at most every 200 ms): those are read after [`METRICS_SETTLE`].
     pub async fn stat(&self, name: &str) -> u64 {
+        if name.starts_with("wasmcustom.") {
+            tokio::time::sleep(METRICS_SETTLE).await;
+        }
+        self.stat_now(name).await
+    }
+
+    /// A stat's value as Envoy has it now (the filter's may lag by one tick).
+    pub async fn stat_now(&self, name: &str) -> u64 {
         let body = self.admin_get(&format!("/stats?filter=^{}$", name.replace('.', "\\."))).await;
         body.lines()
             .find_map(|l| l.strip_prefix(&format!("{name}: ")))
@@ -446,6 +456,9 @@ impl Drop for Envoy {
 }
 
 /// A client that opens a fresh connection for every request and ignores proxy settings.
+/// Long enough for every worker VM to tick once and flush its batched metrics.
+pub const METRICS_SETTLE: Duration = Duration::from_millis(450);
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .pool_max_idle_per_host(0)
