@@ -199,6 +199,12 @@ impl Router {
         attributes && attempts > 1 && self.config.target.mode != TargetMode::ClusterHeader
     }
 
+    /// Whether [`Router::steer`] needs the time (session cookies' expiry, latency estimates,
+    /// ejection); otherwise the adapter may pass 0 and save a clock read per request.
+    pub fn needs_clock(&self) -> bool {
+        self.sticky.is_some() || self.needs_response_time()
+    }
+
     /// Whether [`Router::on_response`] needs the time the response arrived (latency-aware
     /// algorithms, passive ejection); otherwise the adapter may pass the ticket's
     /// [`Ticket::started_ns`] and save a clock read.
@@ -351,7 +357,9 @@ impl Router {
         let errored = served.is_none() || status >= 500;
         let failed = errored || status == 429;
         let log = self.report_outcomes(ticket, served, errored, retried, now_ns);
-        let set_cookie = self.cookie_for(ticket.sticky, served, now_ns);
+        // No session starts on a failed answer (e.g. Envoy's own 503 for a refused connection).
+        let set_cookie =
+            if errored { None } else { self.cookie_for(ticket.sticky, served, now_ns) };
         if let (Some(backend), Some(_)) = (served, &set_cookie) {
             if ticket.sticky.pinned != Some(backend) {
                 self.metrics.count(backend, BackendCounter::StickyIssued);

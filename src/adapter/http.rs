@@ -121,7 +121,7 @@ impl HttpContext for Http {
         let (mode, fallback) = (target.mode, target.allow_header_fallback);
         let input = key_input(router.key_source());
         let cookies = if router.wants_cookies() { request_header("cookie") } else { None };
-        let now = host::now_ns();
+        let now = if router.needs_clock() { host::now_ns() } else { 0 };
         let Some((steering, ticket)) = router.steer(input.as_deref(), cookies.as_deref(), now)
         else {
             return reject(503, "no_healthy_backend");
@@ -170,7 +170,8 @@ impl HttpContext for Http {
         let Ok(mut guard) = self.router.try_borrow_mut() else { return };
         if let Some(router) = guard.as_mut() {
             // The clock matters only to a request that got no response.
-            let now = if ticket.answered() { ticket.started_ns() } else { host::now_ns() };
+            let clock = !ticket.answered() && router.needs_clock();
+            let now = if clock { host::now_ns() } else { ticket.started_ns() };
             router.on_end(&mut ticket, now);
         }
     }

@@ -94,6 +94,9 @@ fn decimal_value(text: &str) -> f64 {
             exp += 1;
         }
     }
+    if mantissa == 0 {
+        return if negative { -0.0 } else { 0.0 };
+    }
     let exp = exp.clamp(-400, 400) as i32;
     let m = mantissa as f64;
     let v = if exp >= 0 {
@@ -110,8 +113,9 @@ fn decimal_value(text: &str) -> f64 {
     }
 }
 
-/// Deepest nesting of arrays and objects (serde_json's default limit).
-const MAX_DEPTH: usize = 128;
+/// Deepest nesting of arrays and objects: serde_json's default limit of 128 refuses the
+/// 128th level.
+const MAX_DEPTH: usize = 127;
 
 struct Parser<'a> {
     bytes: &'a [u8],
@@ -192,6 +196,7 @@ impl Parser<'_> {
     fn nested(&mut self, f: fn(&mut Self) -> Result<Json, String>) -> Result<Json, String> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
+            self.pos += 1;
             return Err(self.error("recursion limit exceeded"));
         }
         self.pos += 1;
@@ -310,8 +315,12 @@ impl Parser<'_> {
                 let mut code = self.hex4()?;
                 if (0xD800..0xDC00).contains(&code) {
                     // A leading surrogate must be followed by `\u` and a trailing one.
-                    if self.next() != Some(b'\\') || self.next() != Some(b'u') {
-                        return Err(self.error("unexpected end of hex escape"));
+                    for expected in [b'\\', b'u'] {
+                        match self.next() {
+                            Some(c) if c == expected => {}
+                            Some(_) => return Err(self.error("unexpected end of hex escape")),
+                            None => return Err(self.error("EOF while parsing a string")),
+                        }
                     }
                     let low = self.hex4()?;
                     if !(0xDC00..0xE000).contains(&low) {
@@ -367,10 +376,15 @@ impl Parser<'_> {
         if negative {
             self.pos += 1;
         }
-        let int_start = self.pos;
-        self.need_digits()?;
-        if self.bytes.get(int_start) == Some(&b'0') && self.pos - int_start > 1 {
-            return Err(self.error("invalid number"));
+        if self.peek() == Some(b'0') {
+            // A leading zero ends the integer part; a digit after it is the error.
+            self.pos += 1;
+            if self.peek().is_some_and(|c| c.is_ascii_digit()) {
+                self.pos += 1;
+                return Err(self.error("invalid number"));
+            }
+        } else {
+            self.need_digits()?;
         }
         let mut integer = true;
         if self.peek() == Some(b'.') {

@@ -116,6 +116,10 @@ fn syntax_errors_are_worded_and_placed_like_serde_json() {
         "{} x",
         "{}\n x",
         "[\"\\ud800\"]",
+        "[\"\\ud800",
+        "[\"\\ud800\\",
+        "028",
+        "-01",
         "[\"\\ud800\\u0041\"]",
         "[\"\\uZZZZ\"]",
     ];
@@ -128,9 +132,10 @@ fn syntax_errors_are_worded_and_placed_like_serde_json() {
 
 #[test]
 fn nesting_is_bounded_like_serde_json() {
-    let ok = format!("{}{}", "[".repeat(128), "]".repeat(128));
+    let ok = format!("{}{}", "[".repeat(127), "]".repeat(127));
     assert!(parse(ok.as_bytes()).is_ok());
-    let deep = format!("{}{}", "[".repeat(129), "]".repeat(129));
+    assert!(serde_json::from_str::<Value>(&ok).is_ok());
+    let deep = format!("{}{}", "[".repeat(128), "]".repeat(128));
     let theirs = serde_json::from_str::<Value>(&deep).unwrap_err().to_string();
     assert_eq!(parse(deep.as_bytes()).unwrap_err(), theirs);
     assert!(parse("[".repeat(100_000).as_bytes()).is_err());
@@ -160,6 +165,17 @@ fn numbers_keep_their_text_and_value() {
     assert_eq!(nums[6].3, 1.25);
     assert_eq!((nums[7].2, nums[7].3), (true, 1000.0));
     assert_eq!(nums[8].3, 0.0025);
+}
+
+/// Found by the `config_json` fuzz target: zero with a huge exponent is zero, as serde_json
+/// reads it.
+#[test]
+fn zero_with_any_exponent_is_zero() {
+    for text in ["0e400", "-0e999", "0.0e-999", "0E+99999999999999999999"] {
+        let theirs = serde_json::from_str::<Value>(text).unwrap();
+        let Json::Num(n) = parse(text.as_bytes()).unwrap() else { panic!("{text}") };
+        assert_eq!(n.as_f64(), theirs.as_f64().unwrap(), "{text}");
+    }
 }
 
 #[test]

@@ -183,3 +183,30 @@ fn the_status_document_is_json_with_every_backend() {
     assert!(r.is_status_request("/.lb/status", Some("127.0.0.1".parse().unwrap())));
     assert!(!r.is_status_request("/.lb/status", Some("192.0.2.1".parse().unwrap())));
 }
+
+#[test]
+fn the_clock_is_read_only_when_something_uses_it() {
+    let clock = |extra: &str| router(extra, THREE).0.needs_clock();
+    assert!(!clock(""), "plain round robin");
+    assert!(!clock(r#","health_check":{"path":"/h"},"slow_start_ms":1000"#), "ticks do it");
+    assert!(clock(r#","sticky":{"secrets":["0123456789abcdef0123456789abcdef"]}"#));
+    assert!(clock(r#","algorithm":"least_time""#));
+    assert!(clock(r#","outlier_detection":{}"#));
+    let (r, _) = router(r#","outlier_detection":{}"#, THREE);
+    assert!(r.needs_response_time());
+    let (r, _) = router(r#","sticky":{"secrets":["0123456789abcdef0123456789abcdef"]}"#, THREE);
+    assert!(!r.needs_response_time(), "a cookie's expiry counts from the request");
+}
+
+/// Found by the `steering` fuzz target's contract check: a failed answer (here Envoy's own 503
+/// after a refused connection, attributed to the primary) must not start a session there.
+#[test]
+fn no_cookie_on_a_failed_answer() {
+    let sticky = r#","sticky":{"secrets":["0123456789abcdef0123456789abcdef"]}"#;
+    let (mut r, seen) = router(sticky, THREE);
+    let (_, mut t) = r.steer(None, None, 0).unwrap();
+    assert_eq!(r.on_response(&mut t, None, 503, 1, 10).set_cookie, None);
+    assert_eq!(seen.count_of(0, BackendCounter::StickyIssued), 0);
+    let (_, mut t) = r.steer(None, None, 20).unwrap();
+    assert!(r.on_response(&mut t, None, 200, 1, 30).set_cookie.is_some());
+}
