@@ -842,8 +842,8 @@ impl Report {
         let _ = writeln!(
             md,
             "- filter config (besides cluster and backends): `{}`; `max_ejection_ms` is 15 s \
-             (default 300 s) so that b1 keeps coming back during the run: the n-th ejection lasts \
-             n × 5 s and the filter never lowers n",
+             (default 300 s) so that b1 keeps coming back during the run: the n-th ejection in a \
+             row lasts n × 5 s (n drops by one per 5 s the backend then stays available)",
             filter_extra()
         );
         let _ = writeln!(
