@@ -159,23 +159,29 @@ fn all_primaries_down_uses_the_backup_then_none() {
     assert!(p.availability(&store, now).none);
 }
 
-#[test]
-fn consecutive_errors_across_workers_eject_then_the_holder_ends_the_ejection() {
-    let c = Config::from_json(
-        br#"{"cluster":"pool","backends":[{"id":"a","address":"10.0.0.1:80"},
-            {"id":"b","address":"10.0.0.2:80"}],
-            "outlier_detection":{"consecutive_errors":3,"base_ejection_ms":1000}}"#,
-    )
-    .unwrap();
+/// Two backends, passive ejection only: 3 consecutive errors, 1 s base ejection.
+fn two_backends_ejecting_after_three_errors(max_percent: u32) -> (Config, HealthPolicy) {
+    let json = format!(
+        r#"{{"cluster":"pool","backends":[{{"id":"a","address":"10.0.0.1:80"}},
+            {{"id":"b","address":"10.0.0.2:80"}}],
+            "outlier_detection":{{"consecutive_errors":3,"base_ejection_ms":1000,
+            "max_ejection_percent":{max_percent}}}}}"#
+    );
     let policy = HealthPolicy {
         outlier: Some(crate::health::OutlierPolicy {
             consecutive_errors: 3,
             base_ejection_ns: 1_000 * MS,
             max_ejection_ns: 300_000 * MS,
-            max_ejection_percent: 50,
+            max_ejection_percent: max_percent,
         }),
         ..HealthPolicy::default()
     };
+    (Config::from_json(json.as_bytes()).unwrap(), policy)
+}
+
+#[test]
+fn consecutive_errors_across_workers_eject_then_the_holder_ends_the_ejection() {
+    let (c, policy) = two_backends_ejecting_after_three_errors(50);
     let store = MemoryStore::new();
     let (mut w1, mut w2) =
         (Prober::new(&c, policy, 1).unwrap(), Prober::new(&c, policy, 2).unwrap());
@@ -205,21 +211,7 @@ fn consecutive_errors_across_workers_eject_then_the_holder_ends_the_ejection() {
 /// no streak, so errors interleaved with successes added up to an ejection.
 #[test]
 fn interleaved_successes_reset_the_streak_whoever_saw_the_errors() {
-    let c = Config::from_json(
-        br#"{"cluster":"pool","backends":[{"id":"a","address":"10.0.0.1:80"},
-            {"id":"b","address":"10.0.0.2:80"}],
-            "outlier_detection":{"consecutive_errors":3,"max_ejection_percent":100}}"#,
-    )
-    .unwrap();
-    let policy = HealthPolicy {
-        outlier: Some(crate::health::OutlierPolicy {
-            consecutive_errors: 3,
-            base_ejection_ns: 1_000 * MS,
-            max_ejection_ns: 300_000 * MS,
-            max_ejection_percent: 100,
-        }),
-        ..HealthPolicy::default()
-    };
+    let (c, policy) = two_backends_ejecting_after_three_errors(100);
     for workers in [[1, 1], [1, 2]] {
         let store = MemoryStore::new();
         let mut w = [Prober::new(&c, policy, 1).unwrap(), Prober::new(&c, policy, 2).unwrap()];
