@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::{
-    median, min_max, noop_wasm_path, render, require_tools, run_header, run_wrk, size_kb,
-    write_cpu_section, wrk_command, Kind, Params, Proxy, RunStart, Variant,
+    command_line, median, min_max, noop_wasm_path, render, require_tools, run_header, run_wrk,
+    size_kb, write_cpu_section, wrk_command, Kind, Params, Proxy, RunStart, Variant,
 };
 use crate::support::{backends, plugin_config, wasm_path};
 
@@ -136,15 +136,7 @@ pub async fn run(p: &Params) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# Envoy benchmark: CPU per request and memory\n");
     md.push_str(&run_header(&start));
-    let _ = writeln!(
-        md,
-        "- command: `BENCH_ROUNDS={} BENCH_SECONDS={} cargo bench --bench envoy` \
-         (`make bench`); {} interleaved rounds, {:.0} s of measurement",
-        p.rounds,
-        p.seconds,
-        p.rounds,
-        measured.as_secs_f64()
-    );
+    md.push_str(&command_line("envoy", p, measured));
     let workers: Vec<String> = p.workers.iter().map(u32::to_string).collect();
     let _ = writeln!(
         md,

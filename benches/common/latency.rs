@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::{
-    median, min_max, render, require_tools, run_header, write_latency_section, Kind, Params, Proxy,
-    RunStart, Variant, CONNECTIONS, HASH_HEADER, LATENCY_HEADING,
+    command_line, median, min_max, render, require_tools, run_header, write_latency_section, Kind,
+    Params, Proxy, RunStart, Variant, CONNECTIONS, HASH_HEADER, LATENCY_HEADING,
 };
 use crate::support::{backend, plugin_config, Backend, BackendOptions};
 
@@ -203,15 +203,7 @@ pub async fn run(p: &Params) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "{LATENCY_HEADING}: client latency with one backend 10× slower\n");
     md.push_str(&run_header(&start));
-    let _ = writeln!(
-        md,
-        "- command: `BENCH_ROUNDS={} BENCH_SECONDS={} cargo bench --bench latency` \
-         (`make bench`); {} interleaved rounds, {:.0} s of measurement",
-        p.rounds,
-        p.seconds,
-        p.rounds,
-        measured.as_secs_f64()
-    );
+    md.push_str(&command_line("latency", p, measured));
     let workers: Vec<String> = p.workers.iter().map(u32::to_string).collect();
     let _ = writeln!(
         md,

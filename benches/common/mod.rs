@@ -381,6 +381,18 @@ impl RunStart {
     }
 }
 
+/// The `- command:` line of a section: how to repeat the run of `bench`.
+pub fn command_line(bench: &str, p: &Params, measured: std::time::Duration) -> String {
+    format!(
+        "- command: `BENCH_ROUNDS={} BENCH_SECONDS={} cargo bench --bench {bench}` \
+         (`make bench`); {} interleaved rounds, {:.0} s of measurement\n",
+        p.rounds,
+        p.seconds,
+        p.rounds,
+        measured.as_secs_f64()
+    )
+}
+
 /// The header lines every section starts with: date, machine and its load, Envoy, the filter.
 pub fn run_header(start: &RunStart) -> String {
     let date = shell("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
