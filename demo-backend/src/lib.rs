@@ -51,6 +51,8 @@ pub struct Stats {
     pub requests: AtomicU64,
     pub health_checks: AtomicU64,
     pub in_flight: AtomicU64,
+    /// The most requests (other than `/healthz`) this backend has had in flight at once.
+    pub max_in_flight: AtomicU64,
 }
 
 struct Shared {
@@ -143,7 +145,8 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     }
     let stats = &shared.stats;
     stats.requests.fetch_add(1, Ordering::Relaxed);
-    stats.in_flight.fetch_add(1, Ordering::SeqCst);
+    let now_in_flight = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    stats.max_in_flight.fetch_max(now_in_flight, Ordering::SeqCst);
     let opts = &shared.options;
     if !opts.delay.is_zero() {
         tokio::time::sleep(opts.delay).await;
