@@ -21,6 +21,7 @@ use crate::lb::{self, Balancer, LoadView, NoLoad, Outcome, PickCtx, Picks};
 use crate::metrics::{BackendCounter, PoolCounter};
 pub use crate::metrics::{Metrics, NoMetrics};
 use crate::state::in_flight::InFlight;
+use crate::state::registry::Registered;
 use crate::state::SharedStore;
 
 /// The header to set and its value, for one request.
@@ -104,7 +105,7 @@ pub struct Router {
     /// Shared in-flight counters, kept only when the algorithm reads load.
     in_flight: Option<InFlight>,
     by_address: HashMap<SocketAddr, usize, fnv::FnvBuildHasher>,
-    store: Box<dyn SharedStore>,
+    store: Registered<Box<dyn SharedStore>>,
     metrics: Box<dyn Metrics>,
     /// Availability of each backend as last reported to the `lb_healthy` gauge by this VM.
     shown_up: Vec<Option<bool>>,
@@ -121,22 +122,23 @@ impl Router {
         store: Box<dyn SharedStore>,
         metrics: Box<dyn Metrics>,
     ) -> Self {
-        let prober = health::prober_for(&config, seed, store.as_ref(), now_ns);
-        let sticky = sticky::state_for(&config, store.as_ref());
+        // Every key is recorded before its first write, so the status page can count them.
+        let store = Registered::new(store);
+        let prober = health::prober_for(&config, seed, &store, now_ns);
+        let sticky = sticky::state_for(&config, &store);
         let balancer = lb::build(&config.balancing, &config.pool, now_ns);
         let in_flight = balancer.uses_load().then(|| {
             InFlight::new(&config.cluster, &config.pool, config.balancing.balance_factor.is_some())
         });
         if let Some(counters) = &in_flight {
-            counters.ensure(store.as_ref());
+            counters.ensure(&store);
         }
         let by_address =
             config.pool.iter().enumerate().filter_map(|(i, b)| Some((b.address?, i))).collect();
         let picks = Picks::with_capacity(config.target.max_hosts);
         let value = String::with_capacity(config.target.max_hosts * 48);
         let rng = fastrand::Rng::with_seed(seed);
-        let generation =
-            crate::state::generation::register(store.as_ref(), &config.cluster, config.digest);
+        let generation = crate::state::generation::register(&store, &config.cluster, config.digest);
         let shown_up = vec![None; config.pool.len()];
         let mut router = Router {
             config,
@@ -274,7 +276,7 @@ impl Router {
         let (mut view, mut none);
         let load: &mut dyn LoadView = match &self.in_flight {
             Some(counters) => {
-                view = counters.view(self.store.as_ref());
+                view = counters.view(&self.store);
                 &mut view
             }
             None => {
@@ -388,7 +390,7 @@ impl Router {
 
     fn hold(&mut self, ticket: &mut Ticket, backend: usize) {
         let applied = match &self.in_flight {
-            Some(c) => c.add(self.store.as_ref(), backend, 1).unwrap_or(0),
+            Some(c) => c.add(&self.store, backend, 1).unwrap_or(0),
             None => 1,
         };
         self.metrics.in_flight(backend, applied);
@@ -402,7 +404,7 @@ impl Router {
         }
         ticket.held = false;
         let applied = match &self.in_flight {
-            Some(c) => c.add(self.store.as_ref(), ticket.backend, -1).unwrap_or(0),
+            Some(c) => c.add(&self.store, ticket.backend, -1).unwrap_or(0),
             None => -1,
         };
         self.metrics.in_flight(ticket.backend, applied);

@@ -114,12 +114,14 @@ impl Router {
         }
     }
 
-    /// One tick: as lease holder, end ejections that are over and pick the probes that are
-    /// due; then refresh who may be picked.
+    /// One tick: re-record shared-data keys the key record lost; as lease holder, end
+    /// ejections that are over and pick the probes that are due; then refresh who may be
+    /// picked.
     pub fn tick(&mut self, now_ns: u64) -> Tick {
         let mut tick = Tick::default();
+        self.store.repair();
         let Some(prober) = self.prober.as_mut() else { return tick };
-        let (due, returned) = prober.due(self.store.as_ref(), now_ns);
+        let (due, returned) = prober.due(&self.store, now_ns);
         let holder = prober.holds_lease();
         tick.log.extend(returned.iter().map(|t| noted(self.metrics.as_mut(), t)));
         for index in due {
@@ -127,7 +129,7 @@ impl Router {
                 tick.probes.push((index, b.host.clone()));
             }
         }
-        let availability = prober.availability(self.store.as_ref(), now_ns);
+        let availability = prober.availability(&self.store, now_ns);
         if holder && availability.panic != self.panic_logged {
             self.panic_logged = availability.panic;
             let up = availability.slots.iter().filter(|s| s.weight_percent > 0).count();
@@ -149,7 +151,7 @@ impl Router {
     /// Refreshes who may be picked from the published table (no lease taken).
     pub fn refresh(&mut self, now_ns: u64) {
         if let Some(p) = self.prober.as_mut() {
-            let availability = p.availability(self.store.as_ref(), now_ns);
+            let availability = p.availability(&self.store, now_ns);
             self.availability_is(availability);
         }
     }
@@ -164,7 +166,7 @@ impl Router {
     /// A probe of `index` could not be dispatched; returns a line to log on a state change.
     pub fn probe_not_sent(&mut self, index: usize, now_ns: u64) -> Option<String> {
         let p = self.prober.as_mut()?;
-        let t = p.not_sent(self.store.as_ref(), index, now_ns)?;
+        let t = p.not_sent(&self.store, index, now_ns)?;
         Some(noted(self.metrics.as_mut(), &t))
     }
 
@@ -177,8 +179,8 @@ impl Router {
         now_ns: u64,
     ) -> Option<String> {
         let p = self.prober.as_mut()?;
-        let t = p.answered(self.store.as_ref(), token, status, now_ns);
-        let availability = p.availability(self.store.as_ref(), now_ns);
+        let t = p.answered(&self.store, token, status, now_ns);
+        let availability = p.availability(&self.store, now_ns);
         self.availability_is(availability);
         t.map(|t| noted(self.metrics.as_mut(), &t))
     }
@@ -210,7 +212,7 @@ impl Router {
                 continue;
             }
             let Some(p) = self.prober.as_mut() else { continue };
-            if let Some(t) = p.outcome(self.store.as_ref(), i, failed, now_ns) {
+            if let Some(t) = p.outcome(&self.store, i, failed, now_ns) {
                 log.push(noted(self.metrics.as_mut(), &t));
             }
         }

@@ -1,13 +1,15 @@
 //! The status page: the pool as this VM sees it, as one JSON document — configuration
 //! generation, algorithm, panic state, and per backend its weights (configured and after slow
 //! start), health, ejection, last state change, in-flight requests, latency estimate and
-//! sticky sessions issued. Counters and gauges are the proxy-wide metrics.
+//! sticky sessions issued; and what the filter holds in shared data (keys and bytes, as found
+//! there). Counters and gauges are the proxy-wide metrics.
 
 use std::fmt::Write;
 
 use super::Router;
 use crate::health::backend_key;
 use crate::metrics::{BackendCounter, BackendGauge};
+use crate::state::registry::footprint;
 
 const MS: u64 = 1_000_000;
 
@@ -50,7 +52,7 @@ impl Router {
             out,
             ",\"algorithm\":\"{}\",\"mode\":\"{}\",\"generation\":{},\"config_digest\":\"{:016x}\",\
              \"health_checks\":{},\"outlier_detection\":{},\"slow_start_ms\":{},\"panic\":{},\
-             \"using_backups\":{},\"now_ms\":{},\"backends\":[",
+             \"using_backups\":{},\"now_ms\":{},\"shared_data\":",
             c.algorithm.name(),
             c.target.mode.name(),
             self.generation,
@@ -62,6 +64,13 @@ impl Router {
             availability.is_some_and(|a| a.using_backups),
             now_ns / MS,
         );
+        match footprint(&self.store) {
+            Some(f) => {
+                let _ = write!(out, "{{\"keys\":{},\"bytes\":{}}}", f.keys, f.bytes);
+            }
+            None => out.push_str("null"),
+        }
+        out.push_str(",\"backends\":[");
         for (i, b) in c.pool.iter().enumerate() {
             if i > 0 {
                 out.push(',');

@@ -264,14 +264,15 @@ fn unknown_or_missing_upstream_keeps_the_primary() {
 fn round_robin_keeps_gauges_but_writes_no_shared_data_per_request() {
     let mut h = Harness::new("");
     assert!(!h.router.needs_served_by(2));
-    // Only the configuration generation, written once when configured.
-    assert_eq!(h.store.len(), 1);
+    // Only the configuration generation, written once when configured, and the key record.
+    assert_eq!(h.store.len(), 2);
     assert!(h.store.get("envoy_lb/pool/generation").unwrap().is_some());
+    assert!(h.store.get(crate::state::registry::REGISTRY_KEY).unwrap().is_some());
     let (primary, mut t) = h.steer();
     let mut g = vec![0i64; 3];
     g[primary] = 1;
     assert_eq!(h.gauges(), g);
-    assert_eq!(h.store.len(), 1, "no shared data per request for round robin");
+    assert_eq!(h.store.len(), 2, "no shared data per request for round robin");
     h.router.on_end(&mut t, 2_000);
     assert_eq!(h.gauges(), vec![0, 0, 0]);
 }

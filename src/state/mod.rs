@@ -1,13 +1,14 @@
 //! Proxy-wide state in proxy-wasm shared data: the [`SharedStore`] contract (get with a CAS
 //! token, set guarded by it, with Envoy's semantics), an in-memory implementation that enforces
 //! them for native tests, and the values kept there (in-flight counters, the health table,
-//! the prober lease).
+//! the prober lease), and the record of every key written.
 
 pub mod generation;
 pub mod health_table;
 pub mod in_flight;
 pub mod lease;
 pub mod memory;
+pub mod registry;
 
 /// Why a shared-data write or read did not happen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +31,17 @@ pub trait SharedStore {
 /// Prefix of every key this filter writes: shared data is keyed by vm_id, which Istio leaves
 /// empty, so keys must not collide with other plugins'.
 pub const KEY_PREFIX: &str = "envoy_lb";
+
+/// A boxed store (the router's, wrapped in [`registry::Registered`]).
+impl<T: SharedStore + ?Sized> SharedStore for Box<T> {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        (**self).get(key)
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError> {
+        (**self).set(key, value, cas)
+    }
+}
 
 /// A store shared by reference (tests and benchmarks inspect it while a router owns a handle).
 impl<T: SharedStore + ?Sized> SharedStore for std::rc::Rc<T> {

@@ -251,8 +251,8 @@ fn filter_message(line: &str) -> Option<&str> {
 
 /// The shared-data keys the filter creates for this configuration (src/state, src/health,
 /// src/router/sticky.rs): every key is derived from the cluster name and the backends' ids and
-/// addresses, none from requests. proxy-wasm has no call that lists shared data, and Envoy's
-/// admin does not show it, so this is the only count available from outside.
+/// addresses, none from requests. The status page's `shared_data` counts what exists (these
+/// and the key record), which the soak compares with this list.
 pub fn expected_shared_keys(pool: &[(&str, SocketAddr, u32)]) -> Vec<String> {
     let mut keys: Vec<String> = ["generation", "health", "prober", "sticky_secret"]
         .iter()
@@ -716,6 +716,7 @@ impl Report {
         let min_cycles = (o.seconds.saturating_sub(DOWN_TIME.as_secs()) / KILL_PERIOD.as_secs())
             .saturating_sub(1);
         let generation = |v: &Value| v["generation"].as_u64();
+        let shared_keys = |v: &Value| v["shared_data"]["keys"].as_u64();
         vec![
             (
                 format!(
@@ -800,12 +801,24 @@ impl Report {
             ),
             (
                 format!(
-                    "no configuration churn (shared-data key set constant): status generation {:?} → {:?}",
+                    "no configuration churn: status generation {:?} → {:?}",
                     generation(&self.status_start),
                     generation(&self.status_end)
                 ),
                 generation(&self.status_start).is_some()
                     && generation(&self.status_start) == generation(&self.status_end),
+            ),
+            (
+                format!(
+                    "shared data bounded: {:?} keys at start, {:?} at end (the status page's \
+                     count; {} expected: the configuration's {} and the key record)",
+                    shared_keys(&self.status_start),
+                    shared_keys(&self.status_end),
+                    self.shared_keys.len() + 1,
+                    self.shared_keys.len(),
+                ),
+                shared_keys(&self.status_start) == Some(self.shared_keys.len() as u64 + 1)
+                    && shared_keys(&self.status_end) == shared_keys(&self.status_start),
             ),
         ]
     }
@@ -903,13 +916,17 @@ impl Report {
             s["cluster.pool.upstream_rq_total"],
             s["http.ingress.downstream_rq_total"]
         );
-        let keys = self.shared_keys.len();
+        let shared = |v: &Value, what: &str| v["shared_data"][what].to_string();
         let _ = writeln!(
             md,
-            "| shared-data keys | {keys} at start, {keys} at end: not readable from outside (see \
-             below); the key set follows from the config, and the config generation on the \
-             status page stayed {} → {} |",
-            self.status_start["generation"], self.status_end["generation"]
+            "| shared-data keys (status page `shared_data`) | {} keys, {} bytes at start (idle); \
+             {} keys, {} bytes at end; config generation {} → {} |",
+            shared(&self.status_start, "keys"),
+            shared(&self.status_start, "bytes"),
+            shared(&self.status_end, "keys"),
+            shared(&self.status_end, "bytes"),
+            self.status_start["generation"],
+            self.status_end["generation"]
         );
         let samples: Vec<String> = self
             .rss_samples
@@ -1051,26 +1068,18 @@ impl Report {
         let _ = writeln!(md, "\n## Shared data\n");
         let _ = writeln!(
             md,
-            "Envoy's admin interface has no view of proxy-wasm shared data, and the proxy-wasm \
-             ABI has no call that lists keys, so the key count cannot be read from outside. The \
-             filter derives every key from its configuration (cluster name, backend ids and \
-             addresses; src/state, src/health/prober.rs, src/router/sticky.rs), never from a \
-             request, so with one configuration the set is fixed: these {keys} keys, at start and \
-             at end (the status page's `generation` staying {} shows no other configuration was \
-             registered):\n",
-            self.status_end["generation"]
+            "proxy-wasm has no call that lists shared data and Envoy's admin does not show it, so \
+             the filter keeps a record of every key it writes (`envoy_lb/keys`, src/state/\
+             registry.rs: each key is recorded before its first write from a VM); the status \
+             page's `shared_data` reads the record and every key in it, counting the keys found \
+             and their bytes (names and values). Keys come from the configuration (cluster \
+             name, backend ids and addresses), never from a request; for this one they are \
+             these {}, plus the record:\n",
+            self.shared_keys.len()
         );
         for k in &self.shared_keys {
             let _ = writeln!(md, "- `{k}`");
         }
-        let _ = writeln!(
-            md,
-            "\nA small filter change would make it observable: a `shared_data` object on the \
-             status page (or an `lb_shared_data_keys` gauge) listing, for the keys the filter \
-             knows it writes, whether each exists and its size in bytes (read with \
-             `get_shared_data`); keys written by an older configuration would need the previous \
-             key set kept until it is confirmed unused, since they cannot be enumerated."
-        );
         if !self.vm_failure_lines.is_empty() {
             let _ = writeln!(md, "\n## VM failure lines (first 20)\n\n```");
             for line in self.vm_failure_lines.iter().take(20) {

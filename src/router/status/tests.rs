@@ -11,6 +11,8 @@ use crate::health::{Availability, Slot};
 use crate::metrics::{BackendCounter, BackendGauge, Metrics, PoolCounter};
 use crate::router::Router;
 use crate::state::memory::MemoryStore;
+use crate::state::registry::REGISTRY_KEY;
+use crate::state::SharedStore;
 
 /// Everything reported, shared with the test.
 #[derive(Clone, Default)]
@@ -209,4 +211,49 @@ fn no_cookie_on_a_failed_answer() {
     assert_eq!(seen.count_of(0, BackendCounter::StickyIssued), 0);
     let (_, mut t) = r.steer(None, None, 20).unwrap();
     assert!(r.on_response(&mut t, None, 200, 1, 30).set_cookie.is_some());
+}
+
+/// Every key a router writes, with every feature that keeps state in shared data on, is in
+/// the key record: the status page's `shared_data` counts exactly what the store holds.
+#[test]
+fn the_shared_data_footprint_counts_every_key_the_router_wrote() {
+    let json = format!(
+        r#"{{"cluster":"pool","backends":{THREE},"algorithm":"least_request",
+        "health_check":{{"path":"/h","interval_ms":2000}},
+        "outlier_detection":{{}},"slow_start_ms":1000,"status":{{}},
+        "sticky":{{"secrets":["0123456789abcdef0123456789abcdef"]}}}}"#
+    );
+    let store = Rc::new(MemoryStore::new());
+    let new_router = |seed| {
+        let config = Config::from_json(json.as_bytes()).unwrap();
+        Router::new(config, seed, 0, Box::new(Rc::clone(&store)), Box::new(Seen::default()))
+    };
+    // Two VMs of one proxy.
+    let mut vms = [new_router(1), new_router(2)];
+    let mut now = 0;
+    for round in 0..40u32 {
+        now += 100_000_000;
+        for r in vms.iter_mut() {
+            let tick = r.tick(now);
+            for (token, (index, _)) in (round * 10..).zip(tick.probes) {
+                r.probe_sent(token, index, now);
+                r.probe_answered(token, Some(if index == 1 { 503 } else { 200 }), now + 1);
+            }
+            let (_, mut t) = r.steer(None, None, now).unwrap();
+            let status = if t.backend == 2 { 502 } else { 200 };
+            r.on_response(&mut t, None, status, 1, now + 2);
+            r.on_end(&mut t, now + 3);
+        }
+    }
+    let doc: serde_json::Value = serde_json::from_str(&vms[0].status_json(now)).unwrap();
+    let f = &doc["shared_data"];
+    // generation, health, prober lease, sticky secret (none: configured), in-flight x 3,
+    // and the record itself.
+    assert!(store.len() >= 7, "{} keys: not every feature wrote", store.len());
+    assert_eq!(f["keys"], store.len() as u64, "{doc}");
+    assert!(f["bytes"].as_u64().unwrap() > 0);
+    let record = || store.get(REGISTRY_KEY).unwrap().unwrap();
+    let before = record();
+    vms[1].status_json(now);
+    assert_eq!(record(), before, "a status read wrote the record");
 }

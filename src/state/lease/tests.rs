@@ -3,11 +3,12 @@
 //! schedule: once per interval per backend, continued across a change of holder.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 
 use super::*;
 use crate::health::HealthTable;
 use crate::state::health_table;
+use crate::state::memory::hooked::Hooked;
 use crate::state::memory::MemoryStore;
 
 const KEY: &str = "envoy_lb/pool/prober";
@@ -85,44 +86,6 @@ fn store_failures_are_not_held() {
     }
     assert_eq!(acquire(&Failing, KEY, 1, 0, TTL), LeaseStatus::StoreFailed);
     assert!(!LeaseStatus::StoreFailed.is_held());
-}
-
-/// Another VM's steps, run on the shared store.
-type Hook<'a> = Box<dyn FnOnce(&MemoryStore) + 'a>;
-
-/// Runs `hook` on the inner store just before this store's `at`-th call (0-based), to
-/// interleave another VM's steps with one `acquire`.
-struct Hooked<'a> {
-    inner: &'a MemoryStore,
-    calls: Cell<usize>,
-    at: usize,
-    hook: RefCell<Option<Hook<'a>>>,
-}
-
-impl<'a> Hooked<'a> {
-    fn new(inner: &'a MemoryStore, at: usize, hook: impl FnOnce(&MemoryStore) + 'a) -> Self {
-        Hooked { inner, calls: Cell::new(0), at, hook: RefCell::new(Some(Box::new(hook))) }
-    }
-
-    fn step(&self) {
-        if self.calls.get() == self.at {
-            if let Some(hook) = self.hook.borrow_mut().take() {
-                hook(self.inner);
-            }
-        }
-        self.calls.set(self.calls.get() + 1);
-    }
-}
-
-impl SharedStore for Hooked<'_> {
-    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
-        self.step();
-        self.inner.get(key)
-    }
-    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError> {
-        self.step();
-        self.inner.set(key, value, cas)
-    }
 }
 
 #[test]
