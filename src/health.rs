@@ -376,18 +376,25 @@ impl HealthTable {
     /// Ends the ejections whose time is up; the slow-start ramp restarts from the end of the
     /// ejection (= now when called on time).
     pub fn expire(&mut self, now_ns: u64) -> Vec<Transition> {
-        let mut out = Vec::new();
-        for (index, e) in self.entries.iter_mut().enumerate() {
-            if e.ejected_until_ns == 0 || e.is_ejected(now_ns) {
-                continue;
-            }
-            e.available_since_ns = e.available_since_ns.max(e.ejected_until_ns);
-            e.ejected_until_ns = 0;
-            e.errors = 0;
-            e.last = Some(Change::Returned);
-            out.push(Transition { index, id: e.id().to_string(), change: Change::Returned });
+        (0..self.entries.len()).filter_map(|index| self.end_ejection(index, now_ns)).collect()
+    }
+
+    /// Ends `index`'s ejection if its time is up (the `returned` transition), as [`expire`]
+    /// does for every backend. The lease holder's tick normally does it; an outcome that
+    /// arrives first ends it itself, so a backend ejected again before that tick still shows
+    /// (and counts) the return in between.
+    ///
+    /// [`expire`]: HealthTable::expire
+    pub fn end_ejection(&mut self, index: usize, now_ns: u64) -> Option<Transition> {
+        let e = self.entries.get_mut(index)?;
+        if e.ejected_until_ns == 0 || e.is_ejected(now_ns) {
+            return None;
         }
-        out
+        e.available_since_ns = e.available_since_ns.max(e.ejected_until_ns);
+        e.ejected_until_ns = 0;
+        e.errors = 0;
+        e.last = Some(Change::Returned);
+        Some(Transition { index, id: e.id().to_string(), change: Change::Returned })
     }
 
     /// Who may be picked at `now`. `backups[i]` marks backup backends and `drains[i]` draining

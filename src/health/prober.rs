@@ -140,27 +140,33 @@ impl Prober {
     /// The outcome of one request that `index` served (or failed to): passive ejection. A
     /// success costs a shared read (decoded only when it changed) and a write only when the
     /// backend has an error streak to reset: read afresh, since any worker may have just
-    /// extended it (a stale view let interleaved errors count as consecutive).
+    /// extended it (a stale view let interleaved errors count as consecutive). Returns the
+    /// transitions, in order: the end of an ejection whose time was up and that the lease
+    /// holder had not ended yet, then a new ejection.
     pub fn outcome(
         &mut self,
         store: &dyn SharedStore,
         index: usize,
         failed: bool,
         now_ns: u64,
-    ) -> Option<Transition> {
-        self.policy.outlier?;
+    ) -> Vec<Transition> {
+        if self.policy.outlier.is_none() {
+            return Vec::new();
+        }
         if !failed {
             self.snapshot.refresh(store, &self.table_key);
             let streak = self.snapshot.table().and_then(|t| t.get(index)).map_or(0, |e| e.errors);
             if streak == 0 {
-                return None;
+                return Vec::new();
             }
         }
         let policy = self.policy;
         health_table::modify(store, &self.table_key, &self.keys, now_ns, |t| {
-            t.request_outcome(&policy, index, failed, now_ns)
+            let returned = t.end_ejection(index, now_ns);
+            let change = t.request_outcome(&policy, index, failed, now_ns);
+            returned.into_iter().chain(change).collect::<Vec<_>>()
         })
-        .flatten()
+        .unwrap_or_default()
     }
 
     /// A probe of `index` was dispatched as `token`.

@@ -212,7 +212,7 @@ impl Router {
                 continue;
             }
             let Some(p) = self.prober.as_mut() else { continue };
-            if let Some(t) = p.outcome(&self.store, i, failed, now_ns) {
+            for t in p.outcome(&self.store, i, failed, now_ns) {
                 log.push(noted(self.metrics.as_mut(), &t));
             }
         }

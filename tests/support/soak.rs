@@ -717,6 +717,10 @@ impl Report {
             .saturating_sub(1);
         let generation = |v: &Value| v["generation"].as_u64();
         let shared_keys = |v: &Value| v["shared_data"]["keys"].as_u64();
+        let (ejected, returned) = (self.log_count(" ejected for "), self.log_count(" returned: "));
+        let still = self.status_end["backends"]
+            .as_array()
+            .map_or(0, |l| l.iter().filter(|b| !b["ejected_until_ms"].is_null()).count());
         vec![
             (
                 format!(
@@ -747,6 +751,13 @@ impl Report {
                     b("b1").health_transitions
                 ),
                 b("b1").ejections > 0 && b("b1").health_transitions > 0,
+            ),
+            (
+                format!(
+                    "every ejection's end was logged: {ejected} ejected, {returned} returned, \
+                     {still} still ejected at the end"
+                ),
+                returned <= ejected && returned + still >= ejected,
             ),
             (
                 format!(
