@@ -216,9 +216,9 @@ async fn maglev_removal_moves_only_the_removed_backends_keys() {
 /// (the mean is at most 24/3: each client has at most one request in flight). In flight is
 /// what each backend itself sees at once (its peak): a request reaches a backend after the
 /// filter counted it there and leaves before the filter releases it, so the peak is at most
-/// the shared count the filter bounds. (The `lb_in_flight` gauges are not used: workers flush
-/// them on their ticks, so a sum of gauges can briefly hold one worker's increments and not
-/// yet another's decrements.) Without bounded load all 24 would sit on the key's backend.
+/// the shared count the filter bounds. (The `lb_in_flight` gauges are not used: workers hand
+/// their changes over on their ticks, so a gauge can still count requests that have ended,
+/// above the bound for a moment.) Without bounded load all 24 would sit on the key's backend.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bounded_load_caps_the_hot_key_backend() {
     let mut backends = Vec::new();
