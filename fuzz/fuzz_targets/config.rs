@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use envoy_lb::config::{Algorithm, Config, HashOn, TargetMode, MAX_HOSTS_LIMIT};
 use envoy_lb::router::{NoMetrics, Router};
 use envoy_lb::state::memory::MemoryStore;
-use envoy_lb::sticky::{self, CookieAttributes};
+use envoy_lb::sticky;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -131,19 +131,7 @@ fn check(c: &Config) {
             assert!((32..=1024).contains(&k.len()), "secret of {} bytes accepted", k.len());
         }
         assert!((1..=31_536_000).contains(&s.ttl_s), "ttl {}", s.ttl_s);
-        let attrs = CookieAttributes {
-            name: s.cookie.clone(),
-            path: s.path.clone(),
-            domain: s.domain.clone(),
-            secure: s.secure,
-            http_only: s.http_only,
-            same_site: match s.same_site {
-                envoy_lb::config::SameSite::Strict => sticky::SameSite::Strict,
-                envoy_lb::config::SameSite::Lax => sticky::SameSite::Lax,
-                envoy_lb::config::SameSite::None => sticky::SameSite::None,
-            },
-            max_age_s: s.ttl_s,
-        };
+        let attrs = s.cookie_attributes();
         assert_eq!(attrs.invalid_field(), None, "accepted cookie attributes {s:?}");
         let header = sticky::set_cookie(&attrs, "v");
         assert!(!header.bytes().any(|b| b.is_ascii_control()), "Set-Cookie {header:?}");

@@ -60,6 +60,26 @@ impl Default for Sticky {
 }
 
 /// Secrets never reach a log line: `Debug` shows how many there are.
+impl Sticky {
+    /// The Set-Cookie attributes this configuration gives its cookies.
+    pub fn cookie_attributes(&self) -> crate::sticky::CookieAttributes {
+        use crate::sticky::SameSite as S;
+        crate::sticky::CookieAttributes {
+            name: self.cookie.clone(),
+            path: self.path.clone(),
+            domain: self.domain.clone(),
+            secure: self.secure,
+            http_only: self.http_only,
+            same_site: match self.same_site {
+                SameSite::Strict => S::Strict,
+                SameSite::Lax => S::Lax,
+                SameSite::None => S::None,
+            },
+            max_age_s: self.ttl_s,
+        }
+    }
+}
+
 impl fmt::Debug for Sticky {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sticky")

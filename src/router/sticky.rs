@@ -6,7 +6,7 @@
 use super::Router;
 use crate::config::Config;
 use crate::state::{SharedStore, KEY_PREFIX};
-use crate::sticky::{self, CookieAttributes, SameSite};
+use crate::sticky::{self, CookieAttributes};
 
 /// Sticky-session settings of one pool, ready for per-request use.
 pub(super) struct StickyState {
@@ -68,19 +68,7 @@ pub(super) fn state_for(config: &Config, store: &dyn SharedStore) -> Option<Stic
     } else {
         s.secrets.iter().map(|k| k.as_bytes().to_vec()).collect()
     };
-    let attrs = CookieAttributes {
-        name: s.cookie.clone(),
-        path: s.path.clone(),
-        domain: s.domain.clone(),
-        secure: s.secure,
-        http_only: s.http_only,
-        same_site: match s.same_site {
-            crate::config::SameSite::Strict => SameSite::Strict,
-            crate::config::SameSite::Lax => SameSite::Lax,
-            crate::config::SameSite::None => SameSite::None,
-        },
-        max_age_s: s.ttl_s,
-    };
+    let attrs = s.cookie_attributes();
     let pool = sticky::pool_identity(&config.cluster, "");
     Some(StickyState { attrs, secrets, pool, ttl_s: s.ttl_s })
 }
