@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use arbitrary::Arbitrary;
-use envoy_lb::config::Config;
+use envoy_lb::config::{Config, ALGORITHMS};
 use envoy_lb::router::{KeySource, Metrics, Router, Ticket};
 use envoy_lb::state::memory::MemoryStore;
 use envoy_lb::{hash_key, sticky};
@@ -32,15 +32,6 @@ const ADDRS: [&str; 8] = [
     "[fd00::8]:443",
 ];
 const IDS: [&str; 8] = ["b0", "b1", "web-2", "b.3", "b_4", "b5", "B6", "b7"];
-const ALGORITHMS: [&str; 7] = [
-    "round_robin",
-    "random",
-    "least_request",
-    "least_time",
-    "ring_hash",
-    "maglev",
-    "source_ip_hash",
-];
 const HASH_ON: [&str; 5] = [
     r#"{"source_ip":true}"#,
     r#"{"header":"x-user"}"#,
@@ -188,14 +179,14 @@ fn config(input: &Input) -> (String, Setup) {
             )
         })
         .collect();
-    let algorithm = usize::from(input.algorithm) % ALGORITHMS.len();
+    let algorithm = ALGORITHMS[usize::from(input.algorithm) % ALGORITHMS.len()].name();
     let max_hosts = 1 + usize::from(input.max_hosts) % 10;
     let mut json = format!(
         r#"{{"cluster":"pool","algorithm":"{}","backends":[{}],"target":{{"max_hosts":{max_hosts}}}"#,
-        ALGORITHMS[algorithm],
+        algorithm,
         backends.join(",")
     );
-    match ALGORITHMS[algorithm] {
+    match algorithm {
         "ring_hash" => {
             let h = HASH_ON[usize::from(input.hash_on) % HASH_ON.len()];
             json += &format!(
@@ -224,7 +215,7 @@ fn config(input: &Input) -> (String, Setup) {
         backup: (0..n).map(|i| backup >> i & 1 == 1).collect(),
         drain: (0..n).map(|i| drain >> i & 1 == 1).collect(),
         max_hosts,
-        hashing: algorithm >= 4,
+        hashing: matches!(algorithm, "ring_hash" | "maglev" | "source_ip_hash"),
         sticky: input.sticky,
         passive: input.passive,
         slow_start: input.slow_start,
@@ -339,7 +330,11 @@ fn request(router: &mut Router, s: &Setup, req: &Request, now_ns: u64) -> Option
         attempts,
         now_ns + 1_000_000,
     );
+    // As the router judges an answer: no backend known, or a 5xx (e.g. Envoy's own 503 after a
+    // refused connection). No session starts on one.
+    let errored = served_index.is_none() || req.status >= 500;
     if let Some(set) = &answer.set_cookie {
+        assert!(!errored, "Set-Cookie {set:?} on a failed answer ({}, {served:?})", req.status);
         let k =
             served_index.unwrap_or_else(|| panic!("cookie {set:?} for unconfigured {served:?}"));
         assert!(s.sticky, "Set-Cookie without sticky: {set:?}");
@@ -350,7 +345,7 @@ fn request(router: &mut Router, s: &Setup, req: &Request, now_ns: u64) -> Option
         let got = sticky::verify(&[SECRET.as_bytes()], pool(), v, now_s)
             .unwrap_or_else(|e| panic!("issued cookie {v:?} does not verify: {e}"));
         assert_eq!(got.backend_id, IDS[k], "cookie for {} but {served:?} served", got.backend_id);
-    } else if s.sticky && stable {
+    } else if s.sticky && stable && !errored {
         if let Some(k) = served_index {
             let kept = pin.is_some_and(|(p, exp)| {
                 hosts[0] == p && p == k && !sticky::needs_refresh(exp, TTL_S, now_s)
