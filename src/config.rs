@@ -185,7 +185,12 @@ impl RawConfig {
         let target = self.target.validate(self.health_check.is_some())?;
         let pool = validate_backends(self.backends, target.mode)?;
         let balancing = self.balancing.validate(pool.len())?;
-        let health_check = self.health_check.map(RawHealthCheck::validate).transpose()?;
+        let mut health_check = self.health_check.map(RawHealthCheck::validate).transpose()?;
+        if let Some(check) = health_check.as_mut().filter(|c| c.host.is_none()) {
+            let host = health_check::default_host(&self.cluster)
+                .map_err(|m| ConfigError::at("$.health_check.host", m))?;
+            check.host = Some(host);
+        }
         if pool.iter().all(|b| b.backup) {
             return Err(ConfigError::at(
                 "$.backends",

@@ -217,6 +217,9 @@ pub struct Availability {
     pub using_backups: bool,
     /// Nothing may be picked: answer 503.
     pub none: bool,
+    /// Every primary that is up drains and no backup is up: the draining primaries take new
+    /// requests too (as Envoy serves DRAINING hosts when nothing else is left) rather than 503.
+    pub draining_serve: bool,
 }
 
 impl Availability {
@@ -400,7 +403,8 @@ impl HealthTable {
     /// Who may be picked at `now`. `backups[i]` marks backup backends and `drains[i]` draining
     /// ones (missing: a primary that does not drain). Backups take over when no primary that
     /// takes new requests (available, not draining) is left; a draining primary stays
-    /// accepted for the sessions pinned to it.
+    /// accepted for the sessions pinned to it, and takes new requests only when no backup is
+    /// up either ([`Availability::draining_serve`]).
     pub fn availability(
         &self,
         policy: &HealthPolicy,
@@ -435,7 +439,9 @@ impl HealthTable {
                 up && (is_backup(i) == using_backups || pinned_only)
             }
         };
-        let mut out = Availability { using_backups, panic, ..Availability::default() };
+        let draining_serve = !panic && serving_primaries == 0 && up_backups == 0;
+        let mut out =
+            Availability { using_backups, panic, draining_serve, ..Availability::default() };
         out.slots = self
             .entries
             .iter()

@@ -86,6 +86,29 @@ impl Ticket {
         let i = if mode == TargetMode::OverrideHost { picks.get(k) } else { picks.first() };
         i.map(|&i| i as usize)
     }
+
+    /// How many of `retried` earlier tries can be attributed to a backend: with override_host
+    /// only those within the picks (past the list the cluster's fallback chose), otherwise at
+    /// most [`MAX_SAME_BACKEND_TRIES`]. Bounds the work a response causes, whatever the count.
+    fn attributable(&self, retried: usize, mode: TargetMode) -> usize {
+        let limit = match mode {
+            TargetMode::OverrideHost => self.picks.as_slice().len(),
+            _ => MAX_SAME_BACKEND_TRIES,
+        };
+        retried.min(limit)
+    }
+}
+
+/// Earlier tries counted against the one backend of an original_dst or cluster_header
+/// request (each retry goes to the same backend): more than any sane retry policy makes.
+const MAX_SAME_BACKEND_TRIES: usize = 8;
+
+/// The request's attempt count from Envoy's `upstream.request_attempt_count` property (a
+/// little-endian u64: 1 for the first try); 1 when absent or malformed. Never a response
+/// header: the upstream writes those.
+pub fn attempt_count(property: Option<&[u8]>) -> u32 {
+    let count = property.and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_le_bytes);
+    count.and_then(|c| u32::try_from(c).ok()).filter(|&c| c >= 1).unwrap_or(1)
 }
 
 pub struct Router {
@@ -262,13 +285,15 @@ impl Router {
         }
         // Slow start: a ramping backend is admitted to this pick with its ramp's probability;
         // when that leaves nobody (every backend ramping), the pick is made again without it.
-        // Draining backends take no new sessions; a pinned backend is put first below.
+        // Draining backends take no new sessions while anything else can (see
+        // `Availability::draining_serve`); a pinned backend is put first below.
         let salt = self.rng.u64(..);
         let pool = &self.config.pool;
         let admission = std::cell::Cell::new(true);
+        let draining_ok = availability.is_some_and(|a| a.draining_serve);
         let accept = |i: usize| {
             Some(i) != sticky.pinned
-                && !pool.get(i).is_some_and(|b| b.drain)
+                && (draining_ok || !pool.get(i).is_some_and(|b| b.drain))
                 && availability.is_none_or(|a| {
                     a.accepts(i) && (!admission.get() || health::admitted(a, i, salt))
                 })
@@ -330,8 +355,8 @@ impl Router {
     /// [`Router::needs_served_by`] (else `None`, and the backend is inferred: try `k` went to
     /// the `k`-th pick, or to the only one outside override_host mode). `now_ns` may be the
     /// ticket's start unless [`Router::needs_response_time`].
-    /// `attempts` is Envoy's `x-envoy-attempt-count` (1 when unknown): tries before the last
-    /// failed. Counts upstream errors, reports them for passive ejection, moves the request's
+    /// `attempts` is Envoy's attempt count ([`attempt_count`]; 1 when unknown): tries before
+    /// the last failed (only the tries the filter can attribute are counted). Counts upstream errors, reports them for passive ejection, moves the request's
     /// in-flight count to the backend that really served it and reports the outcome to the
     /// algorithm. Returns lines to log (ejections) and the cookie to set, if any.
     pub fn on_response(

@@ -363,3 +363,83 @@ async fn reload_keeps_health_state_at(concurrency: u32) {
     assert_eq!(served(&backends[2]), frozen, "the reload forgot that b3 is unhealthy");
     assert!(served(&backends[3]) > 0, "the added backend got no traffic");
 }
+
+/// Every primary draining and the only backup unhealthy: the draining primaries take new
+/// requests (Envoy serves DRAINING hosts when nothing else is left) instead of a 503; once
+/// the backup is healthy again it takes them back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_primaries_serve_when_the_backups_are_down() {
+    let backends = backends(3).await;
+    backends[2].set_healthy(false);
+    let list: Vec<_> = backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let role = if i < 2 { "drain" } else { "backup" };
+            json!({"id": b.id(), "address": b.addr.to_string(), role: true})
+        })
+        .collect();
+    let mut config = health(json!({}));
+    config["cluster"] = json!("pool");
+    config["backends"] = json!(list);
+    let endpoints = backends.iter().map(|b| b.addr).collect();
+    let envoy = Envoy::start(EnvoySetup::new(config.to_string(), endpoints).concurrency(2)).await;
+    envoy.wait_log("b3 unhealthy", 5).await;
+    tokio::time::sleep(Duration::from_millis(INTERVAL_MS)).await;
+    let counts = count_by_backend(&envoy, 40, &[]).await;
+    assert_eq!(counts.get("b3"), None, "{counts:?}");
+    assert!(counts.contains_key("b1") && counts.contains_key("b2"), "{counts:?}");
+    backends[2].set_healthy(true);
+    envoy.wait_log("b3 healthy", 5).await;
+    tokio::time::sleep(Duration::from_millis(INTERVAL_MS)).await;
+    let counts = count_by_backend(&envoy, 20, &[]).await;
+    assert_eq!(counts.get("b3"), Some(&20), "{counts:?}");
+}
+
+/// The Istio-style cluster name of an outbound sidecar cluster, with a `|` that is not valid
+/// in `:authority`.
+const ISTIO_CLUSTER: &str = "outbound|8080||backend.demo.svc.cluster.local";
+
+/// Renames the shipped cluster `pool` (and the route to it) to [`ISTIO_CLUSTER`].
+fn istio_cluster_name(doc: &mut serde_yaml_ng::Value) {
+    for c in doc["static_resources"]["clusters"].as_sequence_mut().unwrap() {
+        if c["name"] == "pool" {
+            c["name"] = ISTIO_CLUSTER.into();
+            c["load_assignment"]["cluster_name"] = ISTIO_CLUSTER.into();
+        }
+    }
+    let hcm = &mut doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"];
+    hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"]["cluster"] = ISTIO_CLUSTER.into();
+}
+
+/// With an Istio cluster name and no `health_check.host`, probes carry a valid authority
+/// (the service host): backends that answer 400 to a malformed `Host`, as strict servers do,
+/// stay healthy, and the pool never goes into panic mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_of_an_istio_cluster_carry_a_valid_authority() {
+    let mut backends = Vec::new();
+    for id in ["b1", "b2"] {
+        let mut o = BackendOptions::new(id);
+        o.strict_host = true;
+        backends.push(backend(o).await);
+    }
+    let pool: Vec<_> = backends.iter().map(|b| (b.id(), b.addr, 1)).collect();
+    let mut config: serde_json::Value =
+        serde_json::from_str(&plugin_config(&pool, health(json!({})))).unwrap();
+    config["cluster"] = json!(ISTIO_CLUSTER);
+    let endpoints = backends.iter().map(|b| b.addr).collect();
+    let setup = EnvoySetup::new(config.to_string(), endpoints).tweak(istio_cluster_name);
+    let envoy = Envoy::start(setup.concurrency(2)).await;
+    tokio::time::sleep(Duration::from_millis(INTERVAL_MS * 4)).await;
+    for b in &backends {
+        assert!(probes(b) >= 3, "{} was probed {} times", b.id(), probes(b));
+    }
+    let counts = count_by_backend(&envoy, 20, &[]).await;
+    // Round robin per worker: each of the two workers alternates, so the two differ by 2 at most.
+    let (b1, b2) = (counts.get("b1").copied(), counts.get("b2").copied());
+    assert!(b1.unwrap_or(0).abs_diff(b2.unwrap_or(0)) <= 2, "{counts:?}");
+    assert_eq!(b1.unwrap_or(0) + b2.unwrap_or(0), 20, "{counts:?}");
+    let log = envoy.log();
+    assert!(!log.contains("unhealthy") && !log.contains("panic mode"), "{}", envoy.log_tail(30));
+}

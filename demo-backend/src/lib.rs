@@ -28,6 +28,11 @@ pub struct Options {
     pub health_delay: Duration,
     /// A `Set-Cookie` header the backend adds to every answer but `/healthz`.
     pub set_cookie: Option<String>,
+    /// Headers added to every answer, `/healthz` included (a hostile upstream's, in tests).
+    pub extra_headers: Vec<(String, String)>,
+    /// Answer 400 to a `Host` that is not an RFC 3986 authority, as strict servers do (Go's
+    /// net/http, for one), `/healthz` included.
+    pub strict_host: bool,
 }
 
 impl Options {
@@ -40,6 +45,8 @@ impl Options {
             healthy: true,
             health_delay: Duration::ZERO,
             set_cookie: None,
+            extra_headers: Vec::new(),
+            strict_host: false,
         }
     }
 }
@@ -130,9 +137,21 @@ pub async fn start(addr: SocketAddr, options: Options) -> std::io::Result<Runnin
     serve(TcpListener::bind(addr).await?, options)
 }
 
+/// Whether `host` holds only what RFC 3986 allows in an authority.
+fn valid_host(host: &[u8]) -> bool {
+    let allowed = |c: &u8| c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:[]".contains(c);
+    !host.is_empty() && host.iter().all(allowed)
+}
+
 async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let host = request.headers().get("host").map(|h| h.as_bytes()).unwrap_or_default();
+    let bad_host = shared.options.strict_host && !valid_host(host);
+    let bad_request = || with_id(&shared, StatusCode::BAD_REQUEST, "malformed Host\n".into());
     if request.uri().path() == "/healthz" {
         shared.stats.health_checks.fetch_add(1, Ordering::Relaxed);
+        if bad_host {
+            return bad_request();
+        }
         if !shared.options.health_delay.is_zero() {
             tokio::time::sleep(shared.options.health_delay).await;
         }
@@ -142,6 +161,9 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
             StatusCode::SERVICE_UNAVAILABLE
         };
         return with_id(&shared, status, "ok\n".to_string());
+    }
+    if bad_host {
+        return bad_request();
     }
     let stats = &shared.stats;
     stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -167,6 +189,13 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
 
 fn with_id(shared: &Shared, status: StatusCode, body: String) -> Response {
     let mut response = (status, body).into_response();
-    response.headers_mut().insert("x-backend", shared.id_header.clone());
+    let headers = response.headers_mut();
+    headers.insert("x-backend", shared.id_header.clone());
+    for (name, value) in &shared.options.extra_headers {
+        let name = axum::http::HeaderName::from_bytes(name.as_bytes());
+        if let (Ok(name), Ok(value)) = (name, HeaderValue::from_str(value)) {
+            headers.append(name, value);
+        }
+    }
     response
 }

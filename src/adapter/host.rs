@@ -157,6 +157,10 @@ pub fn header(map: MapType, name: &str) -> Option<String> {
 
 /// A string property such as `source.address`; `None` when absent or not UTF-8.
 pub fn property(path: &[&str]) -> Option<String> {
-    let bytes = hostcalls::get_property(path.to_vec()).ok()??;
-    String::from_utf8(bytes).ok()
+    String::from_utf8(property_bytes(path)?).ok()
+}
+
+/// A property's raw bytes (e.g. `upstream.request_attempt_count`, a little-endian u64).
+pub fn property_bytes(path: &[&str]) -> Option<Vec<u8>> {
+    hostcalls::get_property(path.to_vec()).ok()?
 }

@@ -77,7 +77,8 @@ fn hand_over(mode: TargetMode, fallback: bool, header: &str, value: &str) -> boo
     }
 }
 
-const ATTEMPTS: &str = "x-envoy-attempt-count";
+/// Envoy's attempt count of the request (1 for the first try), on the response path.
+const ATTEMPTS: &[&str] = &["upstream", "request_attempt_count"];
 
 fn response_header(name: &str) -> Option<String> {
     host::header(MapType::HttpResponseHeaders, name)
@@ -139,12 +140,8 @@ impl HttpContext for Http {
         let Some(ticket) = self.ticket.as_mut() else { return Action::Continue };
         let Ok(mut guard) = self.router.try_borrow_mut() else { return Action::Continue };
         let Some(router) = guard.as_mut() else { return Action::Continue };
-        // Envoy adds it for the filter (include_attempt_count_in_response); not for clients.
-        let attempts = response_header(ATTEMPTS);
-        if attempts.is_some() {
-            let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, ATTEMPTS);
-        }
-        let attempts = attempts.and_then(|v| v.parse().ok()).unwrap_or(1);
+        // From Envoy itself: a response's x-envoy-attempt-count is the upstream's to forge.
+        let attempts = crate::router::attempt_count(host::property_bytes(ATTEMPTS).as_deref());
         let status = response_header(":status").and_then(|s| s.parse::<u32>().ok()).unwrap_or(0);
         let served_by = if router.needs_served_by(attempts) {
             host::property(&["upstream", "address"])

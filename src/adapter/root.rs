@@ -83,8 +83,8 @@ impl Root {
             log::info!("{line}");
         }
         let Some(check) = router.health_check().cloned() else { return };
-        let cluster = router.config().cluster.clone();
-        let authority = check.host.as_deref().unwrap_or(&cluster);
+        // Always set once validated (derived from the cluster name when not configured).
+        let authority = check.host.as_deref().unwrap_or("localhost");
         let timeout = Duration::from_millis(check.timeout_ms);
         for (index, host) in tick.probes {
             let (target, steering) = router.probe_route(&host);

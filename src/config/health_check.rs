@@ -17,7 +17,8 @@ pub struct HealthCheck {
     pub expected_statuses: Vec<(u16, u16)>,
     /// Each backend's interval is shifted by up to ± this much (at most half the interval).
     pub jitter_ms: u64,
-    /// `:authority` of the probe; the cluster name when absent.
+    /// `:authority` of the probe. In a validated [`crate::config::Config`] always set: when
+    /// the JSON has none, derived from the cluster name (`default_host`).
     pub host: Option<String>,
 }
 
@@ -241,22 +242,46 @@ fn validate_path(p: &str) -> Result<String, String> {
     }
 }
 
-/// The probe's `:authority`: 1 to 255 characters, no whitespace, controls, `/`, `?`, `#`, `@`.
+/// Whether `h` is an RFC 3986 authority as HTTP servers accept it in `Host`: 1 to 255
+/// characters of reg-name, IP literal and port (letters, digits, `-._~!$&'()*+,;=%:[]`).
+fn is_authority(h: &str) -> bool {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=%:[]".contains(c);
+    !h.is_empty() && h.len() <= MAX_HOST_LEN && h.chars().all(allowed)
+}
+
+/// The probe's `:authority` (see [`is_authority`]).
 fn validate_host(h: &str) -> Result<String, String> {
-    let ok = !h.is_empty()
-        && h.chars().count() <= MAX_HOST_LEN
-        && !h
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '/' | '?' | '#' | '@'));
-    if ok {
+    if is_authority(h) {
         Ok(h.to_string())
     } else {
         Err(format!(
             "{:?} is not an HTTP authority; valid: host or host:port, 1 to {MAX_HOST_LEN} \
-             characters without whitespace, control characters, / ? # @, e.g. \
-             backend.example.com:8080, or null for the cluster name",
+             characters of letters, digits and -._~!$&'()*+,;=%:[] (RFC 3986), e.g. \
+             backend.example.com:8080, or null for one derived from the cluster name",
             shown(h)
         ))
+    }
+}
+
+/// The probe's `:authority` when `health_check.host` is not set: the cluster name when it is
+/// a valid authority, the service host of an Istio cluster name
+/// (`outbound|8080||backend.demo.svc.cluster.local` -> `backend.demo.svc.cluster.local`), else
+/// an error saying to set `host` (a `|` in `Host` makes strict servers answer 400).
+pub(super) fn default_host(cluster: &str) -> Result<String, String> {
+    if is_authority(cluster) {
+        return Ok(cluster.to_string());
+    }
+    let mut parts = cluster.split('|');
+    let (_direction, port, _subset, fqdn) =
+        (parts.next(), parts.next(), parts.next(), parts.next());
+    let istio = parts.next().is_none() && port.is_some_and(|p| p.parse::<u16>().is_ok());
+    match fqdn {
+        Some(fqdn) if istio && is_authority(fqdn) => Ok(fqdn.to_string()),
+        _ => Err(format!(
+            "is not set and the cluster name {:?} is not a valid HTTP authority for the \
+             probes; valid: a host or host:port such as backend.example.com",
+            shown(cluster)
+        )),
     }
 }
 

@@ -199,7 +199,8 @@ impl Router {
     ) -> Vec<String> {
         let mode = self.config.target.mode;
         let last = served.or_else(|| ticket.tried(retried, mode));
-        let tries = (0..retried).map(|k| (ticket.tried(k, mode), true));
+        let earlier = ticket.attributable(retried, mode);
+        let tries = (0..earlier).map(|k| (ticket.tried(k, mode), true));
         let tries = tries.chain(std::iter::once((last, failed)));
         let mut log = Vec::new();
         let ejects = self.ejects();

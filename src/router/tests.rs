@@ -386,3 +386,75 @@ fn backups_serve_when_every_primary_drains() {
         }
     }
 }
+
+/// With every primary draining and every backup down, the draining primaries take new
+/// requests rather than a 503, as Envoy serves DRAINING hosts when nothing else is left; a
+/// backend that does not drain takes them all again. (A pool of draining backends alone is
+/// refused by the config.)
+#[test]
+fn draining_primaries_serve_when_nothing_else_is_left() {
+    let two_draining = r#"{"id":"a","address":"10.0.0.1:80","drain":true},
+        {"id":"b","address":"10.0.0.2:80","drain":true}"#;
+    let mut r = router(&format!(
+        r#"{{"cluster":"c","outlier_detection":{{"consecutive_errors":1}},
+            "target":{{"max_hosts":1}},"backends":[{two_draining},
+            {{"id":"z","address":"10.0.0.9:80","backup":true}}]}}"#
+    ));
+    r.tick(0);
+    // The backup fails once and is ejected: nothing but the draining primaries is left.
+    let (_, mut t) = r.steer(None, None, 1).unwrap();
+    assert_eq!(r.last_picks().collect::<Vec<_>>(), ["z"]);
+    r.on_response(&mut t, None, 503, 1, 2);
+    r.on_end(&mut t, 2);
+    r.tick(3);
+    let mut seen = std::collections::BTreeSet::new();
+    for n in 0..6 {
+        let value = r.steer(None, None, 10 + n).map(|(s, _)| s.value.to_string());
+        seen.insert(value.expect("a draining backend, not a 503"));
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["10.0.0.1:80", "10.0.0.2:80"]);
+    // A primary that does not drain takes every new request again.
+    let mut r = router(&format!(
+        r#"{{"cluster":"c","backends":[{two_draining},{{"id":"c","address":"10.0.0.3:80"}}]}}"#
+    ));
+    for _ in 0..4 {
+        assert!(steer(&mut r).starts_with("10.0.0.3:80"));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The attempt count comes from Envoy and only counts the tries the filter can attribute
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn attempt_count_is_envoys_little_endian_u64_or_one() {
+    assert_eq!(attempt_count(Some(&1u64.to_le_bytes())), 1);
+    assert_eq!(attempt_count(Some(&3u64.to_le_bytes())), 3);
+    assert_eq!(attempt_count(Some(&u64::from(u32::MAX).to_le_bytes())), u32::MAX);
+    for junk in [&b""[..], b"3", b"\x03\0\0\0", &[0u8; 9][..], &0u64.to_le_bytes()] {
+        assert_eq!(attempt_count(Some(junk)), 1, "{junk:?}");
+    }
+    assert_eq!(attempt_count(Some(&(1u64 << 40).to_le_bytes())), 1, "beyond u32: unknown");
+    assert_eq!(attempt_count(None), 1);
+}
+
+#[test]
+fn earlier_tries_are_bounded_in_every_mode() {
+    let t = Ticket {
+        picks: {
+            let mut p = Picks::with_capacity(3);
+            p.push(0);
+            p.push(1);
+            p
+        },
+        sticky: StickyTicket::default(),
+        backend: 0,
+        started_ns: 0,
+        held: false,
+        answered: false,
+    };
+    assert_eq!(t.attributable(usize::MAX, TargetMode::OverrideHost), 2);
+    assert_eq!(t.attributable(1, TargetMode::OverrideHost), 1);
+    assert_eq!(t.attributable(usize::MAX, TargetMode::OriginalDst), MAX_SAME_BACKEND_TRIES);
+    assert_eq!(t.attributable(3, TargetMode::ClusterHeader), 3);
+}

@@ -2,7 +2,7 @@
 //! bench/SOAK.md) and CI (tests/soak.rs: 60 s, asserts the goals).
 //!
 //! A real Envoy (`--concurrency 2`, the shipped envoy/envoy.yaml through the harness: retries
-//! on, `include_attempt_count_in_response`) in front of four demo backends: `b1` is stopped
+//! on) in front of four demo backends: `b1` is stopped
 //! every [`KILL_PERIOD`] and started again on the same address [`DOWN_TIME`] later, `b2` answers
 //! 500 to 5% of requests, `b3` and `b4` are healthy. The filter runs least_request with active
 //! health checks, outlier detection, sticky sessions and the status page. A steady, bounded
@@ -855,7 +855,7 @@ impl Report {
         let _ = writeln!(
             md,
             "- setup: the shipped envoy/envoy.yaml through the test harness (route retries \
-             `connect-failure,refused-stream,5xx` × 2, `include_attempt_count_in_response`), \
+             `connect-failure,refused-stream,5xx` × 2), \
              4 demo backends ({}; each answers after {} ms); b1 is stopped gracefully \
              (`Running::stop`) every {} s and started again on the same address {} s later",
             ROLES.map(|(id, role)| format!("{id}: {role}")).join(", "),

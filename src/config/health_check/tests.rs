@@ -64,8 +64,38 @@ fn an_empty_block_takes_every_default() {
     assert_eq!((h.interval_ms, h.timeout_ms, h.jitter_ms), (2_000, 1_000, 0));
     assert_eq!((h.healthy_threshold, h.unhealthy_threshold), (2, 3));
     assert_eq!(h.expected_statuses, vec![(200, 299)]);
-    assert_eq!(h.host, None);
-    assert_eq!(h, HealthCheck::default());
+    // The cluster name ("c") when it is a valid authority.
+    assert_eq!(h.host.as_deref(), Some("c"));
+    assert_eq!(HealthCheck { host: None, ..h }, HealthCheck::default());
+}
+
+/// The default probe authority is never the `|`-separated Istio cluster name (strict servers
+/// answer 400 to it, which turned every backend unhealthy): the service host instead, or a
+/// refusal that says to set `host`.
+#[test]
+fn the_default_authority_is_a_valid_one() {
+    let istio = |cluster: &str, extra: &str| {
+        let json = format!(
+            r#"{{"cluster":"{cluster}","backends":[{{"id":"a","address":"10.0.0.1:80"}}],
+                "health_check":{{{extra}}}}}"#
+        );
+        Config::from_json(json.as_bytes())
+    };
+    let c = istio("outbound|8080||backend.demo.svc.cluster.local", "").unwrap();
+    let host = c.health_check.unwrap().host;
+    assert_eq!(host.as_deref(), Some("backend.demo.svc.cluster.local"));
+    let c = istio("outbound|8080|v1|backend.demo.svc.cluster.local", "").unwrap();
+    assert_eq!(c.health_check.unwrap().host.as_deref(), Some("backend.demo.svc.cluster.local"));
+    let c = istio("outbound|8080||backend", r#""host":"probe.example:8080""#).unwrap();
+    assert_eq!(c.health_check.unwrap().host.as_deref(), Some("probe.example:8080"));
+    for bad in ["my pool", "a|b", "outbound|http||svc", "outbound|8080||a b", "x|1|y|z|w"] {
+        let e = istio(bad, "").unwrap_err();
+        assert_eq!(e.path, "$.health_check.host", "{bad}: {e}");
+        assert!(e.message.contains("is not set") && e.message.contains("valid: "), "{e}");
+    }
+    // Without health checks the cluster name needs no such shape.
+    let json = r#"{"cluster":"a|b","backends":[{"id":"a","address":"10.0.0.1:80"}]}"#;
+    assert!(Config::from_json(json.as_bytes()).is_ok());
 }
 
 #[test]
@@ -98,7 +128,8 @@ fn every_member_is_read() {
 #[test]
 fn a_partial_block_keeps_the_other_defaults() {
     let h = ok(r#"{"interval_ms": 10000}"#);
-    assert_eq!(h, HealthCheck { interval_ms: 10_000, ..HealthCheck::default() });
+    let host = Some("c".to_string());
+    assert_eq!(h, HealthCheck { interval_ms: 10_000, host, ..HealthCheck::default() });
     let h = ok(r#"{"host": "[2001:db8::1]:8080", "unhealthy_threshold": 1}"#);
     assert_eq!(
         h,
@@ -114,7 +145,7 @@ fn a_partial_block_keeps_the_other_defaults() {
 fn null_means_default_for_every_member() {
     let h = ok(r#"{"path":null,"interval_ms":null,"timeout_ms":null,"healthy_threshold":null,
         "unhealthy_threshold":null,"expected_statuses":null,"jitter_ms":null,"host":null}"#);
-    assert_eq!(h, HealthCheck::default());
+    assert_eq!(h, HealthCheck { host: Some("c".into()), ..HealthCheck::default() });
 }
 
 #[test]
@@ -343,6 +374,11 @@ fn bad_hosts_are_refused() {
         "a#b",
         "user@host",
         "host/",
+        "a|b",
+        "outbound|8080||svc.cluster.local",
+        "a\\\\b",
+        "a\\\"b",
+        "a{b}",
     ] {
         refused(
             &format!(r#"{{"host": "{bad}"}}"#),
