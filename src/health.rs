@@ -267,6 +267,13 @@ impl HealthTable {
         self.entries.is_empty()
     }
 
+    /// Replaces entry `index` (a backend's state as another table holds it).
+    pub fn replace(&mut self, index: usize, entry: BackendHealth) {
+        if let Some(e) = self.entries.get_mut(index) {
+            *e = entry;
+        }
+    }
+
     /// Whether the entries are exactly `keys`, in order.
     pub fn has_keys(&self, keys: &[String]) -> bool {
         self.entries.len() == keys.len() && self.entries.iter().zip(keys).all(|(e, k)| e.key == *k)
@@ -275,10 +282,12 @@ impl HealthTable {
     /// A table for `keys` keeping the state of backends whose key is in `old`; the others
     /// start healthy and available at `now`.
     pub fn carry_over(old: &HealthTable, keys: &[String], now_ns: u64) -> HealthTable {
+        let by_key: fnv::FnvHashMap<&str, &BackendHealth> =
+            old.entries.iter().map(|e| (e.key.as_str(), e)).collect();
         let entries = keys
             .iter()
-            .map(|k| match old.entries.iter().find(|e| e.key == *k) {
-                Some(e) => e.clone(),
+            .map(|k| match by_key.get(k.as_str()) {
+                Some(e) => (*e).clone(),
                 None => BackendHealth::new(k.clone(), now_ns),
             })
             .collect();

@@ -334,3 +334,97 @@ async fn accepted_update_keeps_health_state_and_sessions() {
     assert_eq!(envoy.stat("wasmcustom.lb_sticky_hits_total.pool.pool").await, hits + 40);
     assert_eq!(backends[2].stats.requests.load(Ordering::SeqCst), b3_served, "b3 served a request");
 }
+
+/// (3) good -> good adding a backend that fails its health checks: the new configuration
+/// probes it at once and marks it unhealthy as fast as one configured from the start
+/// (2 failures 300 ms apart), although the previous configuration's root contexts live on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_added_by_an_update_is_health_checked() {
+    for concurrency in [2, 4] {
+        added_backend_is_checked_at(concurrency).await;
+    }
+}
+
+async fn added_backend_is_checked_at(concurrency: u32) {
+    let backends = backends(3).await;
+    backends[2].set_healthy(false);
+    let endpoints = backends.iter().map(|b| b.addr).collect();
+    let config = |n: usize| {
+        let pool: Vec<_> = backends.iter().take(n).map(|b| (b.id(), b.addr, 1)).collect();
+        let check = json!({"interval_ms": 300, "timeout_ms": 100, "unhealthy_threshold": 2});
+        plugin_config(&pool, json!({ "health_check": check, "status": {} }))
+    };
+    let setup = EnvoySetup::new(config(2), endpoints).concurrency(concurrency).live();
+    let mut envoy = Envoy::start(setup).await;
+    count_by_backend(&envoy, 10, &[]).await;
+    assert!(envoy.update_plugin_config(config(3)).await, "refused:\n{}", envoy.log_tail(20));
+    envoy.wait_log("b3 unhealthy: 2 probe failures", 3).await;
+    let served = backends[2].stats.requests.load(Ordering::SeqCst);
+    let counts = count_by_backend(&envoy, 30, &[]).await;
+    assert!(!counts.contains_key("b3"), "{counts:?}");
+    assert_eq!(backends[2].stats.requests.load(Ordering::SeqCst), served);
+    // And it stays so: the previous configuration does not undo it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let doc = status(&envoy).await;
+    assert_eq!(doc["backends"][2]["healthy"], false, "{doc}");
+    let counts = count_by_backend(&envoy, 30, &[]).await;
+    assert!(!counts.contains_key("b3"), "{counts:?}");
+}
+
+/// Adds a second listener `other`, a copy of the first, and drops the last backend from the
+/// first listener's plugin config: two filters naming the same `cluster`, the first one
+/// configured holding fewer backends.
+fn second_filter_with_one_backend_more(doc: &mut serde_yaml_ng::Value) {
+    let listeners = doc["static_resources"]["listeners"].as_sequence_mut().unwrap();
+    let mut other = listeners[0].clone();
+    other["name"] = "other".into();
+    let filters = listeners[0]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+        .as_sequence_mut()
+        .unwrap();
+    let wasm = filters.iter_mut().find(|f| f["name"] == "envoy.filters.http.wasm").unwrap();
+    let value = &mut wasm["typed_config"]["config"]["configuration"]["value"];
+    let mut config: Value = serde_json::from_str(value.as_str().unwrap()).unwrap();
+    config["backends"].as_array_mut().unwrap().pop();
+    *value = config.to_string().into();
+    listeners.push(other);
+}
+
+/// (4) Two filters (two listeners) name the same cluster: the first balances over b1, b2,
+/// `other` over b1..b3. b3 fails its health checks: `other` marks it unhealthy and stops
+/// sending to it, the first keeps serving b1 and b2, and b1 and b2 are probed once per
+/// interval, not once per filter. Failed before the configurations were fenced: the first
+/// filter's prober held the cluster's one lease and never probed b3, so `other` kept sending
+/// a third of its requests there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_filters_on_one_cluster_keep_their_own_backends_checked() {
+    let backends = backends(3).await;
+    backends[2].set_healthy(false);
+    let pool: Vec<_> = backends.iter().map(|b| (b.id(), b.addr, 1)).collect();
+    let check = json!({"interval_ms": 300, "timeout_ms": 100, "unhealthy_threshold": 2});
+    let config = plugin_config(&pool, json!({ "health_check": check }));
+    let endpoints = backends.iter().map(|b| b.addr).collect();
+    let setup = EnvoySetup::new(config, endpoints)
+        .concurrency(2)
+        .tweak(second_filter_with_one_backend_more);
+    let mut envoy = Envoy::start(setup).await;
+    envoy.wait_log("b3 unhealthy: 2 probe failures", 3).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let probes = |b: &Backend| b.stats.health_checks.load(Ordering::SeqCst);
+    let before: Vec<u64> = backends.iter().map(probes).collect();
+    let counts = count_by_backend(&envoy, 30, &[]).await;
+    assert_eq!(counts.keys().collect::<Vec<_>>(), ["b1", "b2"], "{counts:?}");
+    let first = envoy.listener;
+    envoy.listener = envoy.listener_named("other").await;
+    let counts = count_by_backend(&envoy, 30, &[]).await;
+    assert_eq!(counts.keys().collect::<Vec<_>>(), ["b1", "b2"], "other sent to b3: {counts:?}");
+    envoy.listener = first;
+    // Over 3 intervals (at most 4 probes with the schedule's slack), per backend.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    for (b, before) in backends.iter().zip(before) {
+        let n = probes(b) - before;
+        assert!((2..=4).contains(&n), "{} probed {n} times in 3 intervals", b.id());
+    }
+    let log = envoy.log();
+    assert_eq!(log.matches("b3 unhealthy").count(), 1, "{}", envoy.log_tail(20));
+    assert!(!log.contains("b1 unhealthy") && !log.contains("b2 unhealthy"));
+}

@@ -4,12 +4,18 @@
 //! due for a probe (marking them probed in the table, so a new holder continues the schedule);
 //! apply each probe's answer and each request's outcome (passive ejection) to the table.
 //! Host calls (dispatch, timers, logging) stay in the adapter.
+//!
+//! Tables and leases are fenced by configuration ([`crate::state::current`]): a backend that
+//! the current configuration's live prober also checks is read from its table, never probed
+//! or written by another configuration of the same cluster; the rest this prober checks
+//! itself. Per tick: one read of the pointer, and of the other table's lease and table (decoded
+//! only when its CAS changes) while another configuration is current.
 
 use super::{Availability, HealthPolicy, HealthTable, Probe, ProbeFailure, Transition};
 use crate::config::{Config, HealthCheck};
 use crate::state::health_table::{self, Snapshot};
 use crate::state::lease::{self, TTL_INTERVALS};
-use crate::state::{SharedStore, KEY_PREFIX};
+use crate::state::{current, SharedStore};
 
 const MS: u64 = 1_000_000;
 /// Lease renewal period without active checks (passive ejection and slow start only).
@@ -23,6 +29,17 @@ struct Pending {
     sent_ns: u64,
 }
 
+/// The table of the cluster's current configuration, when that is another one than ours.
+#[derive(Debug, Clone)]
+struct Current {
+    fence: u64,
+    table_key: String,
+    lease_key: String,
+    snapshot: Snapshot,
+    /// Whether its prober lease was live at the last tick.
+    live: bool,
+}
+
 pub struct Prober {
     /// Active checks; `None` with passive ejection or slow start only.
     check: Option<HealthCheck>,
@@ -30,13 +47,31 @@ pub struct Prober {
     keys: Vec<String>,
     backups: Vec<bool>,
     drains: Vec<bool>,
+    /// Digest of what this configuration's table means: backend keys and health settings.
+    fence: u64,
     table_key: String,
     lease_key: String,
+    current_key: String,
+    cluster: String,
     owner: u64,
     snapshot: Snapshot,
+    /// Another configuration that is current, if any.
+    current: Option<Current>,
+    /// Per backend: its index in the current configuration's table, when that configuration's
+    /// live prober checks it (then it is read from there, not probed or written here).
+    covered: Vec<Option<usize>>,
+    /// What the last availability was computed from (for the status page).
+    view: Option<HealthTable>,
     pending: Vec<Pending>,
     /// Whether the last tick held the lease.
     holder: bool,
+}
+
+/// The fence of a configuration: its backend keys in order and its health settings.
+fn fence_of(keys: &[String], policy: &HealthPolicy, check: Option<&HealthCheck>) -> u64 {
+    let mut text = keys.join("\n");
+    text.push_str(&format!("\n{policy:?}\n{check:?}"));
+    crate::hash_key::hash(text.as_bytes())
 }
 
 impl Prober {
@@ -47,24 +82,28 @@ impl Prober {
         if check.is_none() && config.outlier_detection.is_none() && config.slow_start_ms == 0 {
             return None;
         }
-        let keys = config.pool.iter().map(super::backend_key).collect();
+        let keys: Vec<String> = config.pool.iter().map(super::backend_key).collect();
         let backups = config.pool.iter().map(|b| b.backup).collect();
         let drains = config.pool.iter().map(|b| b.drain).collect();
-        let table_key = format!("{KEY_PREFIX}/{}/health", config.cluster);
-        let lease_key = format!("{KEY_PREFIX}/{}/prober", config.cluster);
-        let snapshot = Snapshot::new();
-        let pending = Vec::new();
+        let fence = fence_of(&keys, &policy, check.as_ref());
+        let cluster = config.cluster.clone();
         Some(Prober {
             check,
             policy,
+            covered: vec![None; keys.len()],
             keys,
             backups,
             drains,
-            table_key,
-            lease_key,
+            fence,
+            table_key: current::table_key(&cluster, fence),
+            lease_key: current::lease_key(&cluster, fence),
+            current_key: current::key(&cluster),
+            cluster,
             owner,
-            snapshot,
-            pending,
+            snapshot: Snapshot::new(),
+            current: None,
+            view: None,
+            pending: Vec::new(),
             holder: false,
         })
     }
@@ -73,46 +112,124 @@ impl Prober {
         self.check.as_ref()
     }
 
+    /// This configuration's table key (tests read the published table).
+    #[cfg(test)]
+    pub fn table_key(&self) -> &str {
+        &self.table_key
+    }
+
     /// Whether the last [`Prober::due`] held the prober lease.
     pub fn holds_lease(&self) -> bool {
         self.holder
     }
 
-    /// Every backend's health as published (for logging and tests).
+    /// Every backend's health as the last availability saw it, in pool order (for the status
+    /// page and tests).
     pub fn table(&self) -> Option<&HealthTable> {
-        self.snapshot.table()
+        self.view.as_ref()
     }
 
-    /// Creates the shared table if it does not exist yet (at configure time).
+    /// At configure time: creates this configuration's table if it does not exist yet,
+    /// carrying over the state of the backends it shares with the configuration current until
+    /// now, and names this configuration current.
     pub fn publish_initial(&self, store: &dyn SharedStore, now_ns: u64) {
-        let _ = health_table::modify(store, &self.table_key, &self.keys, now_ns, |_| ());
+        if let Ok(None) = store.get(&self.table_key) {
+            let before = current::read(store, &self.current_key).filter(|&f| f != self.fence);
+            let key = before.map(|f| current::table_key(&self.cluster, f));
+            let seed = key.and_then(|k| health_table::read(store, &k).ok().flatten());
+            let _ = health_table::modify(store, &self.table_key, &self.keys, now_ns, |t| {
+                if let Some((seed, _)) = &seed {
+                    *t = HealthTable::carry_over(seed, &self.keys, now_ns);
+                }
+            });
+        }
+        current::publish(store, &self.current_key, self.fence);
     }
 
-    /// Who may be picked now, from the published table (every backend before it exists).
+    /// Follows the cluster's current configuration (once per tick): when it is another one
+    /// whose prober is live, the backends its table holds are read from there.
+    fn follow(&mut self, store: &dyn SharedStore, now_ns: u64) {
+        let fence = current::read(store, &self.current_key).filter(|&f| f != self.fence);
+        let Some(fence) = fence else {
+            if self.current.take().is_some() {
+                self.covered.iter_mut().for_each(|c| *c = None);
+            }
+            return;
+        };
+        let cluster = &self.cluster;
+        let other = match &mut self.current {
+            Some(c) if c.fence == fence => c,
+            slot => slot.insert(Current {
+                fence,
+                table_key: current::table_key(cluster, fence),
+                lease_key: current::lease_key(cluster, fence),
+                snapshot: Snapshot::new(),
+                live: false,
+            }),
+        };
+        let lease = store.get(&other.lease_key).ok().flatten();
+        let live =
+            lease.and_then(|(b, _)| lease::decode(&b)).is_some_and(|l| !l.is_expired(now_ns));
+        let changed = other.snapshot.refresh(store, &other.table_key) || live != other.live;
+        other.live = live;
+        if !changed {
+            return;
+        }
+        let index: fnv::FnvHashMap<&str, usize> = match other.snapshot.table() {
+            Some(t) if live => {
+                t.entries().iter().enumerate().map(|(i, e)| (e.key.as_str(), i)).collect()
+            }
+            _ => fnv::FnvHashMap::default(),
+        };
+        for (c, k) in self.covered.iter_mut().zip(&self.keys) {
+            *c = index.get(k.as_str()).copied();
+        }
+    }
+
+    /// Whether the current configuration's prober checks backend `index` for us.
+    fn is_covered(&self, index: usize) -> bool {
+        self.covered.get(index).is_some_and(Option::is_some)
+    }
+
+    /// Who may be picked now, from the published table (every backend before it exists),
+    /// with the backends the current configuration checks taken from its table.
     pub fn availability(&mut self, store: &dyn SharedStore, now_ns: u64) -> Availability {
         self.snapshot.refresh(store, &self.table_key);
-        let table = match self.snapshot.table() {
+        let mut table = match self.snapshot.table() {
             Some(t) if t.has_keys(&self.keys) => t.clone(),
             Some(t) => HealthTable::carry_over(t, &self.keys, now_ns),
             None => HealthTable::new(&self.keys, now_ns),
         };
-        table.availability(&self.policy, now_ns, &self.backups, &self.drains)
+        if let Some(theirs) = self.current.as_ref().and_then(|c| c.snapshot.table()) {
+            for (i, j) in self.covered.iter().enumerate() {
+                if let Some(entry) = j.and_then(|j| theirs.get(j)) {
+                    table.replace(i, entry.clone());
+                }
+            }
+        }
+        let availability = table.availability(&self.policy, now_ns, &self.backups, &self.drains);
+        self.view = Some(table);
+        availability
     }
 
     /// Takes or renews the lease; when held, ends the ejections whose time is up (returned
     /// as transitions to log) and returns the backends due for a probe now (not counting
     /// those with a probe still on its way), marked probed in the table.
     pub fn due(&mut self, store: &dyn SharedStore, now_ns: u64) -> (Vec<usize>, Vec<Transition>) {
+        self.follow(store, now_ns);
         let interval_ns =
             self.check.as_ref().map_or(PASSIVE_LEASE_NS, |c| c.interval_ms.saturating_mul(MS));
         let ttl = interval_ns.saturating_mul(TTL_INTERVALS);
-        self.holder = lease::acquire(store, &self.lease_key, self.owner, now_ns, ttl).may_probe();
+        // Nothing to check here when the current configuration checks every backend.
+        let own_work = self.covered.iter().any(Option::is_none);
+        self.holder =
+            own_work && lease::acquire(store, &self.lease_key, self.owner, now_ns, ttl).may_probe();
         if !self.holder {
             self.pending.clear();
             return (Vec::new(), Vec::new());
         }
         let jitter_ns = self.check.as_ref().map_or(0, |c| c.jitter_ms.saturating_mul(MS));
-        let (active, pending) = (self.check.is_some(), &self.pending);
+        let (active, pending, covered) = (self.check.is_some(), &self.pending, &self.covered);
         let done = health_table::modify(store, &self.table_key, &self.keys, now_ns, |t| {
             let returned = t.expire(now_ns);
             if !active {
@@ -120,8 +237,12 @@ impl Prober {
             }
             let last: Vec<u64> = t.entries().iter().map(|e| e.last_probe_ns).collect();
             let plan = lease::probe_plan(&last, now_ns, interval_ns, jitter_ns);
-            let due: Vec<usize> =
-                plan.due.into_iter().filter(|i| !pending.iter().any(|p| p.index == *i)).collect();
+            let mine = |i: &usize| covered.get(*i).is_some_and(Option::is_none);
+            let due: Vec<usize> = plan
+                .due
+                .into_iter()
+                .filter(|i| mine(i) && !pending.iter().any(|p| p.index == *i))
+                .collect();
             for &i in &due {
                 // On the interval's grid, so ticks that come a little late (a tick is a
                 // quarter interval) do not stretch the period; never more than half an
@@ -150,7 +271,7 @@ impl Prober {
         failed: bool,
         now_ns: u64,
     ) -> Vec<Transition> {
-        if self.policy.outlier.is_none() {
+        if self.policy.outlier.is_none() || self.is_covered(index) {
             return Vec::new();
         }
         if !failed {

@@ -3,6 +3,7 @@
 //! them for native tests, and the values kept there (in-flight counters, the health table,
 //! the prober lease), and the record of every key written.
 
+pub mod current;
 pub mod generation;
 pub mod health_table;
 pub mod in_flight;

@@ -359,6 +359,16 @@ impl Envoy {
         client().get(self.admin_url(path)).send().await.unwrap().text().await.unwrap()
     }
 
+    /// The address of the listener named `name` (a test may add listeners with a tweak).
+    pub async fn listener_named(&self, name: &str) -> SocketAddr {
+        let body = self.admin_get("/listeners?format=json").await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let statuses = v["listener_statuses"].as_array().unwrap();
+        let l = statuses.iter().find(|l| l["name"] == name).unwrap_or_else(|| panic!("{v}"));
+        let sa = &l["local_address"]["socket_address"];
+        format!("{}:{}", sa["address"].as_str().unwrap(), sa["port_value"]).parse().unwrap()
+    }
+
     async fn listener_address(&self) -> SocketAddr {
         let body = self.admin_get("/listeners?format=json").await;
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();

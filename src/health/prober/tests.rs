@@ -125,8 +125,7 @@ fn timeouts_and_missing_answers_are_told_apart() {
     assert_eq!(p.answered(&store, sent[0].0, Some(504), now + 600 * MS), None);
     assert_eq!(p.answered(&store, sent[1].0, None, now + 10 * MS), None);
     assert_eq!(p.answered(&store, 999, Some(200), now), None);
-    let table =
-        crate::state::health_table::read(&store, "envoy_lb/pool/health").unwrap().unwrap().0;
+    let table = crate::state::health_table::read(&store, p.table_key()).unwrap().unwrap().0;
     assert_eq!(table.get(0).unwrap().failures, 1);
     assert_eq!(table.get(1).unwrap().failures, 1);
     let sent = send(&mut p, &store, now + 1_001 * MS, &mut token);
@@ -192,11 +191,10 @@ fn consecutive_errors_across_workers_eject_then_the_holder_ends_the_ejection() {
     assert_eq!(t.to_string(), "b ejected for 1000 ms: 3 consecutive errors (ejection 1)");
     assert!(!w2.availability(&store, 13 * MS).accepts(1));
     // A success with no streak writes nothing.
-    let before =
-        crate::state::health_table::read(&store, "envoy_lb/pool/health").unwrap().unwrap().1;
+    let key = w2.table_key().to_string();
+    let before = crate::state::health_table::read(&store, &key).unwrap().unwrap().1;
     assert_eq!(w2.outcome(&store, 0, false, 14 * MS), vec![]);
-    let after =
-        crate::state::health_table::read(&store, "envoy_lb/pool/health").unwrap().unwrap().1;
+    let after = crate::state::health_table::read(&store, &key).unwrap().unwrap().1;
     assert_eq!(before, after);
     // The lease holder ends the ejection when its time is up.
     assert_eq!(w1.due(&store, 20 * MS), (vec![], vec![]), "creates the lease");
@@ -274,4 +272,159 @@ fn late_ticks_do_not_stretch_the_probe_period() {
         now += 60 * MS;
     }
     assert!((29..=31).contains(&probes), "{probes} probes in 6 s at a 200 ms interval");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configurations of one cluster, fenced: a superseded one neither probes nor rewrites what the
+// current one owns; a new one probes its backends at once and keeps the state of shared ones
+// ---------------------------------------------------------------------------------------------
+
+/// A prober over backends `ids` (addresses 10.0.0.<n>:80 from the id's last digit).
+fn prober_over(ids: &[&str], owner: u64) -> Prober {
+    let backends: Vec<String> = ids
+        .iter()
+        .map(|id| format!(r#"{{"id":"{id}","address":"10.0.0.{}:80"}}"#, &id[1..]))
+        .collect();
+    let c = Config::from_json(
+        format!(
+            r#"{{"cluster":"pool","backends":[{}],"health_check":{{"interval_ms":1000,
+                "timeout_ms":500,"healthy_threshold":2,"unhealthy_threshold":2}}}}"#,
+            backends.join(",")
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    Prober::new(&c, policy(0), owner).unwrap()
+}
+
+/// The ids of the backends `p` probes at `now` (sending and answering them with `status`).
+fn probe_round(
+    p: &mut Prober,
+    store: &MemoryStore,
+    now: u64,
+    status: u16,
+    ids: &[&str],
+) -> Vec<String> {
+    let mut token = u32::try_from(now / MS).unwrap() * 16;
+    send(p, store, now, &mut token)
+        .into_iter()
+        .map(|(t, i)| {
+            p.answered(store, t, Some(status), now + MS);
+            ids[i].to_string()
+        })
+        .collect()
+}
+
+/// The old configuration [b1, b2] holds its lease and keeps ticking after [b1, b2, b3]
+/// arrives (as Envoy keeps a drained listener's root contexts): the new one probes b3 at once
+/// and marks it unhealthy; the old one stops probing what the new one checks and never
+/// drops b3 from the new table. Failed on the unfenced code: the old holder kept the lease
+/// (the new prober sent nothing) and rewrote the table with its two keys.
+#[test]
+fn an_updated_configuration_probes_its_new_backend_at_once() {
+    let (old_ids, new_ids) = (["b1", "b2"], ["b1", "b2", "b3"]);
+    let store = MemoryStore::new();
+    let mut old = prober_over(&old_ids, 1);
+    old.publish_initial(&store, MS);
+    assert!(old.due(&store, MS).0.is_empty(), "creating tick");
+    assert_eq!(probe_round(&mut old, &store, 10 * MS, 200, &old_ids), ["b1", "b2"]);
+
+    let mut new = prober_over(&new_ids, 2);
+    new.publish_initial(&store, 20 * MS);
+    let mut t = 20 * MS;
+    let mut new_probed = Vec::new();
+    for _ in 0..8 {
+        t += 250 * MS;
+        // The old configuration ticks too, every time.
+        assert_eq!(probe_round(&mut old, &store, t, 200, &old_ids), Vec::<String>::new(), "at {t}");
+        let status = 503;
+        for id in probe_round(&mut new, &store, t, status, &new_ids) {
+            new_probed.push(id);
+        }
+        // b1 and b2 answer 503 here too: only the statuses of b3 matter below.
+    }
+    assert!(new_probed.iter().filter(|id| *id == "b3").count() >= 2, "{new_probed:?}");
+    let av = new.availability(&store, t);
+    assert!(!av.accepts(2), "b3 is unhealthy for the new configuration");
+    // The old one reads b1 and b2 from the new table (unhealthy there too: every probe of the
+    // new configuration failed).
+    // (A worker sees another configuration's table as of its own last tick.)
+    assert!(old.due(&store, t + 2 * MS).0.is_empty());
+    let av = old.availability(&store, t + 2 * MS);
+    assert!(!av.slots[0].available && !av.slots[1].available);
+    let table = new.table().unwrap();
+    assert_eq!(table.len(), 3, "the new table keeps its three backends");
+}
+
+/// The state of backends both configurations hold is carried into the new table: b2,
+/// unhealthy before the update, is unhealthy for the new configuration from its first tick.
+#[test]
+fn an_update_keeps_the_state_of_the_backends_it_keeps() {
+    let store = MemoryStore::new();
+    let mut old = prober_over(&["b1", "b2"], 1);
+    old.publish_initial(&store, MS);
+    old.due(&store, MS);
+    for n in 0..2u64 {
+        let t = (10 + n * 1_001) * MS;
+        let mut token = u32::try_from(n).unwrap() * 8;
+        for (tok, i) in send(&mut old, &store, t, &mut token) {
+            old.answered(&store, tok, Some(if i == 1 { 503 } else { 200 }), t + MS);
+        }
+    }
+    assert!(!old.availability(&store, 3_000 * MS).accepts(1));
+    let mut new = prober_over(&["b1", "b2", "b3"], 2);
+    new.publish_initial(&store, 3_000 * MS);
+    let av = new.availability(&store, 3_001 * MS);
+    assert!(av.accepts(0) && !av.accepts(1) && av.accepts(2), "{av:?}");
+}
+
+/// Two configurations of one cluster that live side by side (two listeners): the current one
+/// checks what both hold, the other checks only its own extra backend, and neither loses a
+/// backend from its table.
+#[test]
+fn side_by_side_configurations_share_the_backends_they_both_hold() {
+    let (a_ids, b_ids) = (["b1", "b2", "b4"], ["b1", "b2", "b3"]);
+    let store = MemoryStore::new();
+    let mut a = prober_over(&a_ids, 1);
+    let mut b = prober_over(&b_ids, 2);
+    a.publish_initial(&store, MS);
+    b.publish_initial(&store, MS);
+    a.due(&store, MS);
+    b.due(&store, MS);
+    let mut t = MS;
+    let (mut by_a, mut by_b) = (Vec::new(), Vec::new());
+    for _ in 0..12 {
+        t += 250 * MS;
+        by_b.extend(probe_round(&mut b, &store, t, 200, &b_ids));
+        by_a.extend(probe_round(&mut a, &store, t, 200, &a_ids));
+    }
+    for id in ["b1", "b2", "b3"] {
+        assert_eq!(by_b.iter().filter(|x| *x == id).count(), 3, "{id}: {by_b:?}");
+    }
+    assert!(!by_a.iter().any(|x| x == "b1" || x == "b2"), "{by_a:?}");
+    assert_eq!(by_a.iter().filter(|x| *x == "b4").count(), 3, "{by_a:?}");
+    a.availability(&store, t);
+    b.availability(&store, t);
+    assert_eq!(a.table().unwrap().len(), 3);
+    assert_eq!(b.table().unwrap().len(), 3);
+}
+
+/// When the current configuration's prober is gone (its lease expired: its listener drained
+/// away), a configuration that was reading from it checks every backend itself again.
+#[test]
+fn a_dead_current_configuration_is_not_trusted() {
+    let ids = ["b1", "b2"];
+    let store = MemoryStore::new();
+    let mut a = prober_over(&ids, 1);
+    a.publish_initial(&store, MS);
+    a.due(&store, MS);
+    let mut b = prober_over(&["b1", "b2", "b3"], 2);
+    b.publish_initial(&store, MS);
+    b.due(&store, MS);
+    b.due(&store, 2 * MS);
+    assert!(a.due(&store, 3 * MS).0.is_empty(), "b's prober checks everything a holds");
+    // b stops ticking; its lease (3 intervals) runs out.
+    let late = 3 * MS + 3_001 * MS;
+    let probed = probe_round(&mut a, &store, late, 200, &ids);
+    assert_eq!(probed, ["b1", "b2"]);
 }
