@@ -385,6 +385,21 @@ impl HealthTable {
         Some(Transition { index, id: e.id().to_string(), change })
     }
 
+    /// Pulls back stamps further ahead than `now` allows, written on a clock that ran ahead (an
+    /// older filter before a wall-clock step back, a lost clock key), so that none holds
+    /// anything longer than its own bound: a probe time becomes now (due an interval later), a
+    /// ramp starts now at the latest, an ejection ends within the longest ejection.
+    pub fn pull_back(&mut self, policy: &HealthPolicy, now_ns: u64) {
+        let longest = policy.outlier.map(|o| o.max_ejection_ns.max(o.base_ejection_ns));
+        for e in &mut self.entries {
+            e.last_probe_ns = e.last_probe_ns.min(now_ns);
+            e.available_since_ns = e.available_since_ns.min(now_ns);
+            if let Some(longest) = longest {
+                e.ejected_until_ns = e.ejected_until_ns.min(now_ns.saturating_add(longest));
+            }
+        }
+    }
+
     /// Ends the ejections whose time is up; the slow-start ramp restarts from the end of the
     /// ejection (= now when called on time).
     pub fn expire(&mut self, now_ns: u64) -> Vec<Transition> {

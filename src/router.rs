@@ -20,6 +20,7 @@ use crate::health::Availability;
 use crate::lb::{self, Balancer, LoadView, NoLoad, Outcome, PickCtx, Picks};
 use crate::metrics::{BackendCounter, PoolCounter};
 pub use crate::metrics::{Metrics, NoMetrics};
+use crate::state::clock::Clock;
 use crate::state::in_flight::InFlight;
 use crate::state::registry::Registered;
 use crate::state::SharedStore;
@@ -61,14 +62,16 @@ pub struct Ticket {
     sticky: StickyTicket,
     /// The backend the request is attributed to (the primary, then whoever served it).
     backend: usize,
+    /// When the request was steered: wall time as given, and on the proxy's clock.
     started_ns: u64,
+    started_mono_ns: u64,
     /// Still counted in flight against `backend`.
     held: bool,
     answered: bool,
 }
 
 impl Ticket {
-    /// When the request was steered.
+    /// When the request was steered (the wall time [`Router::steer`] was given).
     pub fn started_ns(&self) -> u64 {
         self.started_ns
     }
@@ -111,6 +114,9 @@ pub fn attempt_count(property: Option<&[u8]>) -> u32 {
     count.and_then(|c| u32::try_from(c).ok()).filter(|&c| c >= 1).unwrap_or(1)
 }
 
+/// Every `now_ns` the router is given is the host's wall clock (Unix epoch ns). Health and
+/// latency are timed on the proxy's monotonic clock made of it ([`crate::state::clock`]);
+/// cookie expiry and the status page's `now_ms` use it as is.
 pub struct Router {
     config: Config,
     balancer: Box<dyn Balancer>,
@@ -121,6 +127,8 @@ pub struct Router {
     availability: Option<Availability>,
     /// Health checking, passive ejection and slow start of this pool, when configured.
     prober: Option<Prober>,
+    /// The proxy's monotonic clock, synced on ticks when there is a prober (else wall time).
+    clock: Clock,
     /// Panic state last logged by this VM as lease holder.
     panic_logged: bool,
     /// Sticky sessions, when configured.
@@ -147,9 +155,11 @@ impl Router {
     ) -> Self {
         // Every key is recorded before its first write, so the status page can count them.
         let store = Registered::new(store);
-        let prober = health::prober_for(&config, seed, &store, now_ns);
+        let mut clock = Clock::new();
+        let prober = health::prober_for(&config, seed, &store, &mut clock, now_ns);
+        let mono_ns = clock.at(now_ns);
         let sticky = sticky::state_for(&config, &store);
-        let balancer = lb::build(&config.balancing, &config.pool, now_ns);
+        let balancer = lb::build(&config.balancing, &config.pool, mono_ns);
         let in_flight = balancer.uses_load().then(|| {
             InFlight::new(&config.cluster, &config.pool, config.balancing.balance_factor.is_some())
         });
@@ -171,6 +181,7 @@ impl Router {
             value,
             availability: None,
             prober,
+            clock,
             panic_logged: false,
             sticky,
             in_flight,
@@ -181,7 +192,7 @@ impl Router {
             generation,
         };
         if router.prober.is_none() {
-            let fixed = health::fixed_availability(&router.config, now_ns);
+            let fixed = health::fixed_availability(&router.config, mono_ns);
             router.availability_is(fixed);
         }
         router
@@ -270,6 +281,7 @@ impl Router {
         now_ns: u64,
     ) -> Option<(Steering<'_>, Ticket)> {
         let key = self.key(key_input);
+        let mono_ns = self.clock.at(now_ns);
         let (sticky, outcome) = self.pinned(cookie_header, now_ns);
         if let Some(outcome) = outcome {
             self.metrics.pool(match outcome {
@@ -309,7 +321,7 @@ impl Router {
                 &mut none
             }
         };
-        let mut ctx = PickCtx { accept: &accept, rng: &mut self.rng, key, load, now_ns };
+        let mut ctx = PickCtx { accept: &accept, rng: &mut self.rng, key, load, now_ns: mono_ns };
         self.balancer.pick(&mut ctx, &mut self.picks);
         if self.picks.is_empty() && availability.is_some() {
             admission.set(false);
@@ -343,6 +355,7 @@ impl Router {
             sticky,
             backend: primary,
             started_ns: now_ns,
+            started_mono_ns: mono_ns,
             held: false,
             answered: false,
         };
@@ -371,6 +384,7 @@ impl Router {
             return Answer::default();
         }
         ticket.answered = true;
+        let mono_ns = self.clock.at(now_ns);
         let retried = usize::try_from(attempts.saturating_sub(1)).unwrap_or(0);
         let served = if self.needs_served_by(attempts) {
             // No upstream address: Envoy answered itself (e.g. every try failed to connect).
@@ -383,7 +397,7 @@ impl Router {
         // consecutive_5xx); the algorithm also learns from 429s.
         let errored = served.is_none() || status >= 500;
         let failed = errored || status == 429;
-        let log = self.report_outcomes(ticket, served, errored, retried, now_ns);
+        let log = self.report_outcomes(ticket, served, errored, retried, mono_ns);
         // No session starts on a failed answer (e.g. Envoy's own 503 for a refused connection).
         let set_cookie =
             if errored { None } else { self.cookie_for(ticket.sticky, served, now_ns) };
@@ -399,8 +413,8 @@ impl Router {
             }
             ticket.backend = backend;
         }
-        let rtt_ns = now_ns.saturating_sub(ticket.started_ns);
-        self.balancer.observe(ticket.backend, Outcome::Response { rtt_ns, failed }, now_ns);
+        let rtt_ns = mono_ns.saturating_sub(ticket.started_mono_ns);
+        self.balancer.observe(ticket.backend, Outcome::Response { rtt_ns, failed }, mono_ns);
         Answer { log, set_cookie }
     }
 
@@ -408,7 +422,7 @@ impl Router {
     pub fn on_end(&mut self, ticket: &mut Ticket, now_ns: u64) {
         if !ticket.answered {
             ticket.answered = true;
-            self.balancer.observe(ticket.backend, Outcome::NoResponse, now_ns);
+            self.balancer.observe(ticket.backend, Outcome::NoResponse, self.clock.at(now_ns));
         }
         self.release(ticket);
     }

@@ -1,8 +1,8 @@
 //! One pool's health, as every worker VM runs it on its tick: refresh the published health
 //! table (decoded only when its CAS changes) into an [`Availability`] for the router; take or
-//! renew the prober lease; if held, end ejections whose time is up and say which backends are
-//! due for a probe (marking them probed in the table, so a new holder continues the schedule);
-//! apply each probe's answer and each request's outcome (passive ejection) to the table.
+//! renew the prober lease; if held, pull back stamps from a clock that ran ahead, end
+//! ejections whose time is up and say which backends are due for a probe (marking them probed
+//! in the table, so a new holder continues the schedule); apply each probe's answer and each request's outcome (passive ejection) to the table.
 //! Host calls (dispatch, timers, logging) stay in the adapter.
 //!
 //! Tables and leases are fenced by configuration ([`crate::state::current`]): a backend that
@@ -212,8 +212,9 @@ impl Prober {
         availability
     }
 
-    /// Takes or renews the lease; when held, ends the ejections whose time is up (returned
-    /// as transitions to log) and returns the backends due for a probe now (not counting
+    /// Takes or renews the lease; when held, pulls back stamps ahead of `now`
+    /// ([`HealthTable::pull_back`]), ends the ejections whose time is up (returned as
+    /// transitions to log) and returns the backends due for a probe now (not counting
     /// those with a probe still on its way), marked probed in the table.
     pub fn due(&mut self, store: &dyn SharedStore, now_ns: u64) -> (Vec<usize>, Vec<Transition>) {
         self.follow(store, now_ns);
@@ -230,7 +231,9 @@ impl Prober {
         }
         let jitter_ns = self.check.as_ref().map_or(0, |c| c.jitter_ms.saturating_mul(MS));
         let (active, pending, covered) = (self.check.is_some(), &self.pending, &self.covered);
+        let policy = self.policy;
         let done = health_table::modify(store, &self.table_key, &self.keys, now_ns, |t| {
+            t.pull_back(&policy, now_ns);
             let returned = t.expire(now_ns);
             if !active {
                 return (Vec::new(), returned);

@@ -10,6 +10,7 @@ use crate::health::{
     Transition,
 };
 use crate::metrics::{BackendCounter, Metrics, PoolCounter};
+use crate::state::clock::Clock;
 use crate::state::SharedStore;
 
 const MS: u64 = 1_000_000;
@@ -41,16 +42,17 @@ fn policy_of(config: &Config) -> HealthPolicy {
     }
 }
 
-/// The prober for `config`, with its initial table published; `None` when the pool has no
-/// active checks, outlier detection or slow start.
+/// The prober for `config`, with `clock` synced and the initial table published; `None`
+/// when the pool has no active checks, outlier detection or slow start.
 pub(super) fn prober_for(
     config: &Config,
     seed: u64,
     store: &dyn SharedStore,
-    now_ns: u64,
+    clock: &mut Clock,
+    wall_ns: u64,
 ) -> Option<Prober> {
     let prober = Prober::new(config, policy_of(config), seed)?;
-    prober.publish_initial(store, now_ns);
+    prober.publish_initial(store, clock.sync(store, wall_ns));
     Some(prober)
 }
 
@@ -114,13 +116,14 @@ impl Router {
         }
     }
 
-    /// One tick: re-record shared-data keys the key record lost; as lease holder, end
-    /// ejections that are over and pick the probes that are due; then refresh who may be
-    /// picked.
+    /// One tick: re-record shared-data keys the key record lost; sync the proxy's clock; as
+    /// lease holder, end ejections that are over and pick the probes that are due; then
+    /// refresh who may be picked.
     pub fn tick(&mut self, now_ns: u64) -> Tick {
         let mut tick = Tick::default();
         self.store.repair();
         let Some(prober) = self.prober.as_mut() else { return tick };
+        let now_ns = self.clock.sync(&self.store, now_ns);
         let (due, returned) = prober.due(&self.store, now_ns);
         let holder = prober.holds_lease();
         tick.log.extend(returned.iter().map(|t| noted(self.metrics.as_mut(), t)));
@@ -151,7 +154,7 @@ impl Router {
     /// Refreshes who may be picked from the published table (no lease taken).
     pub fn refresh(&mut self, now_ns: u64) {
         if let Some(p) = self.prober.as_mut() {
-            let availability = p.availability(&self.store, now_ns);
+            let availability = p.availability(&self.store, self.clock.at(now_ns));
             self.availability_is(availability);
         }
     }
@@ -159,14 +162,14 @@ impl Router {
     /// A probe of `index` was dispatched as `token`.
     pub fn probe_sent(&mut self, token: u32, index: usize, now_ns: u64) {
         if let Some(p) = self.prober.as_mut() {
-            p.sent(token, index, now_ns);
+            p.sent(token, index, self.clock.at(now_ns));
         }
     }
 
     /// A probe of `index` could not be dispatched; returns a line to log on a state change.
     pub fn probe_not_sent(&mut self, index: usize, now_ns: u64) -> Option<String> {
         let p = self.prober.as_mut()?;
-        let t = p.not_sent(&self.store, index, now_ns)?;
+        let t = p.not_sent(&self.store, index, self.clock.at(now_ns))?;
         Some(noted(self.metrics.as_mut(), &t))
     }
 
@@ -179,6 +182,7 @@ impl Router {
         now_ns: u64,
     ) -> Option<String> {
         let p = self.prober.as_mut()?;
+        let now_ns = self.clock.at(now_ns);
         let t = p.answered(&self.store, token, status, now_ns);
         let availability = p.availability(&self.store, now_ns);
         self.availability_is(availability);
@@ -188,14 +192,14 @@ impl Router {
     /// Counts the request's failed tries and, with passive ejection, reports every try: the
     /// tries before the last (5xx, reset or refused: Envoy's retry conditions) failed on the
     /// backends [`Ticket::tried`] names; the last try's backend `served` failed if `failed`.
-    /// Returns lines to log.
+    /// `mono_ns` is on the proxy's clock. Returns lines to log.
     pub(super) fn report_outcomes(
         &mut self,
         ticket: &Ticket,
         served: Option<usize>,
         failed: bool,
         retried: usize,
-        now_ns: u64,
+        mono_ns: u64,
     ) -> Vec<String> {
         let mode = self.config.target.mode;
         let last = served.or_else(|| ticket.tried(retried, mode));
@@ -213,10 +217,13 @@ impl Router {
                 continue;
             }
             let Some(p) = self.prober.as_mut() else { continue };
-            for t in p.outcome(&self.store, i, failed, now_ns) {
+            for t in p.outcome(&self.store, i, failed, mono_ns) {
                 log.push(noted(self.metrics.as_mut(), &t));
             }
         }
         log
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -42,6 +42,7 @@ fn push_opt(out: &mut String, v: Option<u64>) {
 impl Router {
     /// The status document at `now_ns` (Unix epoch nanoseconds).
     pub fn status_json(&self, now_ns: u64) -> String {
+        let mono_ns = self.clock.at(now_ns);
         let c = &self.config;
         let table = self.prober.as_ref().and_then(|p| p.table());
         let availability = self.availability.as_ref();
@@ -97,8 +98,12 @@ impl Router {
                 slot.is_none_or(|s| s.available),
                 slot.is_none_or(|s| s.accepted),
             );
-            let until = entry.map(|e| e.ejected_until_ns).filter(|&t| t > now_ns);
-            push_opt(&mut out, until.map(|t| t / MS));
+            // Told in wall time, as `now_ms`.
+            let until = entry.map(|e| e.ejected_until_ns).filter(|&t| t > mono_ns);
+            push_opt(
+                &mut out,
+                until.map(|t| t.saturating_sub(mono_ns).saturating_add(now_ns) / MS),
+            );
             out.push_str(",\"ejections\":");
             push_opt(&mut out, entry.map(|e| u64::from(e.ejections)));
             out.push_str(",\"last_change\":");
@@ -109,7 +114,7 @@ impl Router {
             out.push_str(",\"in_flight\":");
             push_opt(&mut out, self.metrics.gauge(i, BackendGauge::InFlight));
             out.push_str(",\"ewma_us\":");
-            let ewma = self.balancer.latency_ns(i, now_ns);
+            let ewma = self.balancer.latency_ns(i, mono_ns);
             push_opt(&mut out, ewma.map(|ns| (ns / 1_000.0) as u64));
             out.push_str(",\"requests\":");
             push_opt(&mut out, self.metrics.counted(i, BackendCounter::Requests));

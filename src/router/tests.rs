@@ -450,6 +450,7 @@ fn earlier_tries_are_bounded_in_every_mode() {
         sticky: StickyTicket::default(),
         backend: 0,
         started_ns: 0,
+        started_mono_ns: 0,
         held: false,
         answered: false,
     };

@@ -1,6 +1,7 @@
 //! The prober lease: one shared-data value `{owner, expires_ns}` naming the single VM of the
 //! proxy that runs active checks, taken with CAS and confirmed by re-reading, renewed every
-//! tick, free once expired (a dead or replaced VM hands over); and the per-backend probe
+//! tick, free once expired (a dead or replaced VM hands over; an expiry too far ahead to come
+//! from a live holder is cut to one TTL, see [`cut`]); and the per-backend probe
 //! schedule, computed from the last probe times kept in the published health table so that a
 //! new holder continues the schedule instead of probing everything again.
 //!
@@ -13,6 +14,7 @@
 //! concurrent creator has either renewed (the winner) or seen the winner and backed off.
 //! Every other write is guarded by the CAS of the value read.
 
+use super::clock::MAX_STEP_NS;
 use super::{SharedStore, StoreError};
 
 pub const VERSION: u8 = 1;
@@ -63,6 +65,16 @@ pub fn claim(stored: Option<Lease>, owner: u64, now_ns: u64, ttl_ns: u64) -> Opt
     }
 }
 
+/// Another owner's lease that runs out more than the clock's step bound later than one TTL
+/// from now was written on a clock that ran ahead (an older filter before a wall-clock step
+/// back, a lost clock key): the same lease cut to one TTL from now, to be written back. A live
+/// holder renews it anyway; a dead one's passes on within a TTL instead of when it said.
+pub fn cut(stored: Lease, now_ns: u64, ttl_ns: u64) -> Option<Lease> {
+    let expires_ns = now_ns.saturating_add(ttl_ns);
+    (stored.expires_ns > expires_ns.saturating_add(MAX_STEP_NS))
+        .then_some(Lease { owner: stored.owner, expires_ns })
+}
+
 /// Whether a confirming re-read shows `owner` holding the lease.
 pub fn confirms(stored: Option<Lease>, owner: u64, now_ns: u64) -> bool {
     stored.is_some_and(|l| l.owner == owner && !l.is_expired(now_ns))
@@ -102,7 +114,8 @@ fn read(store: &dyn SharedStore, key: &str) -> Result<Option<(Option<Lease>, u32
 
 /// Takes, renews or fails to get the lease: read; if missing, expired, unreadable or already
 /// `owner`'s, write `{owner, now + ttl}` with the CAS read (0 when missing); then re-read and
-/// report it held only if the stored owner is `owner`.
+/// report it held only if the stored owner is `owner`. Another owner's lease is left as it is,
+/// unless it needs a [`cut`].
 pub fn acquire(
     store: &dyn SharedStore,
     key: &str,
@@ -116,6 +129,9 @@ pub fn acquire(
         Err(_) => return LeaseStatus::StoreFailed,
     };
     let Some(next) = claim(stored, owner, now_ns, ttl_ns) else {
+        if let (Some(cut), Some(cas)) = (stored.and_then(|l| cut(l, now_ns, ttl_ns)), cas) {
+            let _ = store.set(key, &encode(cut), cas);
+        }
         return LeaseStatus::Busy;
     };
     match store.set(key, &encode(next), cas.unwrap_or(0)) {

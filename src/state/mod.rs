@@ -1,8 +1,9 @@
 //! Proxy-wide state in proxy-wasm shared data: the [`SharedStore`] contract (get with a CAS
 //! token, set guarded by it, with Envoy's semantics), an in-memory implementation that enforces
 //! them for native tests, and the values kept there (in-flight counters, the health table,
-//! the prober lease), and the record of every key written.
+//! the prober lease, the proxy's monotonic clock), and the record of every key written.
 
+pub mod clock;
 pub mod current;
 pub mod generation;
 pub mod health_table;

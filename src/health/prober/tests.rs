@@ -428,3 +428,79 @@ fn a_dead_current_configuration_is_not_trusted() {
     let probed = probe_round(&mut a, &store, late, 200, &ids);
     assert_eq!(probed, ["b1", "b2"]);
 }
+
+const HOUR: u64 = 3_600_000 * MS;
+
+/// Publishes `keys`' table with `f` applied to each entry: stamps written on a clock an hour
+/// ahead (an older filter before a step back, or a lost clock key).
+fn publish_ahead(
+    store: &MemoryStore,
+    p: &Prober,
+    keys: &[&str],
+    f: impl Fn(&mut crate::health::BackendHealth),
+) {
+    let entries = keys
+        .iter()
+        .map(|k| {
+            let mut e = crate::health::BackendHealth::new(k.to_string(), MS);
+            f(&mut e);
+            e
+        })
+        .collect();
+    let bytes = health_table::encode(&HealthTable::from_entries(entries)).unwrap();
+    store.set(p.table_key(), &bytes, 0).unwrap();
+}
+
+const KEYS: [&str; 3] = ["a@10.0.0.1:80", "b@10.0.0.2:80", "c@10.0.0.3:80"];
+
+#[test]
+fn probe_times_an_hour_ahead_stop_probes_for_one_interval_at_most() {
+    let store = MemoryStore::new();
+    publish_ahead(&store, &prober(1), &KEYS, |e| e.last_probe_ns = HOUR);
+    let mut p = holder(&store, 1);
+    let mut probed = Vec::new();
+    let mut now = 10 * MS;
+    while now < 3_000 * MS {
+        probed.extend(p.due(&store, now).0.iter().filter(|&&i| i == 0).map(|_| now / MS));
+        now += 250 * MS;
+    }
+    // The holder takes them as sent now: due one 1 s interval later, then every interval.
+    assert_eq!(probed, [1_010, 2_010], "a probed at (ms)");
+}
+
+#[test]
+fn an_ejection_an_hour_ahead_lasts_the_longest_ejection_at_most() {
+    let (c, policy) = two_backends_ejecting_after_three_errors(50);
+    let store = MemoryStore::new();
+    let mut w = Prober::new(&c, policy, 1).unwrap();
+    publish_ahead(&store, &w, &KEYS[..2], |e| {
+        if e.key.starts_with('b') {
+            e.ejected_until_ns = HOUR;
+            e.ejections = 1;
+        }
+    });
+    assert_eq!(w.due(&store, 10 * MS), (vec![], vec![]), "creates the lease");
+    // The holder cuts it to the 300 s maximum from its tick at 1 s.
+    assert_eq!(w.due(&store, 1_000 * MS).1, vec![]);
+    assert!(!w.availability(&store, 300_999 * MS).accepts(1));
+    let returned = w.due(&store, 301_000 * MS).1;
+    assert_eq!(
+        returned.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+        ["b returned: ejection over"]
+    );
+    assert!(w.availability(&store, 301_000 * MS).accepts(1));
+}
+
+#[test]
+fn a_ramp_starting_an_hour_ahead_ramps_over_the_slow_start_time_at_most() {
+    let c = config(r#","slow_start_ms":60000"#);
+    let policy = HealthPolicy { slow_start_ns: 60_000 * MS, ..policy(0) };
+    let store = MemoryStore::new();
+    let mut p = Prober::new(&c, policy, 1).unwrap();
+    publish_ahead(&store, &p, &KEYS, |e| e.available_since_ns = HOUR);
+    p.due(&store, MS);
+    p.due(&store, 10 * MS);
+    // The ramp starts at the holder's tick at 10 ms: 55% half way, full at its end.
+    assert_eq!(p.availability(&store, 30_010 * MS).weight_percent(0), 55);
+    assert_eq!(p.availability(&store, 60_010 * MS).weight_percent(0), 100);
+}

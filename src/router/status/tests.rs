@@ -247,7 +247,7 @@ fn the_shared_data_footprint_counts_every_key_the_router_wrote() {
     }
     let doc: serde_json::Value = serde_json::from_str(&vms[0].status_json(now)).unwrap();
     let f = &doc["shared_data"];
-    // generation, health, prober lease, sticky secret (none: configured), in-flight x 3,
+    // generation, health, prober lease, clock, sticky secret (none: configured), in-flight x 3,
     // and the record itself.
     assert!(store.len() >= 7, "{} keys: not every feature wrote", store.len());
     assert_eq!(f["keys"], store.len() as u64, "{doc}");

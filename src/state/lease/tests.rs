@@ -257,3 +257,22 @@ fn a_dead_holder_is_replaced_without_double_probes() {
         assert!(g.iter().all(|&g| g <= TTL_INTERVALS * INTERVAL + INTERVAL + JITTER + TICK));
     }
 }
+
+/// A lease written on a clock an hour ahead (an older filter before a step back, or a lost
+/// clock key) by a VM that then died: cut to one TTL (beyond the clock's step bound, so a
+/// live holder a little ahead is left alone), then taken over as usual.
+#[test]
+fn a_lease_running_out_an_hour_late_is_cut_to_one_ttl() {
+    const S: u64 = 1_000_000_000;
+    let (now, ttl) = (100 * S, 3 * S);
+    let store = MemoryStore::new();
+    store.set(KEY, &encode(Lease { owner: 9, expires_ns: now + 3_600 * S }), 0).unwrap();
+    assert_eq!(acquire(&store, KEY, 1, now, ttl), LeaseStatus::Busy);
+    assert_eq!(acquire(&store, KEY, 1, now + ttl - 1, ttl), LeaseStatus::Busy);
+    assert_eq!(acquire(&store, KEY, 1, now + ttl, ttl), LeaseStatus::Taken);
+    // Half a second ahead is within the clock's bound: not cut.
+    let ahead = Lease { owner: 1, expires_ns: now + ttl + ttl + S / 2 };
+    store.set(KEY, &encode(ahead), 0).unwrap();
+    assert_eq!(acquire(&store, KEY, 2, now + ttl, ttl), LeaseStatus::Busy);
+    assert_eq!(decode(&store.get(KEY).unwrap().unwrap().0), Some(ahead));
+}
