@@ -11,6 +11,8 @@
 //! instant and lose an increment, the matching decrement stops at zero: the error is transient
 //! and never leaves a count inflated.
 
+pub mod owners;
+
 use super::{SharedStore, StoreError, KEY_PREFIX};
 use crate::backend::Pool;
 use crate::lb::LoadView;
