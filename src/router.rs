@@ -160,11 +160,11 @@ impl Router {
         let mono_ns = clock.at(now_ns);
         let sticky = sticky::state_for(&config, &store);
         let balancer = lb::build(&config.balancing, &config.pool, mono_ns);
-        let in_flight = balancer.uses_load().then(|| {
+        let mut in_flight = balancer.uses_load().then(|| {
             InFlight::new(&config.cluster, &config.pool, config.balancing.balance_factor.is_some())
         });
-        if let Some(counters) = &in_flight {
-            counters.ensure(&store);
+        if let Some(counters) = &mut in_flight {
+            counters.start(&store, seed, now_ns);
         }
         let by_address =
             config.pool.iter().enumerate().filter_map(|(i, b)| Some((b.address?, i))).collect();
@@ -428,7 +428,7 @@ impl Router {
     }
 
     fn hold(&mut self, ticket: &mut Ticket, backend: usize) {
-        let applied = match &self.in_flight {
+        let applied = match &mut self.in_flight {
             Some(c) => c.add(&self.store, backend, 1).unwrap_or(0),
             None => 1,
         };
@@ -442,7 +442,7 @@ impl Router {
             return;
         }
         ticket.held = false;
-        let applied = match &self.in_flight {
+        let applied = match &mut self.in_flight {
             Some(c) => c.add(&self.store, ticket.backend, -1).unwrap_or(0),
             None => -1,
         };

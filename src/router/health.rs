@@ -116,12 +116,16 @@ impl Router {
         }
     }
 
-    /// One tick: re-record shared-data keys the key record lost; sync the proxy's clock; as
-    /// lease holder, end ejections that are over and pick the probes that are due; then
-    /// refresh who may be picked.
+    /// One tick: re-record shared-data keys the key record lost; renew this router's
+    /// in-flight heartbeat and read whose counts count; sync the proxy's clock; as lease
+    /// holder, end ejections that are over and pick the probes that are due; then refresh who
+    /// may be picked.
     pub fn tick(&mut self, now_ns: u64) -> Tick {
         let mut tick = Tick::default();
         self.store.repair();
+        if let Some(counters) = &mut self.in_flight {
+            counters.tick(&self.store, now_ns);
+        }
         let Some(prober) = self.prober.as_mut() else { return tick };
         let now_ns = self.clock.sync(&self.store, now_ns);
         let (due, returned) = prober.due(&self.store, now_ns);

@@ -459,3 +459,5 @@ fn earlier_tries_are_bounded_in_every_mode() {
     assert_eq!(t.attributable(usize::MAX, TargetMode::OriginalDst), MAX_SAME_BACKEND_TRIES);
     assert_eq!(t.attributable(3, TargetMode::ClusterHeader), 3);
 }
+
+mod in_flight;

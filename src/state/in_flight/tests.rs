@@ -17,10 +17,20 @@ fn pool(n: usize) -> Pool {
     )
 }
 
+/// Counters registered as an owner at `now_ns` (seed 1).
+fn started(store: &dyn SharedStore, n: usize, with_total: bool, now_ns: u64) -> InFlight {
+    let mut c = InFlight::new("pool", &pool(n), with_total);
+    c.start(store, 1, now_ns);
+    c
+}
+
+/// An owner registered after any counter's last read of the owner list (counted).
+const OTHER: u64 = (1000 << 32) | 5;
+
 #[test]
 fn counts_up_and_down_and_never_below_zero() {
     let store = MemoryStore::new();
-    let c = InFlight::new("pool", &pool(3), false);
+    let mut c = started(&store, 3, false, 0);
     assert_eq!(c.get(&store, 1), 0);
     assert_eq!(c.add(&store, 1, 1), Some(1));
     assert_eq!(c.add(&store, 1, 1), Some(1));
@@ -37,11 +47,13 @@ fn counts_up_and_down_and_never_below_zero() {
 #[test]
 fn total_is_kept_only_when_asked() {
     let store = MemoryStore::new();
-    let without = InFlight::new("p", &pool(2), false);
+    let mut without = InFlight::new("p", &pool(2), false);
+    without.start(&store, 1, 0);
     without.add(&store, 0, 1);
     assert_eq!(without.total(&store), 0);
-    assert_eq!(store.len(), 1);
-    let with = InFlight::new("q", &pool(2), true);
+    assert_eq!(store.get("envoy_lb/p/in_flight_total").unwrap(), None);
+    let mut with = InFlight::new("q", &pool(2), true);
+    with.start(&store, 1, 0);
     with.add(&store, 0, 1);
     with.add(&store, 1, 1);
     with.add(&store, 1, 1);
@@ -58,26 +70,32 @@ fn keys_are_prefixed_and_name_id_and_address() {
     let c = InFlight::new("pool", &pool(1), true);
     assert_eq!(c.keys, vec!["envoy_lb/pool/in_flight/b0@10.0.0.1:80".to_string()]);
     assert_eq!(c.total_key.as_deref(), Some("envoy_lb/pool/in_flight_total"));
+    assert_eq!(c.owners_key, "envoy_lb/pool/in_flight_owners");
 }
 
 #[test]
 fn a_reloaded_pool_with_the_same_backend_keeps_its_count() {
     let store = MemoryStore::new();
-    InFlight::new("pool", &pool(2), false).add(&store, 1, 1);
-    let again = InFlight::new("pool", &pool(3), false);
+    started(&store, 2, false, 0).add(&store, 1, 1);
+    let again = started(&store, 3, false, 0);
     assert_eq!(again.get(&store, 1), 1);
 }
 
 #[test]
 fn unknown_value_formats_read_as_zero_and_are_replaced() {
     let store = MemoryStore::new();
-    let c = InFlight::new("pool", &pool(1), false);
+    let mut c = started(&store, 1, false, 0);
     store.set(&c.keys[0], b"garbage", 0).unwrap();
     assert_eq!(c.get(&store, 0), 0);
     assert_eq!(c.add(&store, 0, 1), Some(1));
     assert_eq!(c.get(&store, 0), 1);
-    store.set(&c.keys[0], &[2, 0, 0, 0, 0, 0, 0, 0, 9], 0).unwrap();
+    store.set(&c.keys[0], &[3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9], 0).unwrap();
     assert_eq!(c.get(&store, 0), 0, "unknown version");
+    // Version 1, one count of no owner: nobody could ever take it back.
+    store.set(&c.keys[0], &[1, 9, 0, 0, 0, 0, 0, 0, 0], 0).unwrap();
+    assert_eq!(c.get(&store, 0), 0, "version 1");
+    assert_eq!(c.add(&store, 0, 1), Some(1));
+    assert_eq!(c.get(&store, 0), 2, "replaced by this owner's whole count");
 }
 
 /// Another worker writes between our read and our write `conflicts` times.
@@ -92,11 +110,12 @@ impl SharedStore for Interleaved {
     }
 
     fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError> {
-        if self.conflicts.get() > 0 {
+        if key.contains("/in_flight/") && self.conflicts.get() > 0 {
             self.conflicts.set(self.conflicts.get() - 1);
             // The other worker's increment lands first.
-            let current = self.inner.get(key)?.map_or(0, |(b, _)| decode(&b));
-            self.inner.set(key, &encode(current + 1), 0)?;
+            let bytes = self.inner.get(key)?.map_or(Vec::new(), |(b, _)| b);
+            let current = entries(&bytes).find(|&(o, _)| o == OTHER).map_or(0, |(_, c)| c);
+            self.inner.set(key, &rewritten(&bytes, OTHER, current + 1, &Live::default()), 0)?;
         }
         self.inner.set(key, value, cas)
     }
@@ -105,8 +124,8 @@ impl SharedStore for Interleaved {
 #[test]
 fn concurrent_writers_lose_no_update() {
     let store = Interleaved { inner: MemoryStore::new(), conflicts: Cell::new(0) };
-    let c = InFlight::new("pool", &pool(1), false);
-    c.add(&store, 0, 1).unwrap(); // creates the key
+    let mut c = started(&store, 1, false, 0);
+    c.add(&store, 0, 1).unwrap();
     store.conflicts.set(5);
     assert_eq!(c.add(&store, 0, 1), Some(1));
     // Ours (2) plus the five interleaved increments.
@@ -114,29 +133,87 @@ fn concurrent_writers_lose_no_update() {
 }
 
 #[test]
-fn endless_conflicts_give_up_instead_of_spinning() {
+fn endless_conflicts_give_up_instead_of_spinning_and_the_next_change_catches_up() {
     let store = Interleaved { inner: MemoryStore::new(), conflicts: Cell::new(0) };
-    let c = InFlight::new("pool", &pool(1), false);
+    let mut c = started(&store, 1, false, 0);
     c.add(&store, 0, 1).unwrap();
     store.conflicts.set(usize::MAX);
-    assert_eq!(c.add(&store, 0, 1), None);
+    assert_eq!(c.add(&store, 0, 1), Some(1), "held here, not written");
+    let others = c.get(&store, 0) - 1;
+    store.conflicts.set(0);
+    c.add(&store, 0, 1).unwrap();
+    assert_eq!(c.get(&store, 0), others + 3, "the whole count written");
 }
 
 #[test]
 fn codec_round_trips() {
-    for v in [0u64, 1, 255, 1 << 40, u64::MAX] {
-        assert_eq!(decode(&encode(v)), v);
+    let me = (1 << 32) | 7;
+    let one = rewritten(&[], me, 5, &Live::default());
+    assert_eq!(entries(&one).collect::<Vec<_>>(), vec![(me, 5)]);
+    let two = rewritten(&one, OTHER, u32::MAX, &Live::default());
+    assert_eq!(entries(&two).collect::<Vec<_>>(), vec![(me, 5), (OTHER, u32::MAX)]);
+    let back = rewritten(&two, me, 0, &Live::default());
+    assert_eq!(entries(&back).collect::<Vec<_>>(), vec![(OTHER, u32::MAX)], "0: no entry");
+    for malformed in [&[][..], &[2], &[2, 1, 2, 3], &[1, 2, 3], &two[..two.len() - 1]] {
+        assert_eq!(entries(malformed).count(), 0, "{malformed:?}");
     }
-    assert_eq!(decode(&[]), 0);
-    assert_eq!(decode(&[1, 2, 3]), 0);
 }
 
 #[test]
-fn ensure_creates_missing_counters_and_keeps_existing_ones() {
+fn start_creates_missing_counters_and_keeps_existing_ones() {
     let store = MemoryStore::new();
-    let c = InFlight::new("pool", &pool(3), true);
+    let mut c = started(&store, 3, true, 0);
     c.add(&store, 1, 2);
-    c.ensure(&store);
-    assert_eq!(store.len(), 4, "3 backends + total");
-    assert_eq!((c.get(&store, 0), c.get(&store, 1), c.total(&store)), (0, 2, 2));
+    let d = started(&store, 3, true, 0);
+    assert_eq!(store.len(), 5, "3 backends + total + owners");
+    assert_eq!((d.get(&store, 0), d.get(&store, 1), d.total(&store)), (0, 2, 2));
+}
+
+#[test]
+fn past_max_owners_the_extra_are_never_over_counted_and_join_when_a_slot_frees() {
+    const S: u64 = 1_000_000_000;
+    let store = MemoryStore::new();
+    let mut vms: Vec<InFlight> = (0..MAX_OWNERS + 2)
+        .map(|k| {
+            let mut c = InFlight::new("pool", &pool(1), true);
+            c.start(&store, k as u64, 0);
+            c.add(&store, 0, 1);
+            c
+        })
+        .collect();
+    let (counted, extra) = vms.split_at_mut(MAX_OWNERS);
+    assert!(counted.iter().all(|c| c.me.is_some()) && extra.iter().all(|c| c.me.is_none()));
+    let (value, _) = store.get(&counted[0].keys[0]).unwrap().unwrap();
+    assert_eq!(value.len(), 1 + ENTRY * MAX_OWNERS);
+    assert_eq!(counted[0].get(&store, 0), MAX_OWNERS as u64, "the extra two not counted");
+    // Two owners die; the rest renew, and the extra two join at their next tick.
+    let mut now = 0;
+    while now <= owners::TTL_NS + S {
+        now += S / 5;
+        for c in vms.iter_mut().skip(2) {
+            c.tick(&store, now);
+        }
+    }
+    assert!(vms.iter().skip(2).all(|c| c.me.is_some()));
+    for c in &vms[2..] {
+        assert_eq!(c.get(&store, 0), MAX_OWNERS as u64);
+        assert_eq!(c.total(&store), MAX_OWNERS as u64);
+    }
+}
+
+#[test]
+fn an_unreadable_owner_list_lowers_no_seq() {
+    let store = MemoryStore::new();
+    let mut b = started(&store, 1, false, 0);
+    let mut c = started(&store, 1, false, 0);
+    c.add(&store, 0, 1);
+    b.tick(&store, 1);
+    store.set(&b.owners_key, b"junk", 0).unwrap();
+    b.tick(&store, 2);
+    assert_eq!(b.get(&store, 0), 1, "unreadable: every entry counts");
+    // C (the highest seq, seen by B's first tick) dies; B rewrites the list over the junk
+    // with a seq no lower than C's, so C, no longer listed, is dead rather than newer.
+    drop(c);
+    b.tick(&store, owners::BEAT_NS);
+    assert_eq!(b.get(&store, 0), 0);
 }
