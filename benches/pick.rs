@@ -1,7 +1,8 @@
 //! `make bench` (native part): nanoseconds per pick for every algorithm at 10 / 100 / 1000
-//! backends, and the Maglev table build for 1000 backends. Load reads come from an in-memory
-//! view here; inside Envoy each read is a shared-data host call (measured by the Envoy
-//! benchmarks, not here).
+//! backends, the Maglev table build for 1000 backends, and one request's steering with sticky
+//! cookies: the worst a client can send (8 forged cookies against 8 secrets of 1 KB) and the
+//! usual case (1 valid cookie). Load reads come from an in-memory view here; inside Envoy each
+//! read is a shared-data host call (measured by the Envoy benchmarks, not here).
 #![allow(clippy::unwrap_used)]
 
 use std::hint::black_box;
@@ -9,8 +10,11 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use envoy_lb::backend::{Backend, Pool};
-use envoy_lb::config::{Algorithm, AlgorithmConfig, HashOn, ALGORITHMS};
+use envoy_lb::config::{Algorithm, AlgorithmConfig, Config, HashOn, ALGORITHMS};
 use envoy_lb::lb::{self, LoadView, PickCtx, Picks};
+use envoy_lb::router::{NoMetrics, Router};
+use envoy_lb::state::memory::MemoryStore;
+use envoy_lb::sticky;
 
 fn pool(n: usize) -> Pool {
     Pool::new(
@@ -91,5 +95,52 @@ fn maglev_build(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, picks, maglev_build);
+/// `Router::steer` with sticky sessions and 8 secrets of 1 KB (the most a config may list):
+/// a request carrying 8 forged cookies (well-formed, this pool's, signed with a secret the
+/// proxies do not have: the most tags a client can make the filter compute), and one carrying
+/// a single valid cookie.
+fn sticky_cookies(c: &mut Criterion) {
+    const NOW_S: u64 = 1_700_000_000;
+    let secrets: Vec<String> = (0..8).map(|i| format!("{i}").repeat(1024)).collect();
+    let config = serde_json::json!({
+        "cluster": "pool",
+        "sticky": {"secrets": secrets},
+        "backends": [
+            {"id": "b1", "address": "10.0.0.1:80"},
+            {"id": "b2", "address": "10.0.0.2:80"},
+            {"id": "b3", "address": "10.0.0.3:80"},
+        ],
+    });
+    let config = Config::from_json(config.to_string().as_bytes()).unwrap();
+    let mut router = Router::new(config, 1, 0, Box::new(MemoryStore::new()), Box::new(NoMetrics));
+    let pool = sticky::pool_identity("pool", "");
+    let forged: Vec<String> = (0..8)
+        .map(|i| {
+            let value = sticky::encode(&[b'x'; 64], pool, &format!("b{}", 1 + i % 3), NOW_S + 60);
+            format!("lb_session={value}")
+        })
+        .collect();
+    let forged = forged.join("; ");
+    let valid = sticky::encode(secrets[0].as_bytes(), pool, "b2", NOW_S + 3000);
+    let valid = format!("lb_session={valid}");
+    // The valid cookie pins b2 whatever round robin would pick.
+    for _ in 0..3 {
+        router.steer(None, Some(&valid), NOW_S * 1_000_000_000).unwrap();
+        assert_eq!(router.last_picks().next(), Some("b2"));
+    }
+    let mut group = c.benchmark_group("sticky_steer");
+    group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+    for (name, header) in [("forged_8_cookies_8_secrets_1kb", &forged), ("valid_1_cookie", &valid)]
+    {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let steered = router.steer(None, Some(header), NOW_S * 1_000_000_000);
+                black_box(steered.map(|(s, _)| s.value.len()))
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, picks, maglev_build, sticky_cookies);
 criterion_main!(benches);

@@ -24,15 +24,28 @@
 //! | 8          | expiry     | unix seconds, big-endian; valid while `now < expiry`           |
 //! | 16         | mac        | first 16 bytes of HMAC-SHA256(secret, all preceding bytes)     |
 //!
-//! [`verify`] reads the version first (it selects the layout, and a cookie from a future
-//! version is reported as [`Invalid::Version`] whatever its tag), then checks only lengths, then
-//! the tag in constant time with each secret in turn, and trusts the pool, id and expiry only
-//! once a tag matched. Values longer than [`MAX_VALUE_LEN`] characters are rejected undecoded.
+//! [`Secrets::verify`] reads the version first (it selects the layout, and a cookie from a
+//! future version is reported as [`Invalid::Version`] whatever its tag), then checks the
+//! lengths and the pool identity (another cluster on the same site may use the same cookie
+//! name: its cookies cost no tag), then the tag in constant time with each secret in turn, and
+//! trusts the id and expiry only once a tag matched. Values longer than [`MAX_VALUE_LEN`]
+//! characters are rejected undecoded.
 //!
 //! # Secrets and rotation
-//! The first secret signs ([`encode`] takes it), every listed secret verifies, and
+//! The first secret signs ([`Secrets::sign`]), every listed secret verifies, and
 //! [`Sticky::signed_by`] says which one did: to rotate, put the new secret first and keep the old
 //! one listed for one TTL, then remove it. Secrets should be at least 32 random bytes.
+//!
+//! # Work per request
+//! [`Secrets`] keys each secret once, at configuration time (HMAC-SHA256 hashes a key longer
+//! than 64 bytes before use): a tag then costs three or four SHA-256 blocks (the cookie's 18
+//! to 82 signed bytes, the outer key block, the inner digest), whatever the secret's length. [`Secrets::first_valid`] looks at most at [`MAX_CANDIDATES`] values of a request's
+//! cookies, each distinct value once, and computes at most [`MAX_TAGS`] tags in all, newest
+//! secret first: the first secret on every value in header order, then the second, and so on.
+//! A cookie the proxies issued recently (signed by the first secret) is therefore found behind
+//! up to 7 forged ones; one signed by an older secret only while the budget lasts (all 8
+//! secrets on 2 values). 8 forged cookies against 8 secrets of 1 KB cost 16 tags instead of 64
+//! tags each keyed anew.
 //!
 //! # Expiry
 //! A cookie is valid while `now_s < expires_s`, and expired from `now_s == expires_s` on, as a
@@ -57,15 +70,20 @@ const FIXED_LEN: usize = HEADER_LEN + EXPIRY_LEN + MAC_LEN;
 
 /// Longest backend id a cookie can carry, in bytes.
 pub const MAX_ID_LEN: usize = 64;
-/// Longest cookie value [`verify`] decodes, in characters; longer ones are `Malformed`.
+/// Longest cookie value [`Secrets::verify`] decodes, in characters; longer ones are `Malformed`.
 pub const MAX_VALUE_LEN: usize = 512;
+/// Most values of a request's cookies [`Secrets::first_valid`] looks at.
+pub const MAX_CANDIDATES: usize = 8;
+/// Most tags [`Secrets::first_valid`] computes for one request, whatever the number of
+/// cookies and secrets.
+pub const MAX_TAGS: usize = 16;
 
 /// A verified cookie: the backend it names, until when, and which secret signed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sticky {
     pub backend_id: String,
     pub expires_s: u64,
-    /// Index in the `secrets` given to [`verify`] of the secret whose tag matched.
+    /// Index in the [`Secrets`] of the secret whose tag matched.
     pub signed_by: usize,
 }
 
@@ -104,7 +122,7 @@ impl fmt::Display for Invalid {
 }
 
 /// Whether `id` can be carried in a cookie: 1..=64 bytes of `[A-Za-z0-9_.-]`. Config should
-/// reject other ids of a sticky pool, since [`encode`] cannot sign them.
+/// reject other ids of a sticky pool, since [`Secrets::sign`] cannot sign them.
 pub fn is_valid_backend_id(id: &str) -> bool {
     (1..=MAX_ID_LEN).contains(&id.len()) && id.bytes().all(is_id_byte)
 }
@@ -113,9 +131,30 @@ fn is_id_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-'
 }
 
-/// HMAC-SHA256 of `body` keyed with `secret` (RFC 2104; the `hmac-sha256` crate).
-fn tag(secret: &[u8], body: &[u8]) -> [u8; 32] {
-    hmac_sha256::HMAC::mac(body, secret)
+/// Test-only counters of the work done on this thread: secrets keyed (a secret longer than
+/// 64 bytes is hashed to key HMAC-SHA256) and tags computed.
+#[cfg(test)]
+pub(crate) mod work {
+    use std::cell::Cell;
+    use std::thread::LocalKey;
+
+    thread_local! {
+        pub(crate) static KEYED: Cell<usize> = const { Cell::new(0) };
+        pub(crate) static TAGS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    pub(crate) fn count(counter: &'static LocalKey<Cell<usize>>) {
+        counter.with(|n| n.set(n.get() + 1));
+    }
+
+    /// What `f` returns, with the secrets it keyed and the tags it computed.
+    pub(crate) fn of<T>(f: impl FnOnce() -> T) -> (T, usize, usize) {
+        let read = || (KEYED.with(Cell::get), TAGS.with(Cell::get));
+        let (keyed, tags) = read();
+        let out = f();
+        let (keyed_after, tags_after) = read();
+        (out, keyed_after - keyed, tags_after - tags)
+    }
 }
 
 /// Whether `tag` equals the first bytes of `full`, in time independent of where they differ.
@@ -123,42 +162,157 @@ fn same_tag(full: &[u8; 32], tag: &[u8]) -> bool {
     tag.len() == MAC_LEN && full.iter().zip(tag).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
-/// The cookie value naming `backend_id` in `pool` until `expires_s` (unix seconds, usually
-/// `now_s + ttl_s`), signed with `secret` (the first of the configured secrets).
-///
-/// Returns an empty string, which [`verify`] rejects, when the id is not
-/// [`is_valid_backend_id`]: the caller should then not set the cookie.
-pub fn encode(secret: &[u8], pool: [u8; 8], backend_id: &str, expires_s: u64) -> String {
-    if !is_valid_backend_id(backend_id) {
-        return String::new();
-    }
-    let Ok(id_len) = u8::try_from(backend_id.len()) else {
-        return String::new();
-    };
-    let mut bytes = Vec::with_capacity(FIXED_LEN + backend_id.len());
-    bytes.push(VERSION);
-    bytes.extend_from_slice(&pool);
-    bytes.push(id_len);
-    bytes.extend_from_slice(backend_id.as_bytes());
-    bytes.extend_from_slice(&expires_s.to_be_bytes());
-    let full = tag(secret, &bytes);
-    let Some(tag) = full.get(..MAC_LEN) else {
-        return String::new();
-    };
-    bytes.extend_from_slice(tag);
-    b64_encode(&bytes)
+/// The signing and verifying secrets, each keyed once: HMAC-SHA256 (RFC 2104, the
+/// `hmac-sha256` crate) with the key's block already absorbed, cloned for every tag. The first
+/// signs; every one verifies. No `Debug`: nothing here reaches a log line.
+#[derive(Clone)]
+pub struct Secrets {
+    keyed: Vec<hmac_sha256::HMAC>,
 }
 
-/// The cookie `value` if one of `secrets` signed it for `pool` and it has not expired at `now_s`.
-/// Checks, in order: length (at most [`MAX_VALUE_LEN`] characters), base64url, version, the
-/// lengths the version implies, the tag against each secret in order (constant-time comparison),
-/// then the pool, the id's alphabet and the expiry. With no secrets every value is `BadMac`.
+/// What [`Secrets::first_valid`] found among a request's cookie values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found<T> {
+    /// What `accept` returned for the first cookie it took.
+    pub accepted: Option<T>,
+    /// Values looked at (at most [`MAX_CANDIDATES`]).
+    pub seen: usize,
+    /// Values found signed for this pool and not expired (within the [`MAX_TAGS`] budget).
+    pub verified: usize,
+}
+
+impl Secrets {
+    /// Keys each secret (configuration time, not per request).
+    pub fn new<S: AsRef<[u8]>>(secrets: &[S]) -> Secrets {
+        let keyed = secrets
+            .iter()
+            .map(|secret| {
+                #[cfg(test)]
+                work::count(&work::KEYED);
+                hmac_sha256::HMAC::new(secret)
+            })
+            .collect();
+        Secrets { keyed }
+    }
+
+    /// HMAC-SHA256 of `body` under `key`.
+    fn tag(key: &hmac_sha256::HMAC, body: &[u8]) -> [u8; 32] {
+        #[cfg(test)]
+        work::count(&work::TAGS);
+        let mut mac = key.clone();
+        mac.update(body);
+        mac.finalize()
+    }
+
+    /// The cookie value naming `backend_id` in `pool` until `expires_s` (unix seconds, usually
+    /// `now_s + ttl_s`), signed with the first secret.
+    ///
+    /// Returns an empty string, which [`Secrets::verify`] rejects, when the id is not
+    /// [`is_valid_backend_id`] or there is no secret: the caller should then not set the
+    /// cookie.
+    pub fn sign(&self, pool: [u8; 8], backend_id: &str, expires_s: u64) -> String {
+        let Some(key) = self.keyed.first() else { return String::new() };
+        if !is_valid_backend_id(backend_id) {
+            return String::new();
+        }
+        let Ok(id_len) = u8::try_from(backend_id.len()) else {
+            return String::new();
+        };
+        let mut bytes = Vec::with_capacity(FIXED_LEN + backend_id.len());
+        bytes.push(VERSION);
+        bytes.extend_from_slice(&pool);
+        bytes.push(id_len);
+        bytes.extend_from_slice(backend_id.as_bytes());
+        bytes.extend_from_slice(&expires_s.to_be_bytes());
+        let full = Self::tag(key, &bytes);
+        let Some(tag) = full.get(..MAC_LEN) else {
+            return String::new();
+        };
+        bytes.extend_from_slice(tag);
+        b64_encode(&bytes)
+    }
+
+    /// The cookie `value` if one of the secrets signed it for `pool` and it has not expired at
+    /// `now_s`. Checks, in order: length (at most [`MAX_VALUE_LEN`] characters), base64url,
+    /// version, the lengths the version implies, the pool, the tag against each secret in order
+    /// (constant-time comparison), then the id's alphabet and the expiry. With no secrets every
+    /// value of this pool is `BadMac`.
+    pub fn verify(&self, pool: [u8; 8], value: &str, now_s: u64) -> Result<Sticky, Invalid> {
+        let bytes = checked(value, pool)?;
+        let (body, tag) = split(&bytes).ok_or(Invalid::Malformed)?;
+        let signed_by = self
+            .keyed
+            .iter()
+            .position(|key| same_tag(&Self::tag(key, body), tag))
+            .ok_or(Invalid::BadMac)?;
+        opened(body, signed_by, now_s)
+    }
+
+    /// The first of a request's cookie `values` that verifies (signed for `pool`, not expired
+    /// at `now_s`) and that `accept` takes, with the work bounded: at most [`MAX_CANDIDATES`]
+    /// values, each distinct one checked once per secret, at most [`MAX_TAGS`] tags, newest
+    /// secret first (the module doc's "Work per request").
+    pub fn first_valid<'v, T>(
+        &self,
+        values: impl IntoIterator<Item = &'v str>,
+        pool: [u8; 8],
+        now_s: u64,
+        mut accept: impl FnMut(Sticky) -> Option<T>,
+    ) -> Found<T> {
+        let mut found = Found { accepted: None, seen: 0, verified: 0 };
+        // Well-formed values of this pool, until verified.
+        let mut left: Vec<Option<Vec<u8>>> = Vec::with_capacity(MAX_CANDIDATES);
+        for value in values.into_iter().take(MAX_CANDIDATES) {
+            found.seen += 1;
+            if let Ok(bytes) = checked(value, pool) {
+                if !left.iter().flatten().any(|b| *b == bytes) {
+                    left.push(Some(bytes));
+                }
+            }
+        }
+        let mut tags = 0;
+        for (signed_by, key) in self.keyed.iter().enumerate() {
+            for slot in left.iter_mut() {
+                let Some((body, tag)) = slot.as_deref().and_then(split) else { continue };
+                if tags == MAX_TAGS {
+                    return found;
+                }
+                tags += 1;
+                if !same_tag(&Self::tag(key, body), tag) {
+                    continue;
+                }
+                let sticky = opened(body, signed_by, now_s);
+                *slot = None;
+                let Ok(sticky) = sticky else { continue };
+                found.verified += 1;
+                if let Some(t) = accept(sticky) {
+                    found.accepted = Some(t);
+                    return found;
+                }
+            }
+        }
+        found
+    }
+}
+
+/// [`Secrets::sign`] with `secret`, keyed for this one call.
+pub fn encode(secret: &[u8], pool: [u8; 8], backend_id: &str, expires_s: u64) -> String {
+    Secrets::new(&[secret]).sign(pool, backend_id, expires_s)
+}
+
+/// [`Secrets::verify`] with `secrets`, keyed for this one call.
 pub fn verify(
     secrets: &[&[u8]],
     pool: [u8; 8],
     value: &str,
     now_s: u64,
 ) -> Result<Sticky, Invalid> {
+    Secrets::new(secrets).verify(pool, value, now_s)
+}
+
+/// The bytes of `value` if it passes every check that needs no tag: length, base64url,
+/// version, the lengths it implies, and `pool`.
+fn checked(value: &str, pool: [u8; 8]) -> Result<Vec<u8>, Invalid> {
     if value.len() > MAX_VALUE_LEN {
         return Err(Invalid::Malformed);
     }
@@ -170,15 +324,21 @@ pub fn verify(
     if id_len == 0 || id_len > MAX_ID_LEN || bytes.len() != FIXED_LEN + id_len {
         return Err(Invalid::Malformed);
     }
-    let (body, tag) = bytes.split_at_checked(bytes.len() - MAC_LEN).ok_or(Invalid::Malformed)?;
-    let signed_by = secrets
-        .iter()
-        .position(|secret| same_tag(&self::tag(secret, body), tag))
-        .ok_or(Invalid::BadMac)?;
-    // The tag matched: the fields below were written by `encode` with one of our secrets.
-    if body.get(1..HEADER_LEN - 1) != Some(&pool[..]) {
+    if bytes.get(1..HEADER_LEN - 1) != Some(&pool[..]) {
         return Err(Invalid::OtherPool);
     }
+    Ok(bytes)
+}
+
+/// A checked value's signed part and its tag.
+fn split(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    bytes.split_at_checked(bytes.len().checked_sub(MAC_LEN)?)
+}
+
+/// The cookie in a checked value's `body` whose tag matched secret `signed_by`, if its id is
+/// in the alphabet and it has not expired at `now_s`.
+fn opened(body: &[u8], signed_by: usize, now_s: u64) -> Result<Sticky, Invalid> {
+    let id_len = usize::from(*body.get(HEADER_LEN - 1).ok_or(Invalid::Malformed)?);
     let id = body.get(HEADER_LEN..HEADER_LEN + id_len).ok_or(Invalid::Malformed)?;
     if !id.iter().copied().all(is_id_byte) {
         return Err(Invalid::Malformed);
@@ -223,13 +383,12 @@ fn trim_ows(s: &str) -> &str {
 }
 
 /// Every value of the cookies named exactly `name` (case-sensitive) in a `Cookie` header, in
-/// order, duplicates included: the caller takes the first that [`verify`] accepts (a browser
-/// sends the cookie of the most specific path first, and a stale or foreign cookie of the same
-/// name may come before ours). Parsed like [`crate::hash_key::cookie`]: pieces split on `;` and
-/// on their first `=`, spaces and tabs trimmed, empty pieces and pieces without `=` skipped,
-/// surrounding double quotes removed. An empty `name` yields nothing. Each value is a slice of
-/// the header; the work is linear in the header's length. To bound the tags computed for a
-/// header full of fake cookies, a caller may `.take(n)` a few candidates.
+/// order, duplicates included, for [`Secrets::first_valid`] (a browser sends the cookie of the
+/// most specific path first, and a stale or foreign cookie of the same name may come before
+/// ours). Parsed like [`crate::hash_key::cookie`]: pieces split on `;` and on their first `=`,
+/// spaces and tabs trimmed, empty pieces and pieces without `=` skipped, surrounding double
+/// quotes removed. An empty `name` yields nothing. Each value is a slice of the header; the
+/// work is linear in the header's length.
 pub fn values<'a, 'n>(
     cookie_header: &'a str,
     name: &'n str,

@@ -24,6 +24,8 @@ pub(super) struct Number {
     /// A float as serde_json reads it: a fraction, an exponent, or an integer beyond u64 (i64
     /// when negative).
     float: bool,
+    /// The value as a double ([`decimal_value`]).
+    value: f64,
 }
 
 impl Number {
@@ -43,7 +45,7 @@ impl Number {
     /// otherwise. Always finite: larger numbers are refused when parsed. (Not `str::parse`,
     /// whose tables would add 10 KB to the filter.)
     pub(super) fn as_f64(&self) -> f64 {
-        decimal_value(&self.text)
+        self.value
     }
 }
 
@@ -53,52 +55,64 @@ impl std::fmt::Display for Number {
     }
 }
 
-/// The value of a JSON number's text (grammar already checked).
-fn decimal_value(text: &str) -> f64 {
+/// 2^1024 - 2^970, halfway between the largest double and 2^1024: the least number that
+/// rounds to infinity (a tie rounds to the even 2^1024), as 0.LEAST_INFINITE × 10^309.
+const LEAST_INFINITE: &str =
+    "17976931348623158079372897140530341507993413271003782693617377898044496829\
+    276475094664901797758720709633028641669288791094655554785194040263065748867150582068190890\
+    200070838367627385484581771153176447573027006985557136695962284291481986083493647529271907\
+    4168444365510704342711559699508093042880177904174497792";
+
+/// The value of a JSON number's text (grammar already checked) as serde_json reads it, or
+/// `Err(at)` when it is out of range, which serde_json reports after `at` bytes of the text.
+/// serde_json reads the written exponent into an i32: beyond that, a number is ±0 when the
+/// exponent is negative or the digits are all zero, and out of range (at the digit that
+/// overflowed) otherwise. Any other number is out of range (at its end) when it rounds to
+/// infinity, decided exactly.
+fn decimal_value(text: &str) -> Result<f64, usize> {
     let (negative, rest) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
     };
+    let signed = |v: f64| if negative { -v } else { v };
     let (digits, exponent) = match rest.find(['e', 'E']) {
         Some(at) => (rest.get(..at).unwrap_or(""), rest.get(at + 1..).unwrap_or("")),
         None => (rest, ""),
     };
-    let mut exp: i64 = exponent.trim_start_matches('+').parse().unwrap_or_else(|_| {
-        // No exponent, or one beyond i64 (then only its sign matters).
-        if exponent.is_empty() {
-            0
-        } else if exponent.starts_with('-') {
-            -100_000
-        } else {
-            100_000
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    // From the first non-zero digit on: the number is 0.`significant` × 10^`point`.
+    let significant = || int.bytes().chain(frac.bytes()).skip_while(|&c| c == b'0');
+    if significant().next().is_none() {
+        return Ok(signed(0.0));
+    }
+    let magnitude = exponent.trim_start_matches(['+', '-']);
+    let mut written: i32 = 0;
+    for (i, c) in magnitude.chars().enumerate() {
+        let d = c.to_digit(10).unwrap_or(0) as i32;
+        match written.checked_mul(10).and_then(|w| w.checked_add(d)) {
+            Some(w) => written = w,
+            None if exponent.starts_with('-') => return Ok(signed(0.0)),
+            None => return Err(text.len() - magnitude.len() + i + 1),
         }
+    }
+    let written = if exponent.starts_with('-') { -written } else { written };
+    let len = |s: &str| i64::try_from(s.len()).unwrap_or(i64::MAX);
+    let int_digits = len(int.trim_start_matches('0'));
+    let point = if int_digits > 0 {
+        i64::from(written).saturating_add(int_digits)
+    } else {
+        i64::from(written).saturating_sub(len(frac) - len(frac.trim_start_matches('0')))
+    };
+    if point > 309 || (point == 309 && significant().ge(LEAST_INFINITE.bytes())) {
+        return Err(text.len());
+    }
+    // The first 19 significant digits: the value within a few units in the last place.
+    let (m, taken) = significant().take(19).fold((0u64, 0), |(m, n), c| {
+        (m * 10 + u64::from(char::from(c).to_digit(10).unwrap_or(0)), n + 1)
     });
-    let mut mantissa: u64 = 0;
-    let mut significant = 0;
-    let mut seen_point = false;
-    for c in digits.bytes() {
-        if c == b'.' {
-            seen_point = true;
-            continue;
-        }
-        let d = u64::from(c - b'0');
-        if significant < 19 {
-            mantissa = mantissa * 10 + d;
-            if mantissa > 0 {
-                significant += 1;
-            }
-            if seen_point {
-                exp -= 1;
-            }
-        } else if !seen_point {
-            exp += 1;
-        }
-    }
-    if mantissa == 0 {
-        return if negative { -0.0 } else { 0.0 };
-    }
-    let exp = exp.clamp(-400, 400) as i32;
-    let m = mantissa as f64;
+    // Beyond ±400 the value is 0 or the largest double whatever the digits.
+    let exp = point.saturating_sub(taken).clamp(-400, 400) as i32;
+    let m = m as f64;
     let v = if exp >= 0 {
         m * 10f64.powi(exp)
     } else if exp >= -22 {
@@ -106,11 +120,8 @@ fn decimal_value(text: &str) -> f64 {
     } else {
         m / 1e22 / 10f64.powi(-exp - 22)
     };
-    if negative {
-        -v
-    } else {
-        v
-    }
+    // Just below the limit, rounding errors may overshoot it.
+    Ok(signed(v.min(f64::MAX)))
 }
 
 /// Deepest nesting of arrays and objects: serde_json's default limit of 128 refuses the
@@ -402,12 +413,13 @@ impl Parser<'_> {
         }
         let text = self.bytes.get(start..self.pos).unwrap_or_default();
         let text = String::from_utf8_lossy(text).into_owned();
-        if !decimal_value(&text).is_finite() {
-            return Err(self.error("number out of range"));
-        }
+        let value = decimal_value(&text).map_err(|at| {
+            self.pos = start + at;
+            self.error("number out of range")
+        })?;
         let int = if integer && !negative { text.parse().ok() } else { None };
         let float = !integer || (int.is_none() && text.parse::<i64>().is_err());
-        Ok(Number { text, int, float })
+        Ok(Number { text, int, float, value })
     }
 }
 

@@ -6,13 +6,13 @@
 use super::Router;
 use crate::config::Config;
 use crate::state::{SharedStore, KEY_PREFIX};
-use crate::sticky::{self, CookieAttributes};
+use crate::sticky::{self, CookieAttributes, Secrets};
 
 /// Sticky-session settings of one pool, ready for per-request use.
 pub(super) struct StickyState {
     attrs: CookieAttributes,
-    /// The first signs; every one verifies.
-    secrets: Vec<Vec<u8>>,
+    /// The first signs; every one verifies. Keyed here, once per configuration.
+    secrets: Secrets,
     pool: [u8; 8],
     ttl_s: u64,
 }
@@ -38,8 +38,6 @@ pub enum StickyOutcome {
 }
 
 const SECRET_LEN: usize = 32;
-/// Cookies of the configured name tried per request.
-const MAX_TRIED: usize = 8;
 
 /// The per-process secret in shared data, created by the first VM that needs it: 256 bits
 /// from the OS (WASI `random_get` in the filter). Every VM then reads the stored one, so all
@@ -64,9 +62,9 @@ fn shared_secret(store: &dyn SharedStore, cluster: &str) -> Option<Vec<u8>> {
 pub(super) fn state_for(config: &Config, store: &dyn SharedStore) -> Option<StickyState> {
     let s = config.sticky.as_ref()?;
     let secrets = if s.secrets.is_empty() {
-        vec![shared_secret(store, &config.cluster)?]
+        Secrets::new(&[shared_secret(store, &config.cluster)?])
     } else {
-        s.secrets.iter().map(|k| k.as_bytes().to_vec()).collect()
+        Secrets::new(&s.secrets)
     };
     let attrs = s.cookie_attributes();
     let pool = sticky::pool_identity(&config.cluster, "");
@@ -93,26 +91,24 @@ impl Router {
             return (StickyTicket::default(), Some(StickyOutcome::Miss));
         };
         let now_s = now_ns / 1_000_000_000;
-        let secrets: Vec<&[u8]> = s.secrets.iter().map(Vec::as_slice).collect();
-        let mut outcome = StickyOutcome::Miss;
-        // The first valid one wins; a header stuffed with forged cookies costs at most
-        // MAX_TRIED verifications.
-        for value in sticky::values(header, &s.attrs.name).take(MAX_TRIED) {
-            let Ok(cookie) = sticky::verify(&secrets, s.pool, value, now_s) else {
-                outcome = StickyOutcome::Invalid;
-                continue;
-            };
-            outcome = StickyOutcome::Miss;
-            let ids = self.config.pool.iter();
-            let Some(index) = ids.map(|b| &b.id).position(|id| *id == cookie.backend_id) else {
-                continue;
-            };
-            if self.availability.as_ref().is_none_or(|a| a.accepts(index)) {
-                let refresh = sticky::needs_refresh(cookie.expires_s, s.ttl_s, now_s);
-                return (StickyTicket { pinned: Some(index), refresh }, Some(StickyOutcome::Hit));
+        // The first valid one whose backend may be picked wins; the work is bounded
+        // (sticky::MAX_TAGS tags), however many forged cookies the header holds.
+        let ids = &self.config.pool;
+        let found =
+            s.secrets.first_valid(sticky::values(header, &s.attrs.name), s.pool, now_s, |c| {
+                let index = ids.iter().position(|b| b.id == c.backend_id)?;
+                self.availability.as_ref().is_none_or(|a| a.accepts(index)).then(|| StickyTicket {
+                    pinned: Some(index),
+                    refresh: sticky::needs_refresh(c.expires_s, s.ttl_s, now_s),
+                })
+            });
+        match found.accepted {
+            Some(ticket) => (ticket, Some(StickyOutcome::Hit)),
+            None if found.seen > 0 && found.verified == 0 => {
+                (StickyTicket::default(), Some(StickyOutcome::Invalid))
             }
+            None => (StickyTicket::default(), Some(StickyOutcome::Miss)),
         }
-        (StickyTicket::default(), Some(outcome))
     }
 
     /// The `Set-Cookie` to add to a response served by `served`: when the request had no
@@ -129,9 +125,11 @@ impl Router {
             return None;
         }
         let backend = self.config.pool.get(served)?;
-        let secret = s.secrets.first()?;
         let expires_s = (now_ns / 1_000_000_000).saturating_add(s.ttl_s);
-        let value = sticky::encode(secret, s.pool, &backend.id, expires_s);
+        let value = s.secrets.sign(s.pool, &backend.id, expires_s);
         (!value.is_empty()).then(|| sticky::set_cookie(&s.attrs, &value))
     }
 }
+
+#[cfg(test)]
+mod tests;

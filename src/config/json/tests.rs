@@ -54,8 +54,73 @@ fn json_value() -> impl Strategy<Value = Value> {
     })
 }
 
+/// Whether `text` reads as serde_json reads it: the same value (a zero's sign included), or
+/// the same error, worded and placed alike.
+fn reads_like_serde_json(text: &str) -> Result<(), String> {
+    let theirs = serde_json::from_str::<Value>(text);
+    match (parse(text.as_bytes()), theirs) {
+        (Ok(ours), Ok(theirs)) => {
+            let signed_alike = match (&ours, &theirs) {
+                (Json::Num(a), Value::Number(b)) => {
+                    let (x, y) = (a.as_f64(), b.as_f64().unwrap_or(f64::NAN));
+                    x.is_sign_negative() == y.is_sign_negative()
+                }
+                _ => true,
+            };
+            if same(&ours, &theirs) && signed_alike {
+                Ok(())
+            } else {
+                Err(format!("{text}: ours {ours:?}, serde_json {theirs}"))
+            }
+        }
+        (Err(ours), Err(theirs)) if ours == theirs.to_string() => Ok(()),
+        (ours, theirs) => Err(format!("{text}: ours {ours:?}, serde_json {theirs:?}")),
+    }
+}
+
+/// A JSON number at the extremes: long mantissas, negative zero, and exponents near 0, near
+/// the i32 limits (where serde_json stops reading an exponent), near i64::MIN and i64::MAX,
+/// and beyond 64 bits, some with leading zeros.
+fn extreme_number() -> impl Strategy<Value = String> {
+    let integer = prop_oneof!["0", "[1-9][0-9]{0,40}"];
+    let fraction = prop::option::of("[0-9]{1,30}");
+    let magnitude = prop_oneof![
+        (0u64..400).prop_map(|e| e.to_string()),
+        (2_147_483_600u64..2_147_483_700).prop_map(|e| e.to_string()),
+        (9_223_372_036_854_775_700u64..=9_223_372_036_854_775_808).prop_map(|e| e.to_string()),
+        any::<u64>().prop_map(|e| e.to_string()),
+        "[1-9][0-9]{19,30}",
+    ];
+    let marker = prop::sample::select(vec!["e", "E", "e+", "E+", "e-", "E-"]);
+    let exponent = prop::option::of((marker, "0{0,3}", magnitude));
+    let any_digits =
+        (any::<bool>(), integer, fraction, exponent).prop_map(|(minus, int, frac, exp)| {
+            let mut text = if minus { format!("-{int}") } else { int };
+            if let Some(frac) = frac {
+                text = format!("{text}.{frac}");
+            }
+            if let Some((marker, zeros, magnitude)) = exp {
+                text = format!("{text}{marker}{zeros}{magnitude}");
+            }
+            text
+        });
+    // Around the least number that rounds to infinity: its first digits, then others.
+    let near_the_largest_double = (1..=309usize, "[0-9]{0,3}").prop_map(|(n, tail)| {
+        let digits = format!("{}{tail}", &super::LEAST_INFINITE[..n]);
+        format!("{}.{}e308", &digits[..1], &digits[1..])
+    });
+    prop_oneof![4 => any_digits, 1 => near_the_largest_double]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Issue #12 item 5: no overflow (this runs in a debug build), and the verdict and value
+    /// of serde_json.
+    #[test]
+    fn extreme_numbers_read_as_serde_json_reads_them(text in extreme_number()) {
+        prop_assert_eq!(reads_like_serde_json(&text), Ok(()));
+    }
 
     #[test]
     fn parses_what_serde_json_writes(v in json_value(), pretty in any::<bool>()) {
@@ -187,4 +252,41 @@ fn invalid_utf8_in_strings_is_refused() {
         parse("\"h\u{e9}\u{1F600}\"".as_bytes()).unwrap(),
         Json::Str("h\u{e9}\u{1F600}".into())
     );
+}
+
+/// Issue #12 item 5: an exponent near i64::MIN overflowed (a panic in a debug build), and a
+/// long mantissa with an exponent near i64::MAX wrapped to about 0 in a release build, where
+/// serde_json refuses it. serde_json reads an exponent into an i32: beyond it, a number is 0
+/// when the exponent is negative or its digits are all zero, and out of range otherwise.
+#[test]
+fn exponents_beyond_any_integer_read_as_serde_json_reads_them() {
+    for text in [
+        "1.5e-9223372036854775808",
+        "11111111111111111111e9223372036854775807",
+        "-1.5e-9223372036854775808",
+        "1e9223372036854775807",
+        "1e-9223372036854775809",
+        "1e2147483647",
+        "1e2147483648",
+        "1e-2147483647",
+        "1e-2147483648",
+        "-1E+0002147483648",
+        "[1, 2e99999999999999999999999]",
+        "{\"a\": \n 1e-99999999999999999999999}",
+        "-0.0e9223372036854775807",
+        "0.00000000000000000000000001e2147483647",
+        "123456789012345678901234567890e-2147483647",
+        "1.7976931348623157e308",
+        "17976931348623158e292",
+        "-0",
+        "-0.0",
+        "1.7976931348623158e308",
+        "1.797693134862315808e308",
+        &format!("0.{}e309", super::LEAST_INFINITE),
+        &format!("{}e-1", super::LEAST_INFINITE),
+        &format!("{}7e-1", super::LEAST_INFINITE.trim_end_matches('2')),
+        &format!("{}1e-1", super::LEAST_INFINITE.trim_end_matches('2')),
+    ] {
+        assert_eq!(reads_like_serde_json(text), Ok(()));
+    }
 }
