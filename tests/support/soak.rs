@@ -250,15 +250,25 @@ fn filter_message(line: &str) -> Option<&str> {
 }
 
 /// The shared-data keys the filter creates for this configuration (src/state, src/health,
-/// src/router/sticky.rs): every key is derived from the cluster name and the backends' ids and
-/// addresses, none from requests. The status page's `shared_data` counts what exists (these
-/// and the key record), which the soak compares with this list.
+/// src/router/sticky.rs): every key is derived from the cluster name, the configuration's
+/// fence (a digest of its pool and health settings, shown here as `<fence>`) and the backends'
+/// ids and addresses, none from requests; one more, the proxy's clock, is shared by every
+/// pool. The status page's `shared_data` counts what exists (these and the key record), which
+/// the soak compares with this list.
 pub fn expected_shared_keys(pool: &[(&str, SocketAddr, u32)]) -> Vec<String> {
-    let mut keys: Vec<String> = ["generation", "health", "prober", "sticky_secret"]
-        .iter()
-        .map(|k| format!("envoy_lb/pool/{k}"))
-        .collect();
+    let mut keys: Vec<String> = [
+        "generation",
+        "health/<fence>",
+        "prober/<fence>",
+        "health_current",
+        "sticky_secret",
+        "in_flight_owners",
+    ]
+    .iter()
+    .map(|k| format!("envoy_lb/pool/{k}"))
+    .collect();
     keys.extend(pool.iter().map(|(id, addr, _)| format!("envoy_lb/pool/in_flight/{id}@{addr}")));
+    keys.push("envoy_lb/clock".to_string());
     keys
 }
 
@@ -1084,8 +1094,8 @@ impl Report {
              registry.rs: each key is recorded before its first write from a VM); the status \
              page's `shared_data` reads the record and every key in it, counting the keys found \
              and their bytes (names and values). Keys come from the configuration (cluster \
-             name, backend ids and addresses), never from a request; for this one they are \
-             these {}, plus the record:\n",
+             name, its fence, backend ids and addresses) and the proxy's clock, never from a \
+             request; for this one they are these {}, plus the record:\n",
             self.shared_keys.len()
         );
         for k in &self.shared_keys {
