@@ -31,46 +31,69 @@ fn served(backends: &[Backend]) -> Vec<u64> {
     backends.iter().map(|b| b.stats.requests.load(Ordering::SeqCst)).collect()
 }
 
-/// (a) 3 equal backends, one worker, 300 requests on fresh connections: exactly 100 each.
+/// `n` requests; each upstream request must carry the filter's steering header as the backend
+/// received it: `hosts` distinct pool addresses, the first the backend's own (the cluster's
+/// fallback round robin would give the same shares without any header). Counts by backend id.
+async fn steered(envoy: &Envoy, backends: &[Backend], n: usize, hosts: usize) -> Vec<usize> {
+    let mut counts = vec![0; backends.len()];
+    let echo = format!("x-echo-{STEER}");
+    for (i, answer) in answers(envoy, n, &[]).await.iter().enumerate() {
+        let id = answer["x-backend"].to_str().unwrap();
+        let got = answer.get(&echo).map(|v| v.to_str().unwrap()).unwrap_or("(none)");
+        let list: Vec<&str> = got.split(',').collect();
+        let at = |a: &str| backends.iter().position(|b| b.addr.to_string() == a);
+        let picked: Vec<Option<usize>> = list.iter().map(|a| at(a)).collect();
+        let mut distinct = picked.clone();
+        distinct.sort();
+        distinct.dedup();
+        let ok = list.len() == hosts
+            && distinct.len() == hosts
+            && picked.iter().all(Option::is_some)
+            && picked.first().copied().flatten().map(|p| backends[p].id()) == Some(id);
+        assert!(ok, "request {i}: {id} received {STEER}: {got} (want {hosts} pool addresses, its own first)");
+        counts[backends.iter().position(|b| b.id() == id).unwrap()] += 1;
+    }
+    counts
+}
+
+/// (a) 3 equal backends, one worker, 300 requests on fresh connections: exactly 100 each,
+/// every one steered by the filter's header (3 hosts, the primary first).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn equal_weights_one_worker_exact_thirds() {
-    let backends = backends(3).await;
+    let backends = backends_echoing(3, &[STEER]).await;
     let envoy = start(&backends, &[1, 1, 1], 1, json!({})).await;
-    let counts = count_by_backend(&envoy, 300, &[]).await;
-    for b in &backends {
-        assert_eq!(counts.get(b.id()), Some(&100), "counts by x-backend: {counts:?}");
-    }
+    assert_eq!(steered(&envoy, &backends, 300, 3).await, [100, 100, 100], "by x-backend");
     assert_eq!(served(&backends), vec![100, 100, 100], "as counted by the backends");
 }
 
-/// (a) with two workers: each backend within ±2% of 100.
+/// (a) with two workers (both serving): each backend within ±2% of 100, every request
+/// steered by the filter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn equal_weights_two_workers_within_two_percent() {
-    let backends = backends(3).await;
+    let backends = backends_echoing(3, &[STEER]).await;
     let envoy = start(&backends, &[1, 1, 1], 2, json!({})).await;
-    let counts = count_by_backend(&envoy, 300, &[]).await;
-    assert_eq!(counts.values().sum::<usize>(), 300);
-    for b in &backends {
-        assert_near(b.id(), counts.get(b.id()).copied().unwrap_or(0), 100.0, 2.0);
+    let counts = steered(&envoy, &backends, 300, 3).await;
+    for (b, n) in backends.iter().zip(counts) {
+        assert_near(b.id(), n, 100.0, 2.0);
     }
+    envoy.assert_every_worker_served().await;
 }
 
-/// (b) weights 1:2:3, 600 requests: exact shares on one worker, within ±2% on two.
+/// (b) weights 1:2:3, 600 requests: exact shares on one worker, within ±2% on two (both
+/// serving); every request steered by the filter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weights_one_two_three() {
-    let backends = backends(3).await;
+    let backends = backends_echoing(3, &[STEER]).await;
     let one = start(&backends, &[1, 2, 3], 1, json!({})).await;
-    let counts = count_by_backend(&one, 600, &[]).await;
-    let got: Vec<usize> =
-        backends.iter().map(|b| counts.get(b.id()).copied().unwrap_or(0)).collect();
-    assert_eq!(got, vec![100, 200, 300], "one worker: {counts:?}");
+    assert_eq!(steered(&one, &backends, 600, 3).await, [100, 200, 300], "one worker");
     drop(one);
 
     let two = start(&backends, &[1, 2, 3], 2, json!({})).await;
-    let counts = count_by_backend(&two, 600, &[]).await;
-    for (b, expected) in backends.iter().zip([100.0, 200.0, 300.0]) {
-        assert_near(b.id(), counts.get(b.id()).copied().unwrap_or(0), expected, 2.0);
+    let counts = steered(&two, &backends, 600, 3).await;
+    for ((b, n), expected) in backends.iter().zip(counts).zip([100.0, 200.0, 300.0]) {
+        assert_near(b.id(), n, expected, 2.0);
     }
+    two.assert_every_worker_served().await;
 }
 
 /// (c) A client naming a backend in the steering header (once, twice, in any case) changes
@@ -136,15 +159,13 @@ async fn upstream_sees_only_the_filters_steering_value() {
     assert_eq!(values, [addr.to_string()], "upstream request head:\n{head}");
 }
 
-/// With `max_hosts` 1 the header carries only the primary pick, still in round robin order.
+/// With `max_hosts` 1 the header carries only the primary pick, still in weighted round robin
+/// order (1:2:3, which the cluster's unweighted fallback would not give).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_hosts_one_still_balances() {
-    let backends = backends(3).await;
-    let envoy = start(&backends, &[1, 1, 1], 1, json!({"target": {"max_hosts": 1}})).await;
-    let counts = count_by_backend(&envoy, 30, &[]).await;
-    for b in &backends {
-        assert_eq!(counts.get(b.id()), Some(&10), "{counts:?}");
-    }
+    let backends = backends_echoing(3, &[STEER]).await;
+    let envoy = start(&backends, &[1, 2, 3], 1, json!({"target": {"max_hosts": 1}})).await;
+    assert_eq!(steered(&envoy, &backends, 60, 1).await, [10, 20, 30]);
 }
 
 /// (d) One backend refuses connections: every request still succeeds, because each retry
@@ -209,4 +230,5 @@ async fn random_follows_weights() {
             b.id()
         );
     }
+    envoy.assert_every_worker_served().await;
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tokio::net::TcpListener;
@@ -33,6 +33,10 @@ pub struct Options {
     /// Answer 400 to a `Host` that is not an RFC 3986 authority, as strict servers do (Go's
     /// net/http, for one), `/healthz` included.
     pub strict_host: bool,
+    /// Request headers to show back: each answer but `/healthz` carries `x-echo-<name>` with
+    /// the values the backend received for `<name>`, joined by `,` (absent when it got none),
+    /// so a test sees what the upstream request held.
+    pub echo_headers: Vec<String>,
 }
 
 impl Options {
@@ -47,6 +51,7 @@ impl Options {
             set_cookie: None,
             extra_headers: Vec::new(),
             strict_host: false,
+            echo_headers: Vec::new(),
         }
     }
 }
@@ -181,10 +186,25 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         return with_id(&shared, status, format!("{} failing\n", opts.id));
     }
     let mut response = with_id(&shared, StatusCode::OK, format!("{}\n", opts.id));
+    echo(opts, request.headers(), response.headers_mut());
     if let Some(cookie) = opts.set_cookie.as_deref().and_then(|c| HeaderValue::from_str(c).ok()) {
         response.headers_mut().append("set-cookie", cookie);
     }
     response
+}
+
+/// `x-echo-<name>` for each of `options.echo_headers` the request carried.
+fn echo(options: &Options, request: &HeaderMap, response: &mut HeaderMap) {
+    for name in &options.echo_headers {
+        let values: Vec<&str> =
+            request.get_all(name.as_str()).iter().filter_map(|v| v.to_str().ok()).collect();
+        let echo = HeaderName::from_bytes(format!("x-echo-{name}").as_bytes());
+        if let (false, Ok(echo), Ok(value)) =
+            (values.is_empty(), echo, HeaderValue::from_str(&values.join(",")))
+        {
+            response.insert(echo, value);
+        }
+    }
 }
 
 fn with_id(shared: &Shared, status: StatusCode, body: String) -> Response {
@@ -192,7 +212,7 @@ fn with_id(shared: &Shared, status: StatusCode, body: String) -> Response {
     let headers = response.headers_mut();
     headers.insert("x-backend", shared.id_header.clone());
     for (name, value) in &shared.options.extra_headers {
-        let name = axum::http::HeaderName::from_bytes(name.as_bytes());
+        let name = HeaderName::from_bytes(name.as_bytes());
         if let (Ok(name), Ok(value)) = (name, HeaderValue::from_str(value)) {
             headers.append(name, value);
         }

@@ -51,6 +51,7 @@ async fn main() -> ExitCode {
         health_delay: Duration::from_millis(args.health_delay_ms),
         set_cookie: None,
         extra_headers: Vec::new(),
+        echo_headers: Vec::new(),
         strict_host: false,
     };
     let running = match demo_backend::start(args.listen, options).await {

@@ -74,6 +74,18 @@ pub async fn backends(n: usize) -> Vec<Backend> {
     v
 }
 
+/// Starts `n` backends b1..bn that show back the request headers named in `echo` (see
+/// `BackendOptions::echo_headers`).
+pub async fn backends_echoing(n: usize, echo: &[&str]) -> Vec<Backend> {
+    let mut v = Vec::new();
+    for i in 1..=n {
+        let mut options = BackendOptions::new(format!("b{i}"));
+        options.echo_headers = echo.iter().map(|h| h.to_string()).collect();
+        v.push(backend(options).await);
+    }
+    v
+}
+
 /// The plugin config JSON for `backends` (id, address, weight) with `extra` fields merged in.
 pub fn plugin_config(backends: &[(&str, SocketAddr, u32)], extra: serde_json::Value) -> String {
     let list: Vec<_> = backends
@@ -446,6 +458,25 @@ impl Envoy {
         self.stat_now(name).await
     }
 
+    /// Connections each worker accepted so far on the proxy's listeners (Envoy's per-worker
+    /// listener stats, named by the configured address, port 0 here), in worker order.
+    pub async fn worker_connections(&self) -> Vec<u64> {
+        let body = self.admin_get("/stats?filter=downstream_cx_total").await;
+        let mut per_worker = vec![0; self.setup.concurrency as usize];
+        for line in body.lines().filter(|l| l.starts_with("listener.")) {
+            let Some((_, rest)) = line.split_once(".worker_") else { continue };
+            let (worker, n) = rest.split_once(".downstream_cx_total: ").unwrap();
+            per_worker[worker.parse::<usize>().unwrap()] += n.trim().parse::<u64>().unwrap();
+        }
+        per_worker
+    }
+
+    /// Every worker took part: a test run with two workers checks what it claims for both.
+    pub async fn assert_every_worker_served(&self) {
+        let per_worker = self.worker_connections().await;
+        assert!(per_worker.iter().all(|&n| n > 0), "connections per worker: {per_worker:?}");
+    }
+
     /// A stat's value as Envoy has it now (the filter's may lag by one tick).
     pub async fn stat_now(&self, name: &str) -> u64 {
         let body = self.admin_get(&format!("/stats?filter=^{}$", name.replace('.', "\\."))).await;
@@ -485,8 +516,23 @@ pub async fn count_by_backend(
     n: usize,
     headers: &[(&str, &str)],
 ) -> BTreeMap<String, usize> {
-    let client = client();
     let mut counts = BTreeMap::new();
+    for answer in answers(envoy, n, headers).await {
+        let id = answer.get("x-backend").map(|v| v.to_str().unwrap().to_string());
+        *counts.entry(id.unwrap_or_default()).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// The response headers of `n` sequential GETs (each on a fresh connection) with `headers`.
+/// Any non-200 answer fails the test.
+pub async fn answers(
+    envoy: &Envoy,
+    n: usize,
+    headers: &[(&str, &str)],
+) -> Vec<reqwest::header::HeaderMap> {
+    let client = client();
+    let mut all = Vec::new();
     for i in 0..n {
         let mut req = client.get(envoy.url("/"));
         for (k, v) in headers {
@@ -494,16 +540,12 @@ pub async fn count_by_backend(
         }
         let resp = req.send().await.unwrap_or_else(|e| panic!("request {i}: {e}"));
         let status = resp.status();
-        let id = resp
-            .headers()
-            .get("x-backend")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
+        let headers = resp.headers().clone();
         let body = resp.text().await.unwrap_or_default();
         assert_eq!(status, 200, "request {i}: status {status}, body {body:?}");
-        *counts.entry(id).or_insert(0) += 1;
+        all.push(headers);
     }
-    counts
+    all
 }
 
 /// Asserts `count` is within `pct` percent (relative) of `expected`.
