@@ -131,6 +131,8 @@ pub struct Router {
     clock: Clock,
     /// Panic state last logged by this VM as lease holder.
     panic_logged: bool,
+    /// Whether this VM held the prober lease at its last tick (taking it is logged).
+    held_lease: bool,
     /// Sticky sessions, when configured.
     sticky: Option<sticky::StickyState>,
     /// Shared in-flight counters, kept only when the algorithm reads load.
@@ -183,6 +185,7 @@ impl Router {
             prober,
             clock,
             panic_logged: false,
+            held_lease: false,
             sticky,
             in_flight,
             by_address,

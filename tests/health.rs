@@ -50,7 +50,18 @@ async fn load(envoy: &Envoy, n: usize) {
     assert_eq!(counts.values().sum::<usize>(), n);
 }
 
-/// (b) Each backend is probed once per interval, however many workers Envoy runs.
+/// The filter's "prober lease taken" lines in Envoy's log, each with the thread that logged it.
+fn lease_takers(envoy: &Envoy) -> Vec<String> {
+    let log = envoy.log_lossy();
+    let lines = log.lines().filter(|l| l.contains("prober lease taken: this worker sends"));
+    // `[time][thread id][level][logger] ...`
+    lines
+        .map(|l| l.split(']').nth(1).unwrap_or_default().trim_start_matches('[').to_string())
+        .collect()
+}
+
+/// (b) Each backend is probed once per interval, however many workers Envoy runs, and by one
+/// VM over the run (one lease taken; the schedule alone would space probes sent by any VM).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_probe_per_backend_per_interval_at_any_concurrency() {
     for concurrency in CONCURRENCIES {
@@ -68,6 +79,8 @@ async fn one_probe_per_backend_per_interval_at_any_concurrency() {
                 b.id()
             );
         }
+        let takers = lease_takers(&envoy);
+        assert_eq!(takers.len(), 1, "concurrency {concurrency}: lease taken by threads {takers:?}");
         drop(envoy);
     }
 }

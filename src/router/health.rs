@@ -130,6 +130,13 @@ impl Router {
         let now_ns = self.clock.sync(&self.store, now_ns);
         let (due, returned) = prober.due(&self.store, now_ns);
         let holder = prober.holds_lease();
+        if holder && !self.held_lease {
+            tick.log.push(
+                "prober lease taken: this worker sends the health checks and ends ejections"
+                    .to_string(),
+            );
+        }
+        self.held_lease = holder;
         tick.log.extend(returned.iter().map(|t| noted(self.metrics.as_mut(), t)));
         for index in due {
             if let Some(b) = self.config.pool.get(index) {

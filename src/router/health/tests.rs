@@ -185,3 +185,40 @@ fn slow_start_ramps_over_its_time_when_the_wall_clock_steps_an_hour() {
         }
     }
 }
+
+/// One tick at wall time `now`, probes answered at once: the lines it logged about the lease.
+fn lease_lines(r: &mut Router, now: u64, token: &mut u32) -> usize {
+    let t = r.tick(now);
+    for (index, _) in t.probes {
+        *token += 1;
+        r.probe_sent(*token, index, now);
+        r.probe_answered(*token, Some(200), now);
+    }
+    t.log.iter().filter(|l| l.starts_with("prober lease taken")).count()
+}
+
+#[test]
+fn the_vm_that_takes_the_lease_says_so_once_and_keeps_it_while_it_lives() {
+    let check = r#","health_check":{"interval_ms":1000,"timeout_ms":500}"#;
+    let store = Rc::new(MemoryStore::new());
+    let (mut a, mut b) = (vm(check, 1, &store), vm(check, 2, &store));
+    let mut token = 0;
+    let (mut said_a, mut said_b) = (0, 0);
+    // a creates the lease at its first tick; from then on b always asks first.
+    said_a += lease_lines(&mut a, START, &mut token);
+    let mut t = TICK;
+    while t <= 10 * S {
+        said_b += lease_lines(&mut b, START + t, &mut token);
+        said_a += lease_lines(&mut a, START + t, &mut token);
+        assert!(!holds_lease(&b), "b took a live lease at {} ms", t / MS);
+        t += TICK;
+    }
+    assert_eq!((said_a, said_b), (1, 0), "lease lines of a and b");
+    // a dies: b takes over within the TTL (3 intervals) and says so once.
+    while t <= 20 * S {
+        said_b += lease_lines(&mut b, START + t, &mut token);
+        t += TICK;
+    }
+    assert_eq!(said_b, 1);
+    assert!(holds_lease(&b));
+}
