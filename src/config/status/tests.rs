@@ -59,8 +59,15 @@ fn cidrs_match_by_prefix() {
     let v6 = Cidr::parse("2001:db8::/32").unwrap();
     assert!(v6.contains("2001:db8:ffff::1".parse().unwrap()));
     assert!(!v6.contains("2001:db9::1".parse().unwrap()));
-    assert_eq!(Cidr::parse("10.0.0.9/8").unwrap(), Cidr::parse("10.0.0.9/8").unwrap());
-    assert!(Cidr::parse("10.0.0.9/8").unwrap().contains("10.200.0.1".parse().unwrap()));
+    // Host bits in a range are ignored: 10.0.0.9/8 is the range 10.0.0.0/8.
+    let (with_host, plain) =
+        (Cidr::parse("10.0.0.9/8").unwrap(), Cidr::parse("10.0.0.0/8").unwrap());
+    for ip in ["10.0.0.0", "10.200.0.1", "10.255.255.255", "9.255.255.255", "11.0.0.0"] {
+        let ip = ip.parse().unwrap();
+        assert_eq!(with_host.contains(ip), plain.contains(ip), "{ip}");
+    }
+    assert!(with_host.contains("10.200.0.1".parse().unwrap()));
+    assert!(!with_host.contains("11.0.0.0".parse().unwrap()));
 }
 
 #[test]

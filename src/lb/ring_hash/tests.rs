@@ -255,7 +255,12 @@ fn ring_size_for_large_pools() {
     for (n, points) in sizes {
         let r = RingHash::new(&equal_pool(n), 1024, MAX, None);
         assert_eq!(r.hashes.len(), points, "n={n}");
-        assert!(points <= 2048);
+    }
+    // The bound itself, between the sizes above and past 1024 backends.
+    for n in [7, 33, 333, 1023, 1024, 1025, 1500, 4000] {
+        let r = RingHash::new(&equal_pool(n), 1024, MAX, None);
+        let bound = if n < 1024 { 2 * 1024 } else { n };
+        assert!((1024.min(n)..=bound).contains(&r.hashes.len()), "n={n}: {}", r.hashes.len());
     }
     assert_eq!(point_counts(&equal_pool(1000), 1024, MAX), [2; 1000]);
     let r = RingHash::new(&equal_pool(MAX_BACKENDS), 1024, MAX, None);
