@@ -223,8 +223,9 @@ async fn failing(id: &str) -> Backend {
 }
 
 /// (d) Passive only (no health_check): a backend answering 500 is ejected after
-/// consecutive_errors per proxy (its failures are retried, so clients see none), gets no
-/// requests while ejected, and comes back when the ejection is over.
+/// consecutive_errors per proxy, counted across workers (each worker sees fewer than that);
+/// its failures are retried, so clients see none; it gets no requests while ejected, and
+/// comes back when the ejection is over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passive_ejection_and_return() {
     for concurrency in CONCURRENCIES {
@@ -235,18 +236,36 @@ async fn passive_ejection_and_return() {
 async fn passive_ejection_and_return_at(concurrency: u32) {
     let mut backends = backends(2).await;
     backends.push(failing("b3").await);
-    let outlier = json!({"outlier_detection": {"consecutive_errors": 3, "base_ejection_ms": 1500}});
+    let errors = 3 * concurrency as u64;
+    let outlier =
+        json!({"outlier_detection": {"consecutive_errors": errors, "base_ejection_ms": 1500}});
     let envoy = start(&backends, concurrency, outlier).await;
-    load(&envoy, 30).await;
-    envoy.wait_log("b3 ejected for 1500 ms: 3 consecutive errors (ejection 1)", 5).await;
+    // Requests from each worker in turn until b3 has failed `errors` times in all.
+    let clients = envoy.client_per_worker().await;
+    let mut seen_by = vec![0; clients.len()];
+    let mut turn = 0;
+    while served(&backends[2]) < errors {
+        let before = served(&backends[2]);
+        let r = clients[turn % clients.len()].get(envoy.url("/")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let _ = r.bytes().await;
+        seen_by[turn % clients.len()] += served(&backends[2]) - before;
+        turn += 1;
+        assert!(turn < 200, "b3 failed {} times in {turn} requests", served(&backends[2]));
+    }
+    assert!(seen_by.iter().all(|&n| n < errors), "failures seen per worker: {seen_by:?}");
+    let first = format!("b3 ejected for 1500 ms: {errors} consecutive errors (ejection 1)");
+    envoy.wait_log(&first, 2).await;
     let frozen = served(&backends[2]);
     load(&envoy, 30).await;
     assert_eq!(served(&backends[2]), frozen, "an ejected backend got requests");
     envoy.wait_log("b3 returned: ejection over", 5).await;
-    load(&envoy, 30).await;
+    // About a third of these reach b3: enough failures for the second ejection.
+    load(&envoy, 5 * errors as usize).await;
     assert!(served(&backends[2]) > frozen, "the backend did not come back after its ejection");
     // It still fails: the second ejection lasts twice as long.
-    envoy.wait_log("b3 ejected for 3000 ms: 3 consecutive errors (ejection 2)", 5).await;
+    let second = format!("b3 ejected for 3000 ms: {errors} consecutive errors (ejection 2)");
+    envoy.wait_log(&second, 5).await;
 }
 
 /// (e) max_ejection_percent: with three of four backends failing and at most 50% ejected,

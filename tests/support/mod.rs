@@ -471,6 +471,35 @@ impl Envoy {
         per_worker
     }
 
+    /// One keep-alive client per worker, each holding one connection that worker accepted
+    /// (found from the per-worker stats after its first request): a test can then choose the
+    /// worker that serves each request.
+    pub async fn client_per_worker(&self) -> Vec<reqwest::Client> {
+        let mut per_worker: Vec<Option<reqwest::Client>> =
+            vec![None; self.setup.concurrency as usize];
+        for _ in 0..200 {
+            if per_worker.iter().all(Option::is_some) {
+                break;
+            }
+            let client = reqwest::Client::builder()
+                .no_proxy()
+                .pool_max_idle_per_host(1)
+                .pool_idle_timeout(None)
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap();
+            let before = self.worker_connections().await;
+            let r = client.get(self.url("/")).send().await.unwrap();
+            let _ = r.bytes().await;
+            let after = self.worker_connections().await;
+            let grew: Vec<usize> = (0..after.len()).filter(|&w| after[w] > before[w]).collect();
+            if let [w] = grew[..] {
+                per_worker[w].get_or_insert(client);
+            }
+        }
+        per_worker.into_iter().map(|c| c.expect("a connection on every worker")).collect()
+    }
+
     /// Every worker took part: a test run with two workers checks what it claims for both.
     pub async fn assert_every_worker_served(&self) {
         let per_worker = self.worker_connections().await;
