@@ -479,7 +479,7 @@ async fn a_thousand_hostile_requests() {
     );
 
     // No Wasm VM failed.
-    let log = envoy.log_lossy();
+    let log = envoy.log();
     let bad: Vec<&str> = log
         .lines()
         .filter(|l| {
@@ -662,7 +662,7 @@ async fn header_values_that_are_not_utf8_do_not_fail_the_vm() {
         let steered = to_b1 * 2 > sent;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let failures: Vec<String> = envoy
-            .log_lossy()
+            .log()
             .lines()
             .filter(|l| l.contains("][critical][wasm]") || l.contains("][error][wasm]"))
             .map(|l| l.chars().take(300).collect())
