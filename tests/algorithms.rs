@@ -124,6 +124,7 @@ async fn least_request_avoids_the_slow_backend_and_releases_every_count() {
     let reached_slow = backends[2].stats.requests.load(Ordering::SeqCst) - served_before;
     assert!(aborted > 0 && reached_slow > 0, "aborted {aborted}, reached slow {reached_slow}");
     assert_eq!(in_flight_gauges(&envoy, &backends).await, vec![0, 0, 0], "after aborts");
+    envoy.assert_every_worker_served().await;
 }
 
 async fn get_with(client: &reqwest::Client, envoy: &Envoy, header: (&str, &str)) -> String {
@@ -151,6 +152,7 @@ async fn header_hash_sticks_and_spreads() {
             reached.insert(get_with(&client, &envoy, ("x-user", &format!("user-{i}"))).await);
         }
         assert_eq!(reached.len(), 3, "{algorithm}: 100 users reached {reached:?}");
+        envoy.assert_every_worker_served().await;
     }
 }
 
@@ -177,11 +179,13 @@ async fn source_ip_hash_sticks_per_client_address() {
         used.extend(seen);
     }
     assert_eq!(used.len(), 3, "29 client addresses should reach all 3 backends: {used:?}");
+    envoy.assert_every_worker_served().await;
 }
 
-/// Maps `keys` (x-user values) to backend ids through `envoy` (every answer must be a 200).
+/// Maps `keys` (x-user values) to backend ids through `envoy` (every answer must be a 200),
+/// each on a fresh connection, so every worker's table takes part.
 async fn mapping(envoy: &Envoy, keys: &[String]) -> HashMap<String, String> {
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let client = client();
     let mut m = HashMap::new();
     for k in keys {
         m.insert(k.clone(), get_with(&client, envoy, ("x-user", k)).await);
@@ -212,6 +216,7 @@ async fn maglev_removal_moves_only_the_removed_backends_keys() {
         keys.iter().filter(|k| before[*k] != removed && before[*k] != after[*k]).count();
     assert!(on_removed > 100, "the removed backend held {on_removed} of 1000 keys");
     assert!(moved_elsewhere <= 10, "{moved_elsewhere} keys of kept backends moved (<= 1%)");
+    envoy.assert_every_worker_served().await;
 }
 
 /// (f) Bounded load: 24 clients in a closed loop send one hot key; with balance_factor 1.25

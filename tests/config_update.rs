@@ -214,6 +214,7 @@ async fn refused_update_keeps_serving_without_a_failed_request() {
     assert_shares("after refusals", &shares(&outcomes, &[AFTER]), [1, 2, 3]);
     // The good update took effect.
     assert_shares("new config", &shares(&outcomes, &[NEXT_GOOD]), [1, 1, 1]);
+    envoy.assert_every_worker_served().await;
 }
 
 /// One GET: (backend id, our Set-Cookie value if any).
@@ -333,6 +334,7 @@ async fn accepted_update_keeps_health_state_and_sessions() {
     );
     assert_eq!(envoy.stat("wasmcustom.lb_sticky_hits_total.pool.pool").await, hits + 40);
     assert_eq!(backends[2].stats.requests.load(Ordering::SeqCst), b3_served, "b3 served a request");
+    envoy.assert_every_worker_served().await;
 }
 
 /// (3) good -> good adding a backend that fails its health checks: the new configuration
@@ -369,6 +371,7 @@ async fn added_backend_is_checked_at(concurrency: u32) {
     assert_eq!(doc["backends"][2]["healthy"], false, "{doc}");
     let counts = count_by_backend(&envoy, 30, &[]).await;
     assert!(!counts.contains_key("b3"), "{counts:?}");
+    envoy.assert_every_worker_served().await;
 }
 
 /// Adds a second listener `other`, a copy of the first, and drops the last backend from the

@@ -119,6 +119,7 @@ async fn unhealthy_then_readmitted(concurrency: u32) {
     load(&envoy, 60).await;
     assert!(served(&backends[2]) > frozen, "the backend did not get traffic back");
     assert!(envoy.log().contains("b3 healthy: 2 probe successes"), "{}", envoy.log_tail(20));
+    envoy.assert_every_worker_served().await;
 }
 
 /// (a) A stopped backend (connections refused): clients see no errors; once detected, no
@@ -155,6 +156,7 @@ async fn stopped_backend_is_avoided_without_client_errors_at(concurrency: u32) {
     tokio::time::sleep(Duration::from_millis(INTERVAL_MS * 3 + TIMEOUT_MS)).await;
     load(&envoy, 30).await;
     assert!(served(&back) > 0, "the restarted backend got no traffic");
+    envoy.assert_every_worker_served().await;
 }
 
 /// (c) A health endpoint that hangs: probes time out and the backend is marked unhealthy.
@@ -182,6 +184,7 @@ async fn hanging_health_endpoint_times_out_at(concurrency: u32) {
     let frozen = served(&backends[2]);
     load(&envoy, 40).await;
     assert_eq!(served(&backends[2]), frozen);
+    envoy.assert_every_worker_served().await;
 }
 
 /// (h) Nothing available (all unhealthy, no backup, panic off): a local 503 that says why.
@@ -197,15 +200,19 @@ async fn nothing_available_is_a_clear_503_at(concurrency: u32) {
     let mut extra = health(json!({}));
     extra["panic_threshold_percent"] = json!(0);
     let envoy = start(&backends, concurrency, extra).await;
+    let clients = envoy.client_per_worker().await;
     for b in &backends {
         b.set_healthy(false);
     }
     tokio::time::sleep(Duration::from_millis(INTERVAL_MS * 3 + TIMEOUT_MS)).await;
     let before: u64 = backends.iter().map(served).sum();
-    let r = client().get(envoy.url("/")).send().await.unwrap();
-    assert_eq!(r.status(), 503);
-    assert_eq!(r.headers()["x-lb-error"], "no_healthy_backend");
-    assert_eq!(r.text().await.unwrap(), r#"{"error":"no_healthy_backend"}"#);
+    // From every worker (the connections were opened before the backends failed).
+    for (w, client) in clients.iter().enumerate() {
+        let r = client.get(envoy.url("/")).send().await.unwrap();
+        assert_eq!(r.status(), 503, "worker {w}");
+        assert_eq!(r.headers()["x-lb-error"], "no_healthy_backend");
+        assert_eq!(r.text().await.unwrap(), r#"{"error":"no_healthy_backend"}"#);
+    }
     assert_eq!(backends.iter().map(served).sum::<u64>(), before, "a backend was reached");
 }
 
@@ -267,6 +274,7 @@ async fn passive_ejection_and_return_at(concurrency: u32) {
     // It still fails: the second ejection lasts twice as long.
     let second = format!("b3 ejected for 3000 ms: {errors} consecutive errors (ejection 2)");
     envoy.wait_log(&second, 5).await;
+    envoy.assert_every_worker_served().await;
 }
 
 /// (e) max_ejection_percent: with three of four backends failing and at most 50% ejected,
@@ -304,6 +312,7 @@ async fn max_ejection_percent_is_respected_at(concurrency: u32) {
         .map(|(b, _)| b.id())
         .collect();
     assert_eq!(still.len(), 1, "exactly one failing backend is left in: {still:?}");
+    envoy.assert_every_worker_served().await;
 }
 
 /// (f) Panic: when fewer than panic_threshold_percent of the primaries are healthy, traffic
@@ -330,6 +339,7 @@ async fn panic_mode_spreads_over_all_primaries_at(concurrency: u32) {
     assert_eq!(envoy.stat("wasmcustom.lb_panic_mode_total.pool.pool").await, 1);
     backends[1].set_healthy(true);
     envoy.wait_log("panic mode over", 5).await;
+    envoy.assert_every_worker_served().await;
 }
 
 /// (g) Backups get traffic only when no primary is available.
@@ -368,6 +378,7 @@ async fn backups_only_when_no_primary_is_available_at(concurrency: u32) {
     let backup = served(&backends[2]);
     load(&envoy, 40).await;
     assert_eq!(served(&backends[2]), backup, "the backup kept traffic after a primary returned");
+    envoy.assert_every_worker_served().await;
 }
 
 /// (i) A config update keeps the health state of backends whose id and address did not
@@ -395,6 +406,7 @@ async fn reload_keeps_health_state_at(concurrency: u32) {
     load(&envoy, 60).await;
     assert_eq!(served(&backends[2]), frozen, "the reload forgot that b3 is unhealthy");
     assert!(served(&backends[3]) > 0, "the added backend got no traffic");
+    envoy.assert_every_worker_served().await;
 }
 
 /// Every primary draining and the only backup unhealthy: the draining primaries take new
@@ -427,6 +439,7 @@ async fn draining_primaries_serve_when_the_backups_are_down() {
     tokio::time::sleep(Duration::from_millis(INTERVAL_MS)).await;
     let counts = count_by_backend(&envoy, 20, &[]).await;
     assert_eq!(counts.get("b3"), Some(&20), "{counts:?}");
+    envoy.assert_every_worker_served().await;
 }
 
 /// The Istio-style cluster name of an outbound sidecar cluster, with a `|` that is not valid
@@ -475,4 +488,5 @@ async fn probes_of_an_istio_cluster_carry_a_valid_authority() {
     assert_eq!(b1.unwrap_or(0) + b2.unwrap_or(0), 20, "{counts:?}");
     let log = envoy.log();
     assert!(!log.contains("unhealthy") && !log.contains("panic mode"), "{}", envoy.log_tail(30));
+    envoy.assert_every_worker_served().await;
 }

@@ -579,6 +579,7 @@ async fn a_thousand_hostile_requests() {
         reached,
         "every request through the filter counted once"
     );
+    envoy.assert_every_worker_served().await;
 }
 
 /// Sends `reqs` over [`CLIENTS`] concurrent connections, in order; returns each with its answer.

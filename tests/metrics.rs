@@ -75,6 +75,7 @@ async fn backend_metrics_are_labelled_and_add_up() {
     assert_eq!(sample(&text, "lb_sticky_misses_total", "pool=\"pool\""), Some(60));
     assert_eq!(sample(&text, "lb_sticky_hits_total", "pool=\"pool\""), Some(0));
     assert_eq!(sample(&text, "lb_no_healthy_backend_total", "pool=\"pool\""), Some(0));
+    envoy.assert_every_worker_served().await;
 }
 
 /// With every backend failing its checks and panic mode off, requests are answered 503

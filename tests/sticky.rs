@@ -251,4 +251,5 @@ async fn without_secrets_all_workers_share_one_random_secret() {
         assert_eq!(get(&envoy, Some(&format!("{COOKIE}={cookie}"))).await.0, first);
     }
     assert!(envoy.log().contains("sticky: no secrets configured"), "{}", envoy.log_tail(20));
+    envoy.assert_every_worker_served().await;
 }
