@@ -50,6 +50,10 @@ async fn allowed_clients_get_the_pool_state() {
     let doc = json_of(resp).await;
     assert_eq!(served(&backends), before, "no backend saw the status request");
 
+    // The page holds no secret: neither the configured one nor a field named for one.
+    let text = doc.to_string();
+    assert!(!text.contains("0123456789abcdef"), "the sticky secret shows: {text}");
+    assert!(!text.to_ascii_lowercase().contains("secret"), "{text}");
     assert_eq!(doc["cluster"], "pool");
     assert_eq!(doc["algorithm"], "least_time");
     assert_eq!(doc["mode"], "override_host");
