@@ -11,8 +11,6 @@ pub mod prober;
 
 use std::fmt;
 
-use crate::backend::Backend;
-
 /// Active-check thresholds (values below 1 act as 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ActivePolicy {

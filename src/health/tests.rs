@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
+use crate::backend::Backend;
 
 const MS: u64 = 1_000_000;
 

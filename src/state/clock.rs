@@ -71,16 +71,10 @@ pub fn decode(bytes: &[u8]) -> Option<Anchor> {
 }
 
 /// One VM's view of the proxy's clock.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Clock {
     /// The anchor last synced; `None` before the first sync (mono is then the wall time).
     anchor: Option<Anchor>,
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Clock { anchor: None }
-    }
 }
 
 impl Clock {
