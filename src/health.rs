@@ -4,14 +4,12 @@
 //! availability rules (panic, backups, none) that turn the table into an `accept` predicate and
 //! weights. Every state change comes back as one [`Transition`] whose `Display` is the log line.
 //!
-//! Backends are keyed by `id@address` ([`backend_key`]), so a config reload keeps the state of
+//! Backends are keyed by `id@address` ([`keys::backend`](crate::state::keys::backend)), so a config reload keeps the state of
 //! backends whose id and address did not change ([`HealthTable::carry_over`]).
 
 pub mod prober;
 
 use std::fmt;
-
-use crate::backend::Backend;
 
 /// Active-check thresholds (values below 1 act as 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,11 +119,6 @@ impl fmt::Display for Transition {
     }
 }
 
-/// The stable key of a backend: `id@address`.
-pub fn backend_key(backend: &Backend) -> String {
-    format!("{}@{}", backend.id, backend.host)
-}
-
 /// Health of one backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendHealth {
@@ -169,7 +162,7 @@ impl BackendHealth {
 
     /// The id part of the key.
     pub fn id(&self) -> &str {
-        self.key.rsplit_once('@').map_or(self.key.as_str(), |(id, _)| id)
+        crate::state::keys::backend_id(&self.key)
     }
 
     pub fn is_ejected(&self, now_ns: u64) -> bool {

@@ -15,7 +15,7 @@ use super::{Availability, HealthPolicy, HealthTable, Probe, ProbeFailure, Transi
 use crate::config::{Config, HealthCheck};
 use crate::state::health_table::{self, Snapshot};
 use crate::state::lease::{self, TTL_INTERVALS};
-use crate::state::{current, SharedStore};
+use crate::state::{current, keys, SharedStore};
 
 const MS: u64 = 1_000_000;
 /// Lease renewal period without active checks (passive ejection and slow start only).
@@ -82,7 +82,7 @@ impl Prober {
         if check.is_none() && config.outlier_detection.is_none() && config.slow_start_ms == 0 {
             return None;
         }
-        let keys: Vec<String> = config.pool.iter().map(super::backend_key).collect();
+        let keys: Vec<String> = config.pool.iter().map(keys::backend).collect();
         let backups = config.pool.iter().map(|b| b.backup).collect();
         let drains = config.pool.iter().map(|b| b.drain).collect();
         let fence = fence_of(&keys, &policy, check.as_ref());
@@ -95,9 +95,9 @@ impl Prober {
             backups,
             drains,
             fence,
-            table_key: current::table_key(&cluster, fence),
-            lease_key: current::lease_key(&cluster, fence),
-            current_key: current::key(&cluster),
+            table_key: keys::health_table(&cluster, fence),
+            lease_key: keys::prober_lease(&cluster, fence),
+            current_key: keys::health_current(&cluster),
             cluster,
             owner,
             snapshot: Snapshot::new(),
@@ -135,7 +135,7 @@ impl Prober {
     pub fn publish_initial(&self, store: &dyn SharedStore, now_ns: u64) {
         if let Ok(None) = store.get(&self.table_key) {
             let before = current::read(store, &self.current_key).filter(|&f| f != self.fence);
-            let key = before.map(|f| current::table_key(&self.cluster, f));
+            let key = before.map(|f| keys::health_table(&self.cluster, f));
             let seed = key.and_then(|k| health_table::read(store, &k).ok().flatten());
             let _ = health_table::modify(store, &self.table_key, &self.keys, now_ns, |t| {
                 if let Some((seed, _)) = &seed {
@@ -161,8 +161,8 @@ impl Prober {
             Some(c) if c.fence == fence => c,
             slot => slot.insert(Current {
                 fence,
-                table_key: current::table_key(cluster, fence),
-                lease_key: current::lease_key(cluster, fence),
+                table_key: keys::health_table(cluster, fence),
+                lease_key: keys::prober_lease(cluster, fence),
                 snapshot: Snapshot::new(),
                 live: false,
             }),

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
+use crate::backend::Backend;
 
 const MS: u64 = 1_000_000;
 
@@ -288,8 +289,7 @@ fn carry_over_keeps_unchanged_keys_and_drops_the_rest() {
 #[test]
 fn key_and_id() {
     let b = Backend::new("b1".into(), "[::1]:8080".parse().unwrap(), 1);
-    assert_eq!(backend_key(&b), "b1@[::1]:8080");
-    assert_eq!(BackendHealth::new(backend_key(&b), 0).id(), "b1");
+    assert_eq!(BackendHealth::new(crate::state::keys::backend(&b), 0).id(), "b1");
 }
 
 mod properties {

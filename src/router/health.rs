@@ -6,12 +6,11 @@ use super::{Router, Ticket};
 use crate::config::{Config, TargetMode};
 use crate::health::prober::Prober;
 use crate::health::{
-    backend_key, ActivePolicy, Availability, Change, HealthPolicy, HealthTable, OutlierPolicy,
-    Transition,
+    ActivePolicy, Availability, Change, HealthPolicy, HealthTable, OutlierPolicy, Transition,
 };
 use crate::metrics::{BackendCounter, Metrics, PoolCounter};
 use crate::state::clock::Clock;
-use crate::state::SharedStore;
+use crate::state::{keys, SharedStore};
 
 const MS: u64 = 1_000_000;
 
@@ -60,7 +59,7 @@ pub(super) fn prober_for(
 /// it never changes — the primaries that do not drain, or the backups when every primary
 /// drains; draining primaries stay accepted for their pinned sessions.
 pub(super) fn fixed_availability(config: &Config, now_ns: u64) -> Availability {
-    let keys: Vec<String> = config.pool.iter().map(backend_key).collect();
+    let keys: Vec<String> = config.pool.iter().map(keys::backend).collect();
     let backups: Vec<bool> = config.pool.iter().map(|b| b.backup).collect();
     let drains: Vec<bool> = config.pool.iter().map(|b| b.drain).collect();
     let table = HealthTable::new(&keys, now_ns);

@@ -7,8 +7,8 @@
 use std::fmt::Write;
 
 use super::Router;
-use crate::health::backend_key;
 use crate::metrics::{BackendCounter, BackendGauge};
+use crate::state::keys;
 use crate::state::registry::footprint;
 
 const MS: u64 = 1_000_000;
@@ -78,7 +78,7 @@ impl Router {
             }
             let slot = availability.and_then(|a| a.slots.get(i));
             // The published entry, if the table is this configuration's.
-            let entry = table.and_then(|t| t.get(i)).filter(|e| e.key == backend_key(b));
+            let entry = table.and_then(|t| t.get(i)).filter(|e| e.key == keys::backend(b));
             let percent = slot.map_or(100, |s| u64::from(s.weight_percent));
             let hundredths = u64::from(b.weight) * percent;
             out.push_str("{\"id\":");

@@ -5,7 +5,7 @@
 
 use super::Router;
 use crate::config::Config;
-use crate::state::{SharedStore, KEY_PREFIX};
+use crate::state::{keys, SharedStore};
 use crate::sticky::{self, CookieAttributes, Secrets};
 
 /// Sticky-session settings of one pool, ready for per-request use.
@@ -44,7 +44,7 @@ const SECRET_LEN: usize = 32;
 /// workers sign alike. `None` only if no random bytes can be had: then no cookies are issued
 /// or honoured (never a guessable secret).
 fn shared_secret(store: &dyn SharedStore, cluster: &str) -> Option<Vec<u8>> {
-    let key = format!("{KEY_PREFIX}/{cluster}/sticky_secret");
+    let key = keys::sticky_secret(cluster);
     if let Ok(Some((bytes, _))) = store.get(&key) {
         if bytes.len() == SECRET_LEN {
             return Some(bytes);

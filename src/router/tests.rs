@@ -267,7 +267,7 @@ fn round_robin_keeps_gauges_but_writes_no_shared_data_per_request() {
     // Only the configuration generation, written once when configured, and the key record.
     assert_eq!(h.store.len(), 2);
     assert!(h.store.get("envoy_lb/pool/generation").unwrap().is_some());
-    assert!(h.store.get(crate::state::registry::REGISTRY_KEY).unwrap().is_some());
+    assert!(h.store.get(crate::state::keys::REGISTRY).unwrap().is_some());
     let (primary, mut t) = h.steer();
     let mut g = vec![0i64; 3];
     g[primary] = 1;

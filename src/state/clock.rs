@@ -14,7 +14,7 @@
 //! same bound, with no host call; between two ticks they may run up to a tick ahead of a step
 //! back. Value format (versioned): `[1u8][wall_ns u64][mono_ns u64]`, little-endian.
 
-use super::{SharedStore, StoreError, KEY_PREFIX};
+use super::{keys, SharedStore, StoreError};
 
 pub const VERSION: u8 = 1;
 const MS: u64 = 1_000_000;
@@ -71,17 +71,10 @@ pub fn decode(bytes: &[u8]) -> Option<Anchor> {
 }
 
 /// One VM's view of the proxy's clock.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Clock {
-    key: String,
     /// The anchor last synced; `None` before the first sync (mono is then the wall time).
     anchor: Option<Anchor>,
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Clock { key: format!("{KEY_PREFIX}/clock"), anchor: None }
-    }
 }
 
 impl Clock {
@@ -99,7 +92,7 @@ impl Clock {
     /// first); when the store fails, this VM goes on alone by the same rules.
     pub fn sync(&mut self, store: &dyn SharedStore, wall_ns: u64) -> u64 {
         for _ in 0..MAX_ATTEMPTS {
-            let (stored, cas) = match store.get(&self.key) {
+            let (stored, cas) = match store.get(keys::CLOCK) {
                 Ok(Some((bytes, cas))) => (decode(&bytes), cas),
                 Ok(None) => (None, 0),
                 Err(_) => break,
@@ -109,7 +102,7 @@ impl Clock {
                 None => (Anchor { wall_ns, mono_ns: self.at(wall_ns) }, true),
             };
             if write {
-                match store.set(&self.key, &encode(anchor), cas) {
+                match store.set(keys::CLOCK, &encode(anchor), cas) {
                     Ok(()) => {}
                     Err(StoreError::CasMismatch) => continue,
                     Err(StoreError::Host(_)) => break,

@@ -5,26 +5,13 @@
 //! drained listener lives) can never rewrite or hold what the current one owns; it reads the
 //! current table for the backends both share instead of probing them again.
 //!
+//! Keys: [`keys::health_current`](super::keys::health_current) and, per fence,
+//! [`keys::health_table`](super::keys::health_table), [`keys::prober_lease`](super::keys::prober_lease).
 //! Value format (versioned): `[1u8][fence u64]`, little-endian.
 
-use super::{SharedStore, KEY_PREFIX};
+use super::SharedStore;
 
 const VERSION: u8 = 1;
-
-/// The key of `cluster`'s pointer.
-pub fn key(cluster: &str) -> String {
-    format!("{KEY_PREFIX}/{cluster}/health_current")
-}
-
-/// The health table key of `cluster`'s configuration `fence`.
-pub fn table_key(cluster: &str, fence: u64) -> String {
-    format!("{KEY_PREFIX}/{cluster}/health/{fence:016x}")
-}
-
-/// The prober lease key of `cluster`'s configuration `fence`.
-pub fn lease_key(cluster: &str, fence: u64) -> String {
-    format!("{KEY_PREFIX}/{cluster}/prober/{fence:016x}")
-}
 
 pub fn encode(fence: u64) -> [u8; 9] {
     let mut out = [VERSION; 9];
@@ -69,12 +56,10 @@ mod tests {
         assert_eq!(decode(&[2, 0, 0, 0, 0, 0, 0, 0, 0]), None, "another version");
         assert_eq!(decode(&[1, 0, 0]), None);
         let store = MemoryStore::new();
-        let k = key("p");
+        let k = crate::state::keys::health_current("p");
         assert_eq!(read(&store, &k), None);
         publish(&store, &k, 7);
         publish(&store, &k, 9);
         assert_eq!(read(&store, &k), Some(9), "the last configured wins");
-        assert_ne!(table_key("p", 7), table_key("p", 9));
-        assert_ne!(lease_key("p", 7), table_key("p", 7));
     }
 }

@@ -2,7 +2,7 @@
 //! configured with a configuration (by digest) different from the last one registered, shared
 //! by every VM of the proxy. Value: `[generation u64][digest u64]`, little-endian.
 
-use super::{SharedStore, StoreError, KEY_PREFIX};
+use super::{keys, SharedStore, StoreError};
 
 const MAX_ATTEMPTS: usize = 16;
 
@@ -22,7 +22,7 @@ fn encode(generation: u64, digest: u64) -> [u8; 16] {
 /// Registers `digest` as `cluster`'s current configuration and returns its generation (1 for
 /// the first one; 0 if the store cannot be used).
 pub fn register(store: &dyn SharedStore, cluster: &str, digest: u64) -> u64 {
-    let key = format!("{KEY_PREFIX}/{cluster}/generation");
+    let key = keys::generation(cluster);
     for _ in 0..MAX_ATTEMPTS {
         let (next, cas) = match store.get(&key) {
             Ok(Some((bytes, cas))) => match decode(&bytes) {

@@ -23,7 +23,7 @@
 
 pub mod owners;
 
-use super::{SharedStore, StoreError, KEY_PREFIX};
+use super::{keys, SharedStore, StoreError};
 use crate::backend::Pool;
 use crate::lb::LoadView;
 use owners::{Live, MAX_OWNERS};
@@ -89,15 +89,10 @@ impl InFlight {
     /// total (one more shared write per change; only bounded load reads it). Until
     /// [`InFlight::start`] it only reads, counting every entry.
     pub fn new(cluster: &str, pool: &Pool, with_total: bool) -> Self {
-        let keys = pool
-            .iter()
-            .map(|b| format!("{KEY_PREFIX}/{cluster}/in_flight/{}@{}", b.id, b.host))
-            .collect();
-        let total_key = with_total.then(|| format!("{KEY_PREFIX}/{cluster}/in_flight_total"));
         InFlight {
-            keys,
-            total_key,
-            owners_key: format!("{KEY_PREFIX}/{cluster}/in_flight_owners"),
+            keys: pool.iter().map(|b| keys::in_flight(cluster, b)).collect(),
+            total_key: with_total.then(|| keys::in_flight_total(cluster)),
+            owners_key: keys::in_flight_owners(cluster),
             me: None,
             salt: 0,
             live: Live::default(),

@@ -1,13 +1,15 @@
 //! Proxy-wide state in proxy-wasm shared data: the [`SharedStore`] contract (get with a CAS
 //! token, set guarded by it, with Envoy's semantics), an in-memory implementation that enforces
 //! them for native tests, and the values kept there (in-flight counters, the health table,
-//! the prober lease, the proxy's monotonic clock), and the record of every key written.
+//! the prober lease, the proxy's monotonic clock), the record of every key written, and
+//! ([`keys`]) every key's name.
 
 pub mod clock;
 pub mod current;
 pub mod generation;
 pub mod health_table;
 pub mod in_flight;
+pub mod keys;
 pub mod lease;
 pub mod memory;
 pub mod registry;
@@ -29,10 +31,6 @@ pub trait SharedStore {
     fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError>;
     fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError>;
 }
-
-/// Prefix of every key this filter writes: shared data is keyed by vm_id, which Istio leaves
-/// empty, so keys must not collide with other plugins'.
-pub const KEY_PREFIX: &str = "envoy_lb";
 
 /// A boxed store (the router's, wrapped in [`registry::Registered`]).
 impl<T: SharedStore + ?Sized> SharedStore for Box<T> {

@@ -7,15 +7,12 @@
 
 use std::cell::RefCell;
 
-use super::{SharedStore, StoreError};
-
-/// The record: the registered keys, one per line.
-pub const REGISTRY_KEY: &str = "envoy_lb/keys";
+use super::{keys, SharedStore, StoreError};
 
 /// Read-modify-write attempts before a registration is left for the next write of the key.
 const MAX_ATTEMPTS: usize = 16;
 
-/// A store that records each key in [`REGISTRY_KEY`] before writing it for the first time.
+/// A store that records each key in [`keys::REGISTRY`] before writing it for the first time.
 pub struct Registered<S> {
     inner: S,
     /// Keys known to be in the record, sorted.
@@ -31,7 +28,7 @@ impl<S: SharedStore> Registered<S> {
     /// every racer, and only the last write survives). `false` if the store failed.
     fn register(&self, key: &str) -> bool {
         for _ in 0..MAX_ATTEMPTS {
-            let (mut record, cas) = match self.inner.get(REGISTRY_KEY) {
+            let (mut record, cas) = match self.inner.get(keys::REGISTRY) {
                 Ok(Some((bytes, cas))) => (bytes, cas),
                 Ok(None) => (Vec::new(), 0),
                 Err(_) => return false,
@@ -43,7 +40,7 @@ impl<S: SharedStore> Registered<S> {
                 record.push(b'\n');
             }
             record.extend_from_slice(key.as_bytes());
-            match self.inner.set(REGISTRY_KEY, &record, cas) {
+            match self.inner.set(keys::REGISTRY, &record, cas) {
                 Ok(()) | Err(StoreError::CasMismatch) => continue,
                 Err(StoreError::Host(_)) => return false,
             }
@@ -56,7 +53,7 @@ impl<S: SharedStore> Registered<S> {
     /// the later write can drop an entry the other had already confirmed. Called on every
     /// tick: one read when nothing is missing.
     pub fn repair(&self) {
-        let record = match self.inner.get(REGISTRY_KEY) {
+        let record = match self.inner.get(keys::REGISTRY) {
             Ok(Some((bytes, _))) => bytes,
             Ok(None) => Vec::new(),
             Err(_) => return,
@@ -103,8 +100,8 @@ pub struct Footprint {
 /// Reads the record and every key in it; `None` if there is no record (nothing written yet)
 /// or the store failed.
 pub fn footprint(store: &dyn SharedStore) -> Option<Footprint> {
-    let (record, _) = store.get(REGISTRY_KEY).ok()??;
-    let mut f = Footprint { keys: 1, bytes: (REGISTRY_KEY.len() + record.len()) as u64 };
+    let (record, _) = store.get(keys::REGISTRY).ok()??;
+    let mut f = Footprint { keys: 1, bytes: (keys::REGISTRY.len() + record.len()) as u64 };
     for key in lines(&record) {
         let Ok(key) = std::str::from_utf8(key) else { continue };
         if let Ok(Some((value, _))) = store.get(key) {

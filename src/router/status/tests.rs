@@ -10,8 +10,8 @@ use crate::config::Config;
 use crate::health::{Availability, Slot};
 use crate::metrics::{BackendCounter, BackendGauge, Metrics, PoolCounter};
 use crate::router::Router;
+use crate::state::keys::REGISTRY;
 use crate::state::memory::MemoryStore;
-use crate::state::registry::REGISTRY_KEY;
 use crate::state::SharedStore;
 
 /// Everything reported, shared with the test.
@@ -252,7 +252,7 @@ fn the_shared_data_footprint_counts_every_key_the_router_wrote() {
     assert!(store.len() >= 7, "{} keys: not every feature wrote", store.len());
     assert_eq!(f["keys"], store.len() as u64, "{doc}");
     assert!(f["bytes"].as_u64().unwrap() > 0);
-    let record = || store.get(REGISTRY_KEY).unwrap().unwrap();
+    let record = || store.get(REGISTRY).unwrap().unwrap();
     let before = record();
     vms[1].status_json(now);
     assert_eq!(record(), before, "a status read wrote the record");

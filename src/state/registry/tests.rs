@@ -10,28 +10,22 @@ use proptest::prelude::*;
 use super::*;
 use crate::state::memory::hooked::Hooked;
 use crate::state::memory::MemoryStore;
-use crate::state::KEY_PREFIX;
 
 fn record(store: &MemoryStore) -> Vec<String> {
-    let (bytes, _) = store.get(REGISTRY_KEY).unwrap().unwrap();
+    let (bytes, _) = store.get(keys::REGISTRY).unwrap().unwrap();
     String::from_utf8(bytes).unwrap().lines().map(str::to_string).collect()
 }
 
 /// The footprint counted directly from the store: every key it holds and their bytes.
 fn held(store: &MemoryStore, keys: &[&str]) -> Footprint {
     let mut f = Footprint { keys: 0, bytes: 0 };
-    for k in keys.iter().copied().chain([REGISTRY_KEY]) {
+    for k in keys.iter().copied().chain([keys::REGISTRY]) {
         if let Some((v, _)) = store.get(k).unwrap() {
             f.keys += 1;
             f.bytes += (k.len() + v.len()) as u64;
         }
     }
     f
-}
-
-#[test]
-fn the_record_is_one_of_the_filters_keys() {
-    assert!(REGISTRY_KEY.starts_with(&format!("{KEY_PREFIX}/")));
 }
 
 #[test]
@@ -48,7 +42,7 @@ fn each_key_is_recorded_once_before_its_first_write() {
     assert_eq!(f, held(&store, &["envoy_lb/p/a", "envoy_lb/p/b"]));
     assert_eq!(f.keys, 3);
     // Names, values and the record itself.
-    let names = "envoy_lb/p/a".len() * 2 + REGISTRY_KEY.len();
+    let names = "envoy_lb/p/a".len() * 2 + keys::REGISTRY.len();
     assert_eq!(f.bytes, (names + 2 + 3 + record(&store).join("\n").len()) as u64);
 }
 
@@ -73,7 +67,7 @@ fn the_write_happens_even_when_the_record_cannot_be_kept() {
             self.0.get(key)
         }
         fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError> {
-            if key == REGISTRY_KEY {
+            if key == keys::REGISTRY {
                 return Err(StoreError::Host(2));
             }
             self.0.set(key, value, cas)
@@ -107,10 +101,10 @@ fn an_entry_lost_when_two_vms_create_the_record_at_once_is_restored_on_the_next_
     assert_eq!(record(&store), ["envoy_lb/p/a", "envoy_lb/p/b"]);
     assert_eq!(footprint(&a).unwrap().keys, 3);
     // Nothing lost: a repair is one read.
-    let before = store.get(REGISTRY_KEY).unwrap().unwrap().1;
+    let before = store.get(keys::REGISTRY).unwrap().unwrap().1;
     b.repair();
     a.repair();
-    assert_eq!(store.get(REGISTRY_KEY).unwrap().unwrap().1, before, "rewritten needlessly");
+    assert_eq!(store.get(keys::REGISTRY).unwrap().unwrap().1, before, "rewritten needlessly");
 }
 
 #[test]
@@ -119,7 +113,7 @@ fn a_blind_overwrite_of_the_record_is_caught_by_the_re_read() {
     let store = Rc::new(MemoryStore::new());
     // After A's read (0) and A's write (1): before A's confirming re-read.
     let a = Registered::new(Hooked::new(&store, 2, move |s| {
-        s.set(REGISTRY_KEY, b"envoy_lb/p/b", 0).unwrap();
+        s.set(keys::REGISTRY, b"envoy_lb/p/b", 0).unwrap();
     }));
     a.set("envoy_lb/p/a", b"A", 0).unwrap();
     let mut got = record(&store);
