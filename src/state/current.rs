@@ -77,4 +77,26 @@ mod tests {
         assert_ne!(table_key("p", 7), table_key("p", 9));
         assert_ne!(lease_key("p", 7), table_key("p", 7));
     }
+
+    /// The pointer is one per cluster; tables and leases one per cluster and configuration,
+    /// so no configuration can rewrite or hold another's; all under the filter's prefix.
+    #[test]
+    fn keys_are_per_cluster_and_per_fence() {
+        let all = [
+            key("p"),
+            key("q"),
+            table_key("p", 7),
+            table_key("p", 9),
+            table_key("q", 7),
+            lease_key("p", 7),
+            lease_key("p", 9),
+            lease_key("q", 7),
+        ];
+        for (i, a) in all.iter().enumerate() {
+            assert!(a.starts_with("envoy_lb/"), "{a}");
+            for b in all.iter().skip(i + 1) {
+                assert_ne!(a, b);
+            }
+        }
+    }
 }
