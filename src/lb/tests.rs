@@ -734,3 +734,41 @@ fn build_uses_the_pool_weights() {
     let share = sequence(w.as_mut(), 3, n).iter().filter(|&&i| i == 2).count() as f64 / n as f64;
     assert!((share - 0.5).abs() <= five_sigma(0.5, n), "share {share}");
 }
+
+#[test]
+fn picks_is_empty_until_a_push() {
+    let mut p = Picks::with_capacity(2);
+    assert!(p.is_empty());
+    p.push(3);
+    assert!(!p.is_empty());
+    p.clear();
+    assert!(p.is_empty());
+}
+
+/// What the adapter relies on to skip work: algorithms that read no load and learn no
+/// latency say so, keep no estimate, and read zero from `NoLoad`.
+#[test]
+fn load_blind_algorithms_say_so() {
+    for mut b in [Box::new(rr(&[1, 2])) as Box<dyn Balancer>, Box::new(wr(&[1, 2]))] {
+        assert!(!b.uses_load() && !b.learns_latency());
+        b.observe(0, Outcome::Response { rtt_ns: 5, failed: false }, 1);
+        assert_eq!(b.latency_ns(0, 1), None);
+    }
+    assert_eq!((NoLoad.in_flight(0), NoLoad.total_in_flight()), (0, 0));
+}
+
+/// Once the window is full, a backend whose bound cannot beat the worst kept rank costs no
+/// rank computation.
+#[test]
+fn fill_by_bounded_rank_skips_ranks_that_cannot_win() {
+    let ranked = std::cell::Cell::new(0);
+    let mut out = Picks::with_capacity(2);
+    // Ranks fall with the index: after the first two, no bound beats the window.
+    let rank = |i: usize| {
+        ranked.set(ranked.get() + 1);
+        -(i as i64)
+    };
+    fill_by_bounded_rank(&mut out, 100, &|_| true, |i| -(i as i64), rank);
+    assert_eq!(out.as_slice(), [0, 1]);
+    assert_eq!(ranked.get(), 2);
+}
