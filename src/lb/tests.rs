@@ -772,3 +772,39 @@ fn fill_by_bounded_rank_skips_ranks_that_cannot_win() {
     assert_eq!(out.as_slice(), [0, 1]);
     assert_eq!(ranked.get(), 2);
 }
+
+/// When the fast draws keep landing on an excluded heavy backend, the exact fallback still
+/// draws the others by weight (here 1:3).
+#[test]
+fn random_exact_fallback_follows_the_remaining_weights() {
+    let n = 20_000;
+    let mut b = wr(&[1_000_000, 1, 3]);
+    let accept = |i: usize| i != 0;
+    let mut rng = fastrand::Rng::with_seed(0x5eed_0002);
+    let mut count = [0usize; 3];
+    for _ in 0..n {
+        count[pick(&mut b, &accept, &mut rng, 1)[0]] += 1;
+    }
+    let share = count[2] as f64 / n as f64;
+    assert!((share - 0.75).abs() <= five_sigma(0.75, n), "backend 2: share {share:.4}");
+}
+
+/// Equal odd scores tie too: at the second pick of five equal backends, backends 2, 3 and 4
+/// share the next score, and the single retry host is each of them a third of the time.
+#[test]
+fn swrr_a_single_retry_among_odd_tied_scores_is_uniform() {
+    let n = 3_000;
+    let mut count = [0usize; 5];
+    let mut rng = fastrand::Rng::with_seed(0x5eed_0003);
+    for _ in 0..n {
+        let mut b = rr(&[1; 5]);
+        pick(&mut b, &accept_all, &mut rng, 1);
+        let p = pick(&mut b, &accept_all, &mut rng, 2);
+        assert_eq!(p[0], 1);
+        count[p[1]] += 1;
+    }
+    for (i, &c) in count.iter().enumerate().skip(2) {
+        let share = c as f64 / n as f64;
+        assert!((share - 1.0 / 3.0).abs() <= five_sigma(1.0 / 3.0, n), "{i}: {share:.3}");
+    }
+}
