@@ -43,21 +43,38 @@ def reasons():
     return out
 
 
+def mutant_outcomes(data):
+    """name -> (summary, mutant) for every mutant of one outcomes.json (not the baseline)."""
+    out = {}
+    for o in data["outcomes"]:
+        scenario = o["scenario"]
+        if isinstance(scenario, dict):
+            out[scenario["Mutant"]["name"]] = (o["summary"], scenario["Mutant"])
+    return out
+
+
 def module_results(module):
     path = OUT / module / "mutants.out" / "outcomes.json"
     if not path.exists():
         return None
     data = json.loads(path.read_text())
+    outcomes = mutant_outcomes(data)
+    # An --iterate run tests only what was not caught before: the rest keeps its outcome from
+    # the run before (mutants.out.old), listed in previously_caught.txt.
+    previous = path.parent / "previously_caught.txt"
+    if previous.exists():
+        old_path = path.parent.parent / "mutants.out.old" / "outcomes.json"
+        old = mutant_outcomes(json.loads(old_path.read_text())) if old_path.exists() else {}
+        for name in previous.read_text().splitlines():
+            if name and name not in outcomes:
+                # Caught or unviable before; an older iteration's are counted as caught.
+                outcomes[name] = old.get(name, ("CaughtMutant", {"name": name, "file": name.split(":")[0]}))
     counts = {kind: 0 for kind in KINDS.values()}
     per_file = {}
     unresolved = []
-    for o in data["outcomes"]:
-        scenario = o["scenario"]
-        if not isinstance(scenario, dict):
-            continue  # the unmutated baseline
-        kind = KINDS.get(o["summary"], "failure")
+    for summary, mutant in outcomes.values():
+        kind = KINDS.get(summary, "failure")
         counts[kind] = counts.get(kind, 0) + 1
-        mutant = scenario["Mutant"]
         file_counts = per_file.setdefault(mutant["file"], {k: 0 for k in KINDS.values()})
         file_counts[kind] = file_counts.get(kind, 0) + 1
         if kind in ("missed", "timeout"):
@@ -78,11 +95,18 @@ def share(c):
     return c["caught"] / viable if viable else 1.0
 
 
+def detected(c):
+    """Caught or timed out (an endless loop: the tests never pass either)."""
+    viable = c["caught"] + c["missed"] + c["timeout"]
+    return (c["caught"] + c["timeout"]) / viable if viable else 1.0
+
+
 def row(name, c):
     viable = c["caught"] + c["missed"] + c["timeout"]
     return (
         f"| {name} | {sum(c.values())} | {c['caught']} | {c['missed']} | {c['unviable']} "
-        f"| {c['timeout']} | {100 * share(c):.1f}% ({c['caught']}/{viable}) |"
+        f"| {c['timeout']} | {100 * share(c):.1f}% ({c['caught']}/{viable}) "
+        f"| {100 * detected(c):.1f}% |"
     )
 
 
@@ -91,8 +115,11 @@ def main():
     why = reasons()
     today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
     versions = sorted({r["version"] for r in results.values()})
-    header = "| module | mutants | caught | missed | unviable | timeouts | caught / viable |"
-    rule = "|---|---:|---:|---:|---:|---:|---:|"
+    header = (
+        "| module | mutants | caught | missed | unviable | timeouts | caught / viable "
+        "| (caught + timeouts) / viable |"
+    )
+    rule = "|---|---:|---:|---:|---:|---:|---:|---:|"
     lines = [
         "# Mutation testing results",
         "",
@@ -138,12 +165,16 @@ def main():
             tag = " (timeout)" if kind == "timeout" else ""
             lines.append(f"- `{name}`{tag}: {reason}")
         lines.append("")
-    goal_ok = all(share(results[m]["counts"]) >= GOAL_SHARE for m in GOAL if m in results)
+    run = [m for m in results if m in GOAL]
+    below = [m for m in run if share(results[m]["counts"]) < GOAL_SHARE]
+    below_detected = [m for m in run if detected(results[m]["counts"]) < GOAL_SHARE]
     lines += [
         "## Goal",
         "",
-        f"- Share caught >= {GOAL_SHARE:.0%} in every goal module run: "
-        f"{'yes' if goal_ok else 'NO'}",
+        f"- Caught >= {GOAL_SHARE:.0%} of viable: "
+        + (f"NO for {', '.join(below)}" if below else "yes, every goal module run"),
+        f"- Caught or timed out >= {GOAL_SHARE:.0%} of viable: "
+        + (f"NO for {', '.join(below_detected)}" if below_detected else "yes, every goal module run"),
         f"- Unexplained misses in goal modules: {unexplained}",
         "",
     ]
