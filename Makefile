@@ -15,6 +15,11 @@ BENCH_SECONDS ?=
 # fuzz/run.sh: seconds per fuzz target; FUZZ_RUNS=N also stops each after N execs, and
 # FUZZ_TARGETS="config steering" picks some (both optional, read from the environment).
 FUZZ_SECONDS  ?= 300
+# mutants/run.sh: the modules whose mutants `make mutants` tests (all six by default) and extra
+# cargo-mutants flags (e.g. MUTANTS_ARGS=--iterate: skip the mutants caught last time).
+MUTANTS_MODULES ?= lb sticky health state router config
+MUTANTS_ARGS    ?=
+MUTANTS_VERSION := 27.1.0
 # benches/soak.rs: seconds of load (tests/soak.rs, run by `make test`, is the 60 s version).
 SOAK_SECONDS  ?= 600
 
@@ -22,7 +27,7 @@ export ENVOY_BIN
 export ENVOY_LB_WASM := $(CURDIR)/$(WASM)
 export BENCH_ROUNDS BENCH_SECONDS
 
-.PHONY: help build wasm-target wasm-opt chromium compose-client envoy demo-backend run test unit integration lint check-config bench soak noop-filter wrk fuzz clean
+.PHONY: help build wasm-target wasm-opt chromium compose-client envoy demo-backend run test unit integration lint check-config bench soak noop-filter wrk fuzz mutants clean
 
 help:
 	@echo "make run     build, start 3 demo backends + Envoy on :10000 (Ctrl-C stops)"
@@ -39,6 +44,9 @@ help:
 	@echo "             cargo-fuzz if missing) -> execs and crashes in fuzz/RESULTS.md"
 	@echo "make soak    a real Envoy for SOAK_SECONDS=$(SOAK_SECONDS) under load, one backend stopped every"
 	@echo "             5 s, one failing 5% -> client 5xx, ejections, RSS, VM failures in bench/SOAK.md"
+	@echo "make mutants cargo-mutants $(MUTANTS_VERSION) (installed if missing) over the native core,"
+	@echo "             each module against its unit tests, niced -> mutants/RESULTS.md"
+	@echo "             (MUTANTS_MODULES=\"$(MUTANTS_MODULES)\", MUTANTS_ARGS=--iterate)"
 	@echo "make clean   remove build outputs and the Envoy virtualenvs"
 
 wasm-target:
@@ -140,6 +148,13 @@ soak: build envoy
 # cargo-fuzz targets (fuzz/, a workspace of its own), one at a time, niced.
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh
+
+# Mutation testing (cargo-mutants, pinned; settings in .cargo/mutants.toml): not in CI, it takes
+# about an hour per 1000 mutants. Outputs in mutants.out/ (ignored), summary in mutants/RESULTS.md.
+mutants:
+	@cargo mutants --version 2>/dev/null | grep -qx 'cargo-mutants $(MUTANTS_VERSION)' || \
+	  nice -n 19 cargo install --locked cargo-mutants --version $(MUTANTS_VERSION)
+	MUTANTS_ARGS="$(MUTANTS_ARGS)" bash mutants/run.sh $(MUTANTS_MODULES)
 
 clean:
 	cargo clean

@@ -380,3 +380,35 @@ fn the_ejection_multiplier_backs_off_while_the_backend_stays_available() {
     // A long calm forgets every earlier ejection.
     assert_eq!(eject(&mut t, 3_600_000 * MS), (1, 30_000));
 }
+
+/// Draining primaries take new requests (`draining_serve`) only when every primary that is up
+/// drains, no backup is up, and the pool is not in panic (which accepts every primary anyway).
+#[test]
+fn draining_primaries_serve_new_requests_only_when_nothing_else_is_up() {
+    let p = active(1, 1);
+    let t = HealthTable::new(&keys(3), 0);
+    let backups = [false, false, true];
+    assert!(!t.availability(&p, 3, &backups, &[]).draining_serve, "nothing drains");
+    assert!(!t.availability(&p, 3, &backups, &[true, false, false]).draining_serve);
+    let a = t.availability(&p, 3, &backups, &[true, true, false]);
+    assert!(!a.draining_serve && a.using_backups, "the backup is up: it serves");
+    let a = t.availability(&p, 3, &backups, &[true, true, true]);
+    assert!(a.draining_serve && !a.panic && !a.none, "nothing else is up");
+    // Panic: both primaries down, below the threshold, no backup.
+    let panicky = HealthPolicy { panic_threshold_percent: 50, ..active(1, 1) };
+    let mut t = HealthTable::new(&keys(2), 0);
+    for i in 0..2 {
+        t.probe_result(&panicky, i, TIMEOUT, 1);
+    }
+    let a = t.availability(&panicky, 2, &[], &[]);
+    assert!(a.panic && !a.draining_serve && a.accepts(0) && a.accepts(1));
+}
+
+#[test]
+fn has_keys_means_exactly_these_keys_in_this_order() {
+    let t = HealthTable::new(&keys(2), 0);
+    assert!(!t.is_empty() && HealthTable::new(&[], 0).is_empty());
+    assert!(t.has_keys(&keys(2)));
+    assert!(!t.has_keys(&keys(1)) && !t.has_keys(&keys(3)));
+    assert!(!t.has_keys(&[keys(2)[1].clone(), keys(2)[0].clone()]));
+}

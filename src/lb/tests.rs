@@ -734,3 +734,77 @@ fn build_uses_the_pool_weights() {
     let share = sequence(w.as_mut(), 3, n).iter().filter(|&&i| i == 2).count() as f64 / n as f64;
     assert!((share - 0.5).abs() <= five_sigma(0.5, n), "share {share}");
 }
+
+#[test]
+fn picks_is_empty_until_a_push() {
+    let mut p = Picks::with_capacity(2);
+    assert!(p.is_empty());
+    p.push(3);
+    assert!(!p.is_empty());
+    p.clear();
+    assert!(p.is_empty());
+}
+
+/// What the adapter relies on to skip work: algorithms that read no load and learn no
+/// latency say so, keep no estimate, and read zero from `NoLoad`.
+#[test]
+fn load_blind_algorithms_say_so() {
+    for mut b in [Box::new(rr(&[1, 2])) as Box<dyn Balancer>, Box::new(wr(&[1, 2]))] {
+        assert!(!b.uses_load() && !b.learns_latency());
+        b.observe(0, Outcome::Response { rtt_ns: 5, failed: false }, 1);
+        assert_eq!(b.latency_ns(0, 1), None);
+    }
+    assert_eq!((NoLoad.in_flight(0), NoLoad.total_in_flight()), (0, 0));
+}
+
+/// Once the window is full, a backend whose bound cannot beat the worst kept rank costs no
+/// rank computation.
+#[test]
+fn fill_by_bounded_rank_skips_ranks_that_cannot_win() {
+    let ranked = std::cell::Cell::new(0);
+    let mut out = Picks::with_capacity(2);
+    // Ranks fall with the index: after the first two, no bound beats the window.
+    let rank = |i: usize| {
+        ranked.set(ranked.get() + 1);
+        -(i as i64)
+    };
+    fill_by_bounded_rank(&mut out, 100, &|_| true, |i| -(i as i64), rank);
+    assert_eq!(out.as_slice(), [0, 1]);
+    assert_eq!(ranked.get(), 2);
+}
+
+/// When the fast draws keep landing on an excluded heavy backend, the exact fallback still
+/// draws the others by weight (here 1:3).
+#[test]
+fn random_exact_fallback_follows_the_remaining_weights() {
+    let n = 20_000;
+    let mut b = wr(&[1_000_000, 1, 3]);
+    let accept = |i: usize| i != 0;
+    let mut rng = fastrand::Rng::with_seed(0x5eed_0002);
+    let mut count = [0usize; 3];
+    for _ in 0..n {
+        count[pick(&mut b, &accept, &mut rng, 1)[0]] += 1;
+    }
+    let share = count[2] as f64 / n as f64;
+    assert!((share - 0.75).abs() <= five_sigma(0.75, n), "backend 2: share {share:.4}");
+}
+
+/// Equal odd scores tie too: at the second pick of five equal backends, backends 2, 3 and 4
+/// share the next score, and the single retry host is each of them a third of the time.
+#[test]
+fn swrr_a_single_retry_among_odd_tied_scores_is_uniform() {
+    let n = 3_000;
+    let mut count = [0usize; 5];
+    let mut rng = fastrand::Rng::with_seed(0x5eed_0003);
+    for _ in 0..n {
+        let mut b = rr(&[1; 5]);
+        pick(&mut b, &accept_all, &mut rng, 1);
+        let p = pick(&mut b, &accept_all, &mut rng, 2);
+        assert_eq!(p[0], 1);
+        count[p[1]] += 1;
+    }
+    for (i, &c) in count.iter().enumerate().skip(2) {
+        let share = c as f64 / n as f64;
+        assert!((share - 1.0 / 3.0).abs() <= five_sigma(1.0 / 3.0, n), "{i}: {share:.3}");
+    }
+}

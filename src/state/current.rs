@@ -62,4 +62,26 @@ mod tests {
         publish(&store, &k, 9);
         assert_eq!(read(&store, &k), Some(9), "the last configured wins");
     }
+
+    /// The pointer is one per cluster; tables and leases one per cluster and configuration,
+    /// so no configuration can rewrite or hold another's; all under the filter's prefix.
+    #[test]
+    fn keys_are_per_cluster_and_per_fence() {
+        let all = [
+            key("p"),
+            key("q"),
+            table_key("p", 7),
+            table_key("p", 9),
+            table_key("q", 7),
+            lease_key("p", 7),
+            lease_key("p", 9),
+            lease_key("q", 7),
+        ];
+        for (i, a) in all.iter().enumerate() {
+            assert!(a.starts_with("envoy_lb/"), "{a}");
+            for b in all.iter().skip(i + 1) {
+                assert_ne!(a, b);
+            }
+        }
+    }
 }

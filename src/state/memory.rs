@@ -47,6 +47,9 @@ impl SharedStore for MemoryStore {
 }
 
 #[cfg(test)]
+mod tests;
+
+#[cfg(test)]
 pub mod hooked {
     use std::cell::{Cell, RefCell};
 

@@ -475,3 +475,19 @@ proptest! {
         prop_assert_eq!(b64_decode(&text), URL_SAFE_NO_PAD.decode(&text).ok());
     }
 }
+
+/// `first_valid` reports the values it looked at (at most MAX_CANDIDATES) and those that
+/// verified, whether `accept` took them or not.
+#[test]
+fn first_valid_counts_what_it_saw_and_verified() {
+    let secrets = Secrets::new(&[NEW]);
+    let expired = secrets.sign(pool(), "web-1", NOW);
+    let (a, b) = (cookie("web-1"), cookie("web-2"));
+    let values = ["junk", expired.as_str(), a.as_str(), b.as_str()];
+    let found = secrets
+        .first_valid(values, pool(), NOW, |s| (s.backend_id == "web-2").then_some(s.backend_id));
+    assert_eq!(found, Found { accepted: Some("web-2".to_string()), seen: 4, verified: 2 });
+    let many = vec!["junk"; 12];
+    let found = secrets.first_valid(many, pool(), NOW, |_| Some(()));
+    assert_eq!(found, Found { accepted: None, seen: MAX_CANDIDATES, verified: 0 });
+}

@@ -507,3 +507,143 @@ fn a_ramp_starting_an_hour_ahead_ramps_over_the_slow_start_time_at_most() {
     assert_eq!(p.availability(&store, 30_010 * MS).weight_percent(0), 55);
     assert_eq!(p.availability(&store, 60_010 * MS).weight_percent(0), 100);
 }
+
+#[test]
+fn check_is_the_configured_health_check() {
+    let c = config("");
+    assert_eq!(prober(1).check(), c.health_check.as_ref());
+    assert!(c.health_check.is_some());
+    let (passive, policy) = two_backends_ejecting_after_three_errors(50);
+    assert_eq!(Prober::new(&passive, policy, 1).unwrap().check(), None);
+}
+
+/// Without active checks the lease is renewed every second and lasts three: a second VM
+/// cannot take it from a holder that ticks late, only from one silent for over 3 s.
+#[test]
+fn without_active_checks_the_lease_lasts_three_seconds() {
+    let (c, policy) = two_backends_ejecting_after_three_errors(50);
+    let store = MemoryStore::new();
+    let mut a = Prober::new(&c, policy, 1).unwrap();
+    let mut b = Prober::new(&c, policy, 2).unwrap();
+    a.due(&store, MS);
+    a.due(&store, 2 * MS);
+    assert!(a.holds_lease());
+    b.due(&store, 2_000 * MS);
+    assert!(!b.holds_lease(), "2 s after a's renewal");
+    b.due(&store, 3_002 * MS);
+    b.due(&store, 3_003 * MS);
+    assert!(b.holds_lease(), "3 s after a's renewal");
+}
+
+/// A probe that could not be sent is a failure like any other (reason: not sent).
+#[test]
+fn probes_not_sent_count_as_failures() {
+    let store = MemoryStore::new();
+    let mut p = holder(&store, 1);
+    assert_eq!(p.not_sent(&store, 0, 10 * MS), None, "1 of 2 failures");
+    let t = p.not_sent(&store, 0, 20 * MS).unwrap();
+    assert_eq!(t.to_string(), "a unhealthy: 2 probe failures, last: probe not sent");
+}
+
+/// A probe with no status is a timeout from 90% of the timeout on (Envoy's timer is not this
+/// clock), a connection failure before.
+#[test]
+fn a_missing_status_is_a_timeout_from_nine_tenths_of_the_timeout_on() {
+    let store = MemoryStore::new();
+    let mut p = holder(&store, 1);
+    let mut token = 0;
+    let now = 10 * MS;
+    let sent = send(&mut p, &store, now, &mut token);
+    p.answered(&store, sent[0].0, None, now + 449 * MS);
+    p.answered(&store, sent[1].0, None, now + 450 * MS);
+    let sent = send(&mut p, &store, now + 1_001 * MS, &mut token);
+    let a = p.answered(&store, sent[0].0, None, now + 1_001 * MS + 250 * MS).unwrap();
+    assert_eq!(a.to_string(), "a unhealthy: 2 probe failures, last: connection failed");
+    let b = p.answered(&store, sent[1].0, None, now + 1_001 * MS + 450 * MS).unwrap();
+    assert_eq!(b.to_string(), "b unhealthy: 2 probe failures, last: timeout after 500 ms");
+}
+
+/// After a long pause (no tick for 5 intervals) a backend is stamped half an interval back:
+/// probed now, then again half an interval later, not at once again nor a whole interval on.
+#[test]
+fn after_a_pause_the_probe_stamp_is_half_an_interval_back() {
+    let store = MemoryStore::new();
+    let mut p = holder(&store, 1);
+    let ids = ["a", "b", "c"];
+    assert_eq!(probe_round(&mut p, &store, 10 * MS, 200, &ids).len(), 3);
+    assert_eq!(probe_round(&mut p, &store, 5_000 * MS, 200, &ids).len(), 3);
+    let table = crate::state::health_table::read(&store, p.table_key()).unwrap().unwrap().0;
+    assert_eq!(table.get(0).unwrap().last_probe_ns, 4_500 * MS);
+}
+
+/// Outcomes of a backend that the current configuration's live prober checks are that
+/// prober's to record: this one neither ejects it nor writes its own table.
+#[test]
+fn outcomes_of_covered_backends_are_left_to_the_current_configuration() {
+    let ids = ["b1", "b2"];
+    let json = |ids: &[&str]| {
+        let backends: Vec<String> = ids
+            .iter()
+            .map(|id| format!(r#"{{"id":"{id}","address":"10.0.0.{}:80"}}"#, &id[1..]))
+            .collect();
+        format!(
+            r#"{{"cluster":"pool","backends":[{}],"health_check":{{"interval_ms":1000,
+                "timeout_ms":500}},"outlier_detection":{{"consecutive_errors":1,
+                "base_ejection_ms":1000,"max_ejection_percent":100}}}}"#,
+            backends.join(",")
+        )
+    };
+    let policy = HealthPolicy {
+        outlier: Some(crate::health::OutlierPolicy {
+            consecutive_errors: 1,
+            base_ejection_ns: 1_000 * MS,
+            max_ejection_ns: 300_000 * MS,
+            max_ejection_percent: 100,
+        }),
+        ..policy(0)
+    };
+    let prober = |ids: &[&str], owner| {
+        Prober::new(&Config::from_json(json(ids).as_bytes()).unwrap(), policy, owner).unwrap()
+    };
+    let store = MemoryStore::new();
+    let mut old = prober(&ids, 1);
+    old.publish_initial(&store, MS);
+    old.due(&store, MS);
+    let mut new = prober(&["b1", "b2", "b3"], 2);
+    new.publish_initial(&store, MS);
+    new.due(&store, MS);
+    new.due(&store, 2 * MS);
+    old.due(&store, 3 * MS);
+    let before = store.get(old.table_key()).unwrap();
+    assert_eq!(old.outcome(&store, 0, true, 4 * MS), vec![], "b1 is the new prober's");
+    assert_eq!(store.get(old.table_key()).unwrap(), before, "old table untouched");
+}
+
+/// When a third configuration becomes current, a superseded one follows it: it reads from
+/// the new current table what that one checks, and probes the rest itself again.
+#[test]
+fn a_superseded_configuration_follows_the_newest_current_one() {
+    let store = MemoryStore::new();
+    let ids = ["b1", "b2"];
+    let mut a = prober_over(&ids, 1);
+    a.publish_initial(&store, MS);
+    a.due(&store, MS);
+    let mut b = prober_over(&["b1", "b2", "b3"], 2);
+    b.publish_initial(&store, MS);
+    b.due(&store, MS);
+    b.due(&store, 2 * MS);
+    assert!(a.due(&store, 3 * MS).0.is_empty(), "b checks both");
+    let mut c = prober_over(&["b1", "b5"], 3);
+    c.publish_initial(&store, 4 * MS);
+    c.due(&store, 4 * MS);
+    c.due(&store, 5 * MS);
+    b.due(&store, 6 * MS);
+    // c checks b1 only: a probes b2 itself.
+    let mut probed = Vec::new();
+    for t in [7 * MS, 8 * MS] {
+        c.due(&store, t);
+        b.due(&store, t);
+        probed.extend(probe_round(&mut a, &store, t, 200, &ids));
+    }
+    assert_eq!(probed, ["b2"]);
+}

@@ -372,3 +372,17 @@ proptest! {
         }
     }
 }
+
+/// Through the `Balancer` trait (as the adapter sees it): least time learns from response
+/// times and reports each backend's estimate, `None` past the pool.
+#[test]
+fn the_balancer_reports_its_estimates() {
+    let mut lt = least_time(&[1, 1]);
+    let b: &mut dyn Balancer = &mut lt;
+    assert!(b.learns_latency() && b.uses_load());
+    b.observe(1, ok(80 * MS), SEC);
+    assert_eq!(b.latency_ns(1, SEC), Some(80.0 * MS as f64));
+    let idle = b.latency_ns(0, SEC).unwrap();
+    assert!((idle - 30.0 * MS as f64 * (-1.0f64).exp()).abs() < 1.0, "{idle}");
+    assert_eq!(b.latency_ns(2, SEC), None);
+}

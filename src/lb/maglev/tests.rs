@@ -448,3 +448,71 @@ fn bounded_load_with_equal_weights_is_unchanged() {
         assert_eq!(got[0], *primary);
     }
 }
+
+#[test]
+fn a_backend_of_weight_zero_gets_no_slot() {
+    let m = Maglev::new(&pool_of(&[("a", 1), ("b", 0), ("c", 2)]), 101, None);
+    let per = entries_per_backend(&m, 3);
+    assert_eq!(per[1], 0, "{per:?}");
+    assert_eq!(per[0] + per[2], 101);
+}
+
+/// One walk over `order` with capacity `cap`: the picks, the `accept` calls and how many
+/// entries of `order` were consumed.
+fn counted_walk(
+    walk: &mut HashWalk,
+    order: &[usize],
+    accept: &dyn Fn(usize) -> bool,
+    cap: usize,
+) -> (Vec<usize>, usize, usize) {
+    let (calls, consumed) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
+    let counting = |i: usize| {
+        calls.set(calls.get() + 1);
+        accept(i)
+    };
+    let mut rng = fastrand::Rng::with_seed(1);
+    let mut ctx =
+        PickCtx { accept: &counting, rng: &mut rng, key: Some(0), load: &mut NoLoad, now_ns: 0 };
+    let mut out = Picks::with_capacity(cap);
+    walk.walk(
+        &mut ctx,
+        &mut out,
+        order.iter().inspect(|_| consumed.set(consumed.get() + 1)).copied(),
+    );
+    let picks = out.as_slice().iter().map(|&i| i as usize).collect();
+    (picks, calls.get(), consumed.get())
+}
+
+/// A short walk costs one `accept` per backend it meets and no count of the accepted ones.
+#[test]
+fn a_short_walk_counts_nothing() {
+    let order: Vec<usize> = (0..400).map(|k| k % 4).collect();
+    let mut walk = HashWalk::new(&equal_pool(4), order.iter().copied(), None);
+    assert_eq!(counted_walk(&mut walk, &order, &accept_all, 2), (vec![0, 1], 2, 3));
+}
+
+/// The walk stops once every accepted backend was met, however far away the others are.
+#[test]
+fn a_walk_stops_once_every_accepted_backend_was_met() {
+    // Backends 0 and 1 alternate for 1000 slots; 2 and 3 come last.
+    let mut order: Vec<usize> = (0..1_000).map(|k| k % 2).collect();
+    order.extend([2, 3]);
+    let mut walk = HashWalk::new(&equal_pool(4), order.iter().copied(), None);
+    let (picks, calls, consumed) = counted_walk(&mut walk, &order, &|i| i < 2, 10);
+    assert_eq!(picks, [0, 1]);
+    assert!(consumed <= 5 && calls <= 2 + 4, "{consumed} slots, {calls} accept calls");
+}
+
+/// Starting a walk forgets the last one by moving the epoch, except when it wraps (every 2^32
+/// walks): then the marks are cleared.
+#[test]
+fn walk_epochs_clear_the_marks_only_when_they_wrap() {
+    let mut walk = HashWalk::new(&equal_pool(2), [0, 1].into_iter(), None);
+    assert_eq!(walk.next_epoch(), 1);
+    walk.met[1] = 1;
+    assert_eq!(walk.next_epoch(), 2);
+    assert_eq!(walk.met, [0, 1], "marks untouched");
+    walk.epoch = u32::MAX;
+    assert_eq!(walk.next_epoch(), 1);
+    assert_eq!(walk.met, [0, 0], "wrapped: cleared");
+}

@@ -181,6 +181,8 @@ fn max_ring_size_caps_the_ring() {
     // At least one point each, even past the maximum.
     assert_eq!(counts(&[1; 10], 1024, 4), [1; 10]);
     assert_eq!(counts(&[1, 1000], 1024, 10), [1, 10]);
+    // Weight 0 still gets no point under the cap.
+    assert_eq!(counts(&[0, 1, 2], 1024, 600), [0, 200, 400]);
     // The widest weights: W = 2^32 is past the default maximum (counted, not built).
     let p = pool_of(&[("a", 1), ("b", u32::MAX)]);
     assert_eq!(per_unit(&p, 1024, MAX), None);

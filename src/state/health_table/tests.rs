@@ -234,3 +234,49 @@ fn concurrent_writers_lose_no_update_and_report_the_transition_once() {
     assert!(t.availability(&p, 1, &[], &[]).accepts(0));
     assert!(!t.availability(&p, 1, &[], &[]).accepts(2));
 }
+
+/// Entries can be as small as 44 bytes (an empty key, no change): a table of such entries
+/// decodes, up to exactly `MAX_BACKENDS` of them; one more is refused however well-formed.
+#[test]
+fn the_smallest_entries_decode_up_to_max_backends() {
+    let smallest = |n: usize| HealthTable::new(&vec![String::new(); n], 0);
+    for n in [1, 2, MAX_BACKENDS] {
+        let bytes = encode(&smallest(n)).unwrap();
+        assert_eq!(bytes.len(), 5 + 44 * n);
+        assert_eq!(decode(&bytes), Ok(smallest(n)), "{n} entries");
+    }
+    let over = encode(&smallest(MAX_BACKENDS + 1)).unwrap();
+    assert_eq!(decode(&over), Err(DecodeError::Malformed));
+}
+
+/// A store whose key can vanish (Envoy's shared data never deletes one, but a snapshot must
+/// not rely on it).
+struct Vanishing {
+    inner: MemoryStore,
+    gone: Cell<bool>,
+}
+
+impl SharedStore for Vanishing {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        if self.gone.get() {
+            return Ok(None);
+        }
+        self.inner.get(key)
+    }
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError> {
+        self.inner.set(key, value, cas)
+    }
+}
+
+#[test]
+fn a_key_that_disappears_is_a_change_even_after_garbage() {
+    let store = Vanishing { inner: MemoryStore::new(), gone: Cell::new(false) };
+    let mut snap = Snapshot::new();
+    store.set(KEY, b"\x01garbage", 0).unwrap();
+    assert!(snap.refresh(&store, KEY));
+    assert!(snap.table().is_none() && snap.cas().is_some());
+    store.gone.set(true);
+    assert!(snap.refresh(&store, KEY), "the value seen is gone");
+    assert_eq!(snap.cas(), None);
+    assert!(!snap.refresh(&store, KEY), "still missing: no change");
+}

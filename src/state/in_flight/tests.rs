@@ -217,3 +217,66 @@ fn an_unreadable_owner_list_lowers_no_seq() {
     b.tick(&store, owners::BEAT_NS);
     assert_eq!(b.get(&store, 0), 0);
 }
+
+/// The heartbeat is renewed once per `BEAT_NS`, or at once when the clock went back; ticks in
+/// between only read the owner list.
+#[test]
+fn ticks_renew_the_heartbeat_once_per_beat_or_when_the_clock_went_back() {
+    const S: u64 = 1_000_000_000;
+    let store = MemoryStore::new();
+    let mut c = started(&store, 1, false, 10 * S);
+    let key = "envoy_lb/pool/in_flight_owners";
+    let cas = || store.get(key).unwrap().unwrap().1;
+    let before = cas();
+    c.tick(&store, 10 * S);
+    c.tick(&store, 10 * S + owners::BEAT_NS - 1);
+    assert_eq!(cas(), before, "within a beat: read only");
+    c.tick(&store, 10 * S + owners::BEAT_NS);
+    let renewed = cas();
+    assert_ne!(renewed, before, "a beat later: renewed");
+    c.tick(&store, 5 * S);
+    assert_ne!(cas(), renewed, "the clock went back: renewed at once");
+}
+
+/// Requests counted before this router could register (its start failed) are written when a
+/// later tick registers it.
+#[test]
+fn counts_held_before_registering_are_written_at_registration() {
+    let store = MemoryStore::new();
+    let mut c = InFlight::new("pool", &pool(2), true);
+    assert_eq!(c.add(&store, 1, 2), Some(2));
+    let mut reader = started(&store, 2, true, 0);
+    assert_eq!(reader.get(&store, 1), 0, "not registered: nothing written");
+    c.tick(&store, 0);
+    reader.tick(&store, 0);
+    assert_eq!(reader.get(&store, 1), 2);
+    assert_eq!(reader.total(&store), 2);
+}
+
+/// The owner id's low bits come from the seed, so routers registering in the same race still
+/// differ.
+#[test]
+fn owner_ids_carry_the_seed() {
+    let store = MemoryStore::new();
+    let a = started(&store, 1, false, 0).me.unwrap();
+    let mut b = InFlight::new("pool", &pool(1), false);
+    b.start(&store, 2, 0);
+    let b = b.me.unwrap();
+    assert_ne!(a as u32, b as u32);
+    assert_ne!(a as u32, 0);
+}
+
+/// A stored entry of count 0 (never written by a router) is dropped by the next write: the
+/// format holds no entry of count 0.
+#[test]
+fn a_zero_entry_is_dropped_at_the_next_write() {
+    let store = MemoryStore::new();
+    let mut c = started(&store, 1, false, 0);
+    let mut with_zero = vec![VERSION];
+    with_zero.extend_from_slice(&OTHER.to_le_bytes());
+    with_zero.extend_from_slice(&0u32.to_le_bytes());
+    store.set(&c.keys[0], &with_zero, 0).unwrap();
+    c.add(&store, 0, 1);
+    let (bytes, _) = store.get(&c.keys[0]).unwrap().unwrap();
+    assert_eq!(entries(&bytes).collect::<Vec<_>>(), vec![(c.me.unwrap(), 1)]);
+}

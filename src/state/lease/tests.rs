@@ -276,3 +276,34 @@ fn a_lease_running_out_an_hour_late_is_cut_to_one_ttl() {
     assert_eq!(acquire(&store, KEY, 2, now + ttl, ttl), LeaseStatus::Busy);
     assert_eq!(decode(&store.get(KEY).unwrap().unwrap().0), Some(ahead));
 }
+
+/// The cut applies only past the clock's step bound: a lease exactly at it is left alone.
+#[test]
+fn a_lease_exactly_at_the_step_bound_is_not_cut() {
+    let (now, ttl) = (100 * MS, 3_000 * MS);
+    let at_bound = Lease { owner: 9, expires_ns: now + ttl + MAX_STEP_NS };
+    assert_eq!(cut(at_bound, now, ttl), None);
+    let past = Lease { expires_ns: at_bound.expires_ns + 1, ..at_bound };
+    assert_eq!(cut(past, now, ttl), Some(Lease { owner: 9, expires_ns: now + ttl }));
+}
+
+/// The jitter spreads probes: over many backends (or probe times) the shifts take most values
+/// of `[-j, +j]`, on both sides, averaging near zero, rather than one common shift.
+#[test]
+fn jitter_spreads_over_backends_and_over_probe_times() {
+    let (interval, j) = (100_000u64, 10_000u64);
+    let shifts = |at: &mut dyn Iterator<Item = (usize, u64)>| -> Vec<i64> {
+        at.map(|(i, last)| due_at(i, last, interval, j) as i64 - (last + interval) as i64).collect()
+    };
+    let by_backend = shifts(&mut (0..1_000).map(|i| (i, 1_000_000)));
+    let by_time = shifts(&mut (0..1_000).map(|k| (3, 1_000_000 + 7 * k)));
+    for s in [by_backend, by_time] {
+        assert!(s.iter().all(|d| d.unsigned_abs() <= j));
+        let mut distinct = s.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert!(distinct.len() > 900, "{} distinct shifts of 1000", distinct.len());
+        let mean = s.iter().sum::<i64>() as f64 / s.len() as f64;
+        assert!(mean.abs() < 1_000.0, "mean shift {mean}");
+    }
+}

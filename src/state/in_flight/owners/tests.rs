@@ -130,3 +130,14 @@ fn a_failing_store_is_reported() {
     assert_eq!(beat(&Down, KEY, None, 1, 0, 0), None);
     assert_eq!(read(&Down, KEY, 0), None);
 }
+
+/// A heartbeat counts for three beats (3 s): two missed renewals of a stalled worker do not
+/// drop an owner that lives.
+#[test]
+fn a_heartbeat_counts_for_three_seconds() {
+    let store = MemoryStore::new();
+    let a = register(&store, 1, 0);
+    assert!(read(&store, KEY, 2 * S).unwrap().counts(a.owner), "two beats missed");
+    assert!(read(&store, KEY, 3 * S).unwrap().counts(a.owner));
+    assert!(!read(&store, KEY, 3 * S + 1).unwrap().counts(a.owner));
+}
