@@ -1,4 +1,4 @@
-//! Least time: power of two choices over a peak-EWMA latency estimate times load. Each pick
+//! Least time: [`P2c`] with two choices over a peak-EWMA latency estimate times load. Each pick
 //! samples two distinct accepted backends and takes the lower
 //! `estimate × (in_flight + 1) / weight`, where the estimate is this worker's [`PeakEwma`] of
 //! the backend's response times and `in_flight` is the global count from the load view.
@@ -16,7 +16,7 @@
 //! Outcomes: a response observes its time; a failed one (5xx, 429) at least `error_penalty_ns`,
 //! so a backend that fails fast does not attract traffic; no response observes the penalty.
 
-use super::least_request::{tie_break, Best, Sampler};
+use super::p2c::P2c;
 use super::{Balancer, Outcome, PickCtx, Picks};
 use crate::backend::Pool;
 
@@ -89,7 +89,7 @@ pub struct LeastTime {
     ewma: Vec<PeakEwma>,
     weight: Vec<f64>,
     error_penalty_ns: u64,
-    sampler: Sampler,
+    p2c: P2c,
 }
 
 impl LeastTime {
@@ -107,7 +107,7 @@ impl LeastTime {
             ewma,
             weight: pool.weights().map(f64::from).collect(),
             error_penalty_ns,
-            sampler: Sampler::new(pool.len()),
+            p2c: P2c::new(pool.len(), CHOICES),
         }
     }
 
@@ -129,20 +129,9 @@ impl LeastTime {
 
 impl Balancer for LeastTime {
     fn pick(&mut self, ctx: &mut PickCtx<'_>, out: &mut Picks) {
-        out.clear();
-        let (accept, now_ns) = (ctx.accept, ctx.now_ns);
-        let salt = ctx.rng.u64(..);
-        let mut best = Best::new(out.capacity());
-        let LeastTime { ewma, weight, sampler, .. } = self;
+        let LeastTime { ewma, weight, p2c, .. } = self;
         let (ewma, weight) = (&*ewma, &*weight);
-        let load = &mut *ctx.load;
-        sampler.begin();
-        sampler.sample(CHOICES, accept, ctx.rng, |i| {
-            let cost = Self::cost(ewma, weight, i, load.in_flight(i), now_ns);
-            best.offer(i, -cost, tie_break(i, salt));
-        });
-        best.push_into(out);
-        sampler.fill_random(out, accept, ctx.rng);
+        p2c.pick(ctx, out, |i, in_flight, now_ns| Self::cost(ewma, weight, i, in_flight, now_ns));
     }
 
     fn uses_load(&self) -> bool {

@@ -6,6 +6,7 @@
 pub mod least_request;
 pub mod least_time;
 pub mod maglev;
+pub(crate) mod p2c;
 pub mod random;
 pub mod ring_hash;
 pub mod round_robin;
@@ -144,9 +145,11 @@ pub trait Balancer {
     }
 }
 
+/// Nanoseconds per millisecond.
+pub(crate) const MS: u64 = 1_000_000;
+
 /// The balancer for `config.algorithm` over `pool`.
 pub fn build(config: &AlgorithmConfig, pool: &Pool, now_ns: u64) -> Box<dyn Balancer> {
-    const MS: u64 = 1_000_000;
     match config.algorithm {
         Algorithm::RoundRobin => Box::new(round_robin::SmoothWeighted::new(pool.weights())),
         Algorithm::Random => Box::new(random::WeightedRandom::new(pool.weights())),
@@ -170,6 +173,66 @@ pub fn build(config: &AlgorithmConfig, pool: &Pool, now_ns: u64) -> Box<dyn Bala
         )),
         Algorithm::Maglev | Algorithm::SourceIpHash => {
             Box::new(maglev::Maglev::new(pool, config.maglev_table_size, config.balance_factor))
+        }
+    }
+}
+
+/// A per-request pseudo-random order of backend indexes for breaking equal scores: the
+/// splitmix64 finaliser of `salt + i * golden ratio`, a bijection of `i` for a fixed salt, so
+/// distinct backends never tie twice and every pair is ordered independently of the others.
+pub(crate) fn tie_break(i: usize, salt: u64) -> u64 {
+    let mut z = salt.wrapping_add((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The best `cap` (1..=[`MAX_HOSTS_LIMIT`]) backends offered so far, highest rank first; an
+/// equal rank goes after those already kept. Fixed capacity: no allocation.
+#[derive(Debug, Clone)]
+pub(crate) struct TopK<R> {
+    items: [(R, usize); MAX_HOSTS_LIMIT],
+    len: usize,
+    cap: usize,
+    /// The lowest kept rank once full: nothing at or below it can enter.
+    worst: Option<R>,
+}
+
+impl<R: PartialOrd + Copy + Default> TopK<R> {
+    pub(crate) fn new(cap: usize) -> Self {
+        let cap = cap.clamp(1, MAX_HOSTS_LIMIT);
+        TopK { items: [(R::default(), 0); MAX_HOSTS_LIMIT], len: 0, cap, worst: None }
+    }
+
+    /// Whether a backend whose rank is at most `bound` could still enter.
+    pub(crate) fn could_take(&self, bound: R) -> bool {
+        self.worst.is_none_or(|w| bound > w)
+    }
+
+    /// Offers backend `index` with `rank`; map NaN away first (it would be kept after all).
+    pub(crate) fn offer(&mut self, index: usize, rank: R) {
+        let Some(kept) = self.items.get(..self.len) else { return };
+        let pos = kept.iter().position(|&(r, _)| rank > r).unwrap_or(self.len);
+        if pos >= self.cap {
+            return;
+        }
+        let end = (self.len + 1).min(self.cap);
+        if let Some(window) = self.items.get_mut(pos..end) {
+            window.rotate_right(1);
+            if let Some(slot) = window.first_mut() {
+                *slot = (rank, index);
+            }
+        }
+        self.len = end;
+        if self.len == self.cap {
+            self.worst = self.items.get(self.len - 1).map(|&(r, _)| r);
+        }
+    }
+
+    /// Appends the kept backends to `out`, best first.
+    pub(crate) fn push_into(&self, out: &mut Picks) {
+        for &(_, i) in self.items.iter().take(self.len) {
+            out.push(i);
         }
     }
 }
@@ -199,38 +262,14 @@ pub(crate) fn fill_by_bounded_rank(
     if want == 0 {
         return;
     }
-    // Best `want` candidates so far, sorted by rank descending.
-    let mut best: [(i64, usize); MAX_HOSTS_LIMIT] = [(0, 0); MAX_HOSTS_LIMIT];
-    let mut len = 0usize;
-    let mut worst = i64::MIN;
+    let mut best = TopK::new(want);
     for i in 0..n {
-        if len == want && bound(i) <= worst {
+        if !best.could_take(bound(i)) || !accept(i) || out.contains(i) {
             continue;
         }
-        if !accept(i) || out.contains(i) {
-            continue;
-        }
-        let r = rank(i);
-        let Some(top) = best.get_mut(..len) else { break };
-        let pos = top.iter().position(|&(br, _)| r > br).unwrap_or(len);
-        if pos >= want {
-            continue;
-        }
-        let end = (len + 1).min(want);
-        if let Some(window) = best.get_mut(pos..end) {
-            window.rotate_right(1);
-            if let Some(slot) = window.first_mut() {
-                *slot = (r, i);
-            }
-        }
-        len = end;
-        if len == want {
-            worst = best.get(len - 1).map_or(i64::MIN, |w| w.0);
-        }
+        best.offer(i, rank(i));
     }
-    for &(_, i) in best.iter().take(len) {
-        out.push(i);
-    }
+    best.push_into(out);
 }
 
 #[cfg(test)]

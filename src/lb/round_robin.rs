@@ -7,21 +7,11 @@
 //! equal scores are ordered at random per request, so the retries of a failing backend spread
 //! evenly over the others instead of all landing on its successor.
 
-use super::{fill_by_bounded_rank, Balancer, PickCtx, Picks};
+use super::{fill_by_bounded_rank, tie_break, Balancer, PickCtx, Picks};
 
-/// Low bits of a retry rank that order equal scores. Scores stay within ±(sum of weights)
+/// Low bits of a retry rank that order equal scores (the top bits of [`tie_break`]). Scores stay within ±(sum of weights)
 /// <= 10^8 < 2^27 (weights <= 10^4, backends <= 10^4), so shifting by 20 cannot overflow.
 const TIE_BITS: u32 = 20;
-
-/// A per-request pseudo-random order of backend indexes: the splitmix64 finaliser of
-/// `salt + i * golden ratio`, so every pair of indexes is ordered independently of the others.
-fn tie_break(i: usize, salt: u64) -> i64 {
-    let mut z = salt.wrapping_add((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    (z >> (64 - TIE_BITS)) as i64
-}
 
 #[derive(Debug, Clone)]
 pub struct SmoothWeighted {
@@ -67,7 +57,8 @@ impl Balancer for SmoothWeighted {
             |i: usize| current.get(i).copied().unwrap_or(0) + weight.get(i).copied().unwrap_or(0);
         // The tie bits are below 2^TIE_BITS, so `score | all ones` bounds the rank.
         let bound = |i: usize| (score(i) << TIE_BITS) | ((1 << TIE_BITS) - 1);
-        let rank = |i: usize| (score(i) << TIE_BITS) | tie_break(i, salt);
+        let rank =
+            |i: usize| (score(i) << TIE_BITS) | (tie_break(i, salt) >> (64 - TIE_BITS)) as i64;
         fill_by_bounded_rank(out, weight.len(), accept, bound, rank);
     }
 }

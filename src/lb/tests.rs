@@ -1,4 +1,4 @@
-//! Native tests of the selection contract ([`Picks`], `fill_by_rank`), the two algorithms, the
+//! Native tests of the selection contract ([`Picks`], `fill_by_rank`, `TopK`), the two algorithms, the
 //! algorithm factory and the per-VM [`crate::router::Router`].
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -200,6 +200,24 @@ fn fill_by_rank_respects_capacity() {
     assert_eq!(fill(1, &[], &[3, 5, 4], &accept_all), vec![1]);
     // Already full: unchanged.
     assert_eq!(fill(2, &[0, 2], &[3, 5, 4], &accept_all), vec![0, 2]);
+}
+
+#[test]
+fn top_k_keeps_the_top_ranks_in_order_ties_by_their_second_key() {
+    let mut best = TopK::new(3);
+    for (i, score) in [(0, 1.0), (1, 5.0), (2, f64::NEG_INFINITY), (3, 3.0), (4, 4.0), (5, 0.5)] {
+        best.offer(i, (score, 0u64));
+    }
+    let mut out = Picks::with_capacity(10);
+    best.push_into(&mut out);
+    assert_eq!(out.as_slice(), &[1, 4, 3]);
+    let mut tied = TopK::new(3);
+    tied.offer(0, (1.0, 5u64));
+    tied.offer(1, (1.0, 9));
+    tied.offer(2, (1.0, 7));
+    let mut out = Picks::with_capacity(10);
+    tied.push_into(&mut out);
+    assert_eq!(out.as_slice(), &[1, 2, 0]);
 }
 
 proptest! {

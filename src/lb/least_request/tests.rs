@@ -1,6 +1,6 @@
 //! Native tests of least request: the picks contract, how many in-flight counts a pick reads,
 //! the distribution of primaries under power of two choices, Envoy's weighted score and bias,
-//! random tie-breaking, and the shared sampler's exact fallback.
+//! random tie-breaking, and the shared sampler's exact fallback (seen through least request).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
@@ -274,41 +274,6 @@ fn retry_fill_positions_are_uniform() {
             assert!((share - 0.1).abs() < 0.02, "{what} backend {i}: {share}");
         }
     }
-}
-
-#[test]
-fn the_sampler_survives_its_epoch_wrapping() {
-    let mut lb = LeastRequest::new(&pool(&[1; 6]), 2, 1.0);
-    // Stale marks equal to the epoch after the wrap: if they were not cleared every backend
-    // would look already drawn and picks would come back empty.
-    lb.sampler.mark.fill(1);
-    lb.sampler.epoch = u32::MAX;
-    let mut load = FakeLoad::new(&[0; 6]);
-    let mut rng = fastrand::Rng::with_seed(18);
-    for _ in 0..3 {
-        let out = pick(&mut lb, &mut load, &accept_all, &mut rng, 6);
-        assert_eq!(out.len(), 6);
-        assert!(is_distinct(&out));
-        assert_eq!(load.reads.len(), 2);
-    }
-}
-
-#[test]
-fn best_keeps_the_top_scores_in_order() {
-    let mut best = Best::new(3);
-    for (i, score) in [(0, 1.0), (1, 5.0), (2, f64::NAN), (3, 3.0), (4, 4.0), (5, 0.5)] {
-        best.offer(i, score, 0);
-    }
-    let mut out = Picks::with_capacity(10);
-    best.push_into(&mut out);
-    assert_eq!(out.as_slice(), &[1, 4, 3]);
-    let mut tied = Best::new(3);
-    tied.offer(0, 1.0, 5);
-    tied.offer(1, 1.0, 9);
-    tied.offer(2, 1.0, 7);
-    let mut out = Picks::with_capacity(10);
-    tied.push_into(&mut out);
-    assert_eq!(out.as_slice(), &[1, 2, 0]);
 }
 
 proptest! {

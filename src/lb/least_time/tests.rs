@@ -5,9 +5,9 @@
 
 use super::*;
 use crate::lb::testkit::{accept_all, pick_in, pool, FakeLoad};
+use crate::lb::MS;
 use proptest::prelude::*;
 
-const MS: u64 = 1_000_000;
 const SEC: u64 = 1_000_000_000;
 /// Decay constant used throughout: one second.
 const TAU: u64 = SEC;
