@@ -68,14 +68,14 @@ mod tests {
     #[test]
     fn keys_are_per_cluster_and_per_fence() {
         let all = [
-            key("p"),
-            key("q"),
-            table_key("p", 7),
-            table_key("p", 9),
-            table_key("q", 7),
-            lease_key("p", 7),
-            lease_key("p", 9),
-            lease_key("q", 7),
+            crate::state::keys::health_current("p"),
+            crate::state::keys::health_current("q"),
+            crate::state::keys::health_table("p", 7),
+            crate::state::keys::health_table("p", 9),
+            crate::state::keys::health_table("q", 7),
+            crate::state::keys::prober_lease("p", 7),
+            crate::state::keys::prober_lease("p", 9),
+            crate::state::keys::prober_lease("q", 7),
         ];
         for (i, a) in all.iter().enumerate() {
             assert!(a.starts_with("envoy_lb/"), "{a}");

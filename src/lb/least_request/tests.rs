@@ -321,36 +321,3 @@ proptest! {
         }
     }
 }
-
-/// Starting a pick forgets the last one by moving the epoch, without touching the marks,
-/// except once every 2^32 picks when the epoch wraps: then the marks are cleared.
-#[test]
-fn sampler_forgets_in_constant_time_and_clears_when_the_epoch_wraps() {
-    let mut s = Sampler::new(3);
-    s.begin();
-    s.take(1);
-    s.begin();
-    assert_eq!((s.epoch, s.mark.as_slice()), (2, &[0, 1, 0][..]), "marks untouched");
-    assert!(s.is_free(1));
-    s.epoch = u32::MAX;
-    s.take(2);
-    s.begin();
-    assert_eq!((s.epoch, s.mark.as_slice()), (1, &[0, 0, 0][..]), "wrapped: cleared");
-    assert!(s.is_free(1) && s.is_free(2));
-}
-
-/// `sample` returns how many backends it visited, also when they come from the exact pass
-/// (2 accepted of 100: the rejection draws almost always miss them).
-#[test]
-fn sample_returns_the_number_visited() {
-    let mut s = Sampler::new(100);
-    let mut rng = fastrand::Rng::with_seed(3);
-    for _ in 0..20 {
-        s.begin();
-        let mut seen = Vec::new();
-        let n = s.sample(2, &|i| i == 7 || i == 42, &mut rng, |i| seen.push(i));
-        seen.sort_unstable();
-        assert_eq!((n, seen), (2, vec![7, 42]));
-        assert_eq!(s.sample(2, &|i| i == 7 || i == 42, &mut rng, |_| {}), 0, "none left");
-    }
-}

@@ -90,3 +90,19 @@ fn the_sampler_survives_its_epoch_wrapping() {
         assert_eq!(load.reads.len(), 2);
     }
 }
+
+/// `sample` returns how many backends it visited, also when they come from the exact pass
+/// (2 accepted of 100: the rejection draws almost always miss them).
+#[test]
+fn sample_returns_the_number_visited() {
+    let mut s = Sampler::new(100);
+    let mut rng = fastrand::Rng::with_seed(3);
+    for _ in 0..20 {
+        s.begin();
+        let mut seen = Vec::new();
+        let n = s.sample(2, &|i| i == 7 || i == 42, &mut rng, |i| seen.push(i));
+        seen.sort_unstable();
+        assert_eq!((n, seen), (2, vec![7, 42]));
+        assert_eq!(s.sample(2, &|i| i == 7 || i == 42, &mut rng, |_| {}), 0, "none left");
+    }
+}
