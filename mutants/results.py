@@ -144,7 +144,14 @@ def main():
     ]
     for m, r in results.items():
         lines.append(row(f"{m} | {r['date']}", r["counts"]))
-    lines += ["", "## Commands", ""]
+    lines += [
+        "",
+        "## Commands",
+        "",
+        "Each module's last run (an `--iterate` run retests only what the run before it left "
+        "uncaught; the counts above merge both).",
+        "",
+    ]
     for m, r in results.items():
         lines.append(f"- {m}: `{r['command']}`")
     lines += ["", "## Per file", "", header.replace("module", "file"), rule]
