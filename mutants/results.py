@@ -43,6 +43,10 @@ def reasons():
     return out
 
 
+def read_or(path, default):
+    return path.read_text().strip() if path.exists() else default
+
+
 def mutant_outcomes(data):
     """name -> (summary, mutant) for every mutant of one outcomes.json (not the baseline)."""
     out = {}
@@ -86,6 +90,7 @@ def module_results(module):
         "unresolved": unresolved,
         "version": data.get("cargo_mutants_version", "?"),
         "date": (data.get("start_time") or "?")[:10],
+        "tree": read_or(OUT / module / "tree", "?"),
         "command": command_file.read_text().strip() if command_file.exists() else "?",
     }
 
@@ -139,12 +144,19 @@ def main():
         "",
         "## Per module",
         "",
-        "| module | run on " + header.removeprefix("| module "),
-        "|---|---" + rule.removeprefix("|---"),
+        "| module | run on | commit " + header.removeprefix("| module "),
+        "|---|---|---" + rule.removeprefix("|---"),
     ]
     for m, r in results.items():
-        lines.append(row(f"{m} | {r['date']}", r["counts"]))
-    lines += ["", "## Commands", ""]
+        lines.append(row(f"{m} | {r['date']} | {r['tree']}", r["counts"]))
+    lines += [
+        "",
+        "## Commands",
+        "",
+        "Each module's last run (an `--iterate` run retests only what the run before it left "
+        "uncaught; the counts above merge both).",
+        "",
+    ]
     for m, r in results.items():
         lines.append(f"- {m}: `{r['command']}`")
     lines += ["", "## Per file", "", header.replace("module", "file"), rule]

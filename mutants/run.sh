@@ -37,6 +37,8 @@ for m in "${modules[@]}"; do
   mkdir -p "mutants.out/$m"
   printf -v shown '%q ' nice -n 19 "${cmd[@]}"
   echo "${shown% }" | tee "mutants.out/$m/command"
+  # The commit the run tested (the work tree may hold more).
+  git rev-parse --short HEAD >"mutants.out/$m/tree" 2>/dev/null || echo "?" >"mutants.out/$m/tree"
   # 0: all caught; 2: some missed; 3: some timed out. Anything else is a failure.
   status=0
   nice -n 19 "${cmd[@]}" || status=$?
