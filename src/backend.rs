@@ -34,7 +34,7 @@ impl Backend {
     }
 
     /// This backend as a backup.
-    pub fn as_backup(mut self) -> Self {
+    pub fn into_backup(mut self) -> Self {
         self.backup = true;
         self
     }

@@ -15,20 +15,21 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use algorithm::RawAlgorithm;
-pub use algorithm::{Algorithm, AlgorithmConfig, HashOn, ALGORITHMS, DEFAULT_MAGLEV_TABLE_SIZE};
+#[cfg(any(test, feature = "testing"))]
+pub use algorithm::ALGORITHMS;
+pub use algorithm::{Algorithm, AlgorithmConfig, HashOn};
 use de::{array, boolean, int, object, shown, string, Json};
 pub use health_check::HealthCheck;
 use health_check::RawHealthCheck;
 pub use outlier::OutlierDetection;
 use outlier::RawOutlier;
-pub use status::{Cidr, Status, DEFAULT_STATUS_PATH};
+pub use status::Status;
 use sticky::RawSticky;
-pub use sticky::{SameSite, Sticky};
+#[cfg(test)]
+pub use sticky::SameSite;
+pub use sticky::Sticky;
 use target::{cluster_name, RawTarget};
-pub use target::{
-    Target, TargetMode, DEFAULT_CLUSTER_HEADER, DEFAULT_STEERING_HEADER, MAX_HOSTS_LIMIT,
-    ORIGINAL_DST_HEADER,
-};
+pub use target::{Target, TargetMode, MAX_HOSTS_LIMIT};
 
 use crate::backend::{Backend, Pool, MAX_BACKENDS};
 
@@ -312,7 +313,7 @@ fn validate_backends(raw: Vec<RawBackend>, mode: TargetMode) -> Result<Pool, Con
             }
             Backend::new(b.id.clone(), address, weight)
         };
-        let backend = if b.backup { backend.as_backup() } else { backend };
+        let backend = if b.backup { backend.into_backup() } else { backend };
         backends.push(if b.drain { backend.draining() } else { backend });
     }
     Ok(Pool::new(backends))

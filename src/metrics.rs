@@ -96,6 +96,7 @@ impl PoolCounter {
 
 /// The `stats_tags` of envoy/envoy.yaml, as (tag name, regex): Envoy removes the first
 /// capture group from the stat name and makes the second the label's value.
+#[cfg(test)]
 pub const STATS_TAGS: [(&str, &str); 2] = [
     ("pool", r"^wasmcustom\.lb_[a-z_]+(\.pool\.([A-Za-z0-9_-]+))"),
     ("backend", r"^wasmcustom\.lb_[a-z_]+\.pool\.[A-Za-z0-9_-]+(\.backend\.([A-Za-z0-9_.-]+))$"),
@@ -137,9 +138,11 @@ pub trait Metrics {
     fn flush(&mut self) {}
 }
 
-/// Metrics that go nowhere.
+/// Metrics that go nowhere (tests, fuzz targets, benches).
+#[cfg(any(test, feature = "testing"))]
 pub struct NoMetrics;
 
+#[cfg(any(test, feature = "testing"))]
 impl Metrics for NoMetrics {}
 
 #[cfg(test)]

@@ -11,7 +11,6 @@ mod health;
 mod status;
 mod sticky;
 
-pub use health::Tick;
 pub use sticky::{StickyOutcome, StickyTicket};
 
 use crate::hash_key;
@@ -19,7 +18,9 @@ use crate::health::prober::Prober;
 use crate::health::Availability;
 use crate::lb::{self, Balancer, LoadView, NoLoad, Outcome, PickCtx, Picks};
 use crate::metrics::{BackendCounter, PoolCounter};
-pub use crate::metrics::{Metrics, NoMetrics};
+pub use crate::metrics::Metrics;
+#[cfg(any(test, feature = "testing"))]
+pub use crate::metrics::NoMetrics;
 use crate::state::clock::Clock;
 use crate::state::in_flight::InFlight;
 use crate::state::registry::Registered;
@@ -219,11 +220,13 @@ impl Router {
     }
 
     /// The request header that carries the picks.
+    #[cfg(test)]
     pub fn header(&self) -> &str {
         &self.config.target.header
     }
 
     /// Replaces who may be picked (from the health table, on every tick).
+    #[cfg(test)]
     pub fn set_availability(&mut self, availability: Availability) {
         self.availability_is(availability);
     }
@@ -458,6 +461,7 @@ impl Router {
     }
 
     /// Ids of the backends chosen by the last [`Router::steer`], in order.
+    #[cfg(any(test, feature = "testing"))]
     pub fn last_picks(&self) -> impl Iterator<Item = &str> {
         self.picks
             .as_slice()

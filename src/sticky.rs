@@ -96,7 +96,9 @@ pub enum Invalid {
     Version,
     /// Correctly signed for another pool (another cluster, or the same one with another salt).
     OtherPool,
-    /// No listed secret produces its tag: forged, corrupted, or signed by a removed secret.
+    /// No listed secret produces its tag: forged, corrupted, or signed by a removed secret
+    /// (only [`Secrets::verify`] tells this apart; the filter uses [`Secrets::first_valid`]).
+    #[cfg(any(test, feature = "testing"))]
     BadMac,
     /// Signed, but `now_s >= expires_s`.
     Expired,
@@ -109,6 +111,7 @@ impl Invalid {
             Invalid::Malformed => "malformed",
             Invalid::Version => "version",
             Invalid::OtherPool => "other_pool",
+            #[cfg(any(test, feature = "testing"))]
             Invalid::BadMac => "bad_mac",
             Invalid::Expired => "expired",
         }
@@ -237,6 +240,7 @@ impl Secrets {
     /// version, the lengths the version implies, the pool, the tag against each secret in order
     /// (constant-time comparison), then the id's alphabet and the expiry. With no secrets every
     /// value of this pool is `BadMac`.
+    #[cfg(any(test, feature = "testing"))]
     pub fn verify(&self, pool: [u8; 8], value: &str, now_s: u64) -> Result<Sticky, Invalid> {
         let bytes = checked(value, pool)?;
         let (body, tag) = split(&bytes).ok_or(Invalid::Malformed)?;
@@ -295,12 +299,14 @@ impl Secrets {
     }
 }
 
-/// [`Secrets::sign`] with `secret`, keyed for this one call.
+/// [`Secrets::sign`] with `secret`, keyed for this one call (tests, fuzz targets, benches).
+#[cfg(any(test, feature = "testing"))]
 pub fn encode(secret: &[u8], pool: [u8; 8], backend_id: &str, expires_s: u64) -> String {
     Secrets::new(&[secret]).sign(pool, backend_id, expires_s)
 }
 
-/// [`Secrets::verify`] with `secrets`, keyed for this one call.
+/// [`Secrets::verify`] with `secrets`, keyed for this one call (tests, fuzz targets).
+#[cfg(any(test, feature = "testing"))]
 pub fn verify(
     secrets: &[&[u8]],
     pool: [u8; 8],

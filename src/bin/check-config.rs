@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use envoy_lb::config::Config;
+use envoy_lb::Config;
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1);

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
+use super::target::DEFAULT_STEERING_HEADER;
 
 /// One valid backend, for configs whose point is elsewhere.
 const ONE_BACKEND: &str = r#"[{"id":"a","address":"10.0.0.1:80"}]"#;

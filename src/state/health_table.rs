@@ -279,6 +279,7 @@ impl Snapshot {
     }
 
     /// CAS of the value the snapshot reflects.
+    #[cfg(test)]
     pub fn cas(&self) -> Option<u32> {
         self.cas
     }

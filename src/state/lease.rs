@@ -98,6 +98,7 @@ pub enum LeaseStatus {
 
 impl LeaseStatus {
     /// This VM holds the lease after this call.
+    #[cfg(test)]
     pub fn is_held(self) -> bool {
         matches!(self, LeaseStatus::Renewed | LeaseStatus::Taken | LeaseStatus::Created)
     }
@@ -147,27 +148,6 @@ pub fn acquire(
         },
         Ok(_) => LeaseStatus::Busy,
         Err(_) => LeaseStatus::StoreFailed,
-    }
-}
-
-/// [`acquire`], answering only whether the lease is held afterwards.
-pub fn try_acquire(
-    store: &dyn SharedStore,
-    key: &str,
-    owner: u64,
-    now_ns: u64,
-    ttl_ns: u64,
-) -> bool {
-    acquire(store, key, owner, now_ns, ttl_ns).is_held()
-}
-
-/// Gives the lease up if `owner` holds it (on VM shutdown), so another VM takes over at once.
-pub fn release(store: &dyn SharedStore, key: &str, owner: u64) -> bool {
-    match read(store, key) {
-        Ok(Some((Some(l), cas))) if l.owner == owner => {
-            store.set(key, &encode(Lease { owner, expires_ns: 0 }), cas).is_ok()
-        }
-        _ => false,
     }
 }
 

@@ -11,6 +11,7 @@ pub mod health_table;
 pub mod in_flight;
 pub mod keys;
 pub mod lease;
+#[cfg(any(test, feature = "testing"))]
 pub mod memory;
 pub mod registry;
 
