@@ -77,23 +77,31 @@ fn trim_ows(s: &str) -> &str {
     s.trim_matches(|c| c == ' ' || c == '\t')
 }
 
-/// The value of the first cookie named exactly `name` (case-sensitive) in a `Cookie` header
-/// such as `"a=1; b=2"`. Pieces are split on `;` and on the first `=` of each piece, so a value
-/// may contain `=`; spaces and tabs around names and values are ignored, as are empty pieces and
-/// pieces without `=`. A value in double quotes is returned without them. A cookie present with
-/// an empty value gives `Some("")`. An empty `name` never matches.
-pub fn cookie<'a>(cookie_header: &'a str, name: &str) -> Option<&'a str> {
-    if name.is_empty() {
-        return None;
-    }
-    cookie_header.split(';').find_map(|piece| {
+/// Every value of the cookies named exactly `name` (case-sensitive) in a `Cookie` header such
+/// as `"a=1; b=2"`, in order, duplicates included (a browser sends the cookie of the most
+/// specific path first, and a stale or foreign cookie of the same name may come before ours).
+/// Pieces are split on `;` and on the first `=` of each piece, so a value may contain `=`;
+/// spaces and tabs around names and values are ignored, as are empty pieces and pieces without
+/// `=`. A value in double quotes is given without them. A cookie present with an empty value
+/// gives `""`. An empty `name` never matches. Each value is a slice of the header; the work is
+/// linear in the header's length.
+pub fn cookies<'a, 'n>(
+    cookie_header: &'a str,
+    name: &'n str,
+) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
+    cookie_header.split(';').filter_map(move |piece| {
         let (n, v) = piece.split_once('=')?;
-        if trim_ows(n) != name {
+        if name.is_empty() || trim_ows(n) != name {
             return None;
         }
         let v = trim_ows(v);
         Some(v.strip_prefix('"').and_then(|inner| inner.strip_suffix('"')).unwrap_or(v))
     })
+}
+
+/// The value of the first cookie named exactly `name` ([`cookies`]).
+pub fn cookie<'a>(cookie_header: &'a str, name: &str) -> Option<&'a str> {
+    cookies(cookie_header, name).next()
 }
 
 /// The raw value of the first query parameter named exactly `name` in an HTTP `:path` such as

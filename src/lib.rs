@@ -23,6 +23,9 @@ macro_rules! core_modules {
 
 core_modules!(backend, config, hash_key, health, lb, metrics, original_dst, router, state, sticky);
 
+/// Nanoseconds per millisecond: every time in the core is a `u64` count of nanoseconds.
+pub(crate) const MS: u64 = 1_000_000;
+
 /// What `check-config` needs: the filter's own validation of a plugin configuration.
 pub use config::{Config, ConfigError};
 

@@ -383,32 +383,6 @@ pub fn pool_identity(cluster: &str, backends_salt: &str) -> [u8; 8] {
     crate::hash_key::hash(&input).to_be_bytes()
 }
 
-/// Spaces and tabs around cookie pieces, names and values.
-fn trim_ows(s: &str) -> &str {
-    s.trim_matches(|c| c == ' ' || c == '\t')
-}
-
-/// Every value of the cookies named exactly `name` (case-sensitive) in a `Cookie` header, in
-/// order, duplicates included, for [`Secrets::first_valid`] (a browser sends the cookie of the
-/// most specific path first, and a stale or foreign cookie of the same name may come before
-/// ours). Parsed like [`crate::hash_key::cookie`]: pieces split on `;` and on their first `=`,
-/// spaces and tabs trimmed, empty pieces and pieces without `=` skipped, surrounding double
-/// quotes removed. An empty `name` yields nothing. Each value is a slice of the header; the
-/// work is linear in the header's length.
-pub fn values<'a, 'n>(
-    cookie_header: &'a str,
-    name: &'n str,
-) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
-    cookie_header.split(';').filter_map(move |piece| {
-        let (n, v) = piece.split_once('=')?;
-        if name.is_empty() || trim_ows(n) != name {
-            return None;
-        }
-        let v = trim_ows(v);
-        Some(v.strip_prefix('"').and_then(|inner| inner.strip_suffix('"')).unwrap_or(v))
-    })
-}
-
 /// The `SameSite` attribute (RFC 6265bis §4.1.2.7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SameSite {

@@ -1,11 +1,11 @@
-//! A request's `Cookie` header: `sticky::values` (the session cookie's candidates) and
+//! A request's `Cookie` header: `hash_key::cookies` (the session cookie's candidates) and
 //! `hash_key::cookie` (a hash key) never panic, return slices of the header that hold no `;`,
 //! and agree: the key is the first candidate. The input is the header (the seeds are real
 //! headers); the names looked up are fixed ones and names taken from the header itself, so that
 //! lookups also hit.
 #![no_main]
 
-use envoy_lb::{hash_key, sticky};
+use envoy_lb::hash_key;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fn check(header: &str, name: &str) {
-    let values: Vec<&str> = sticky::values(header, name).collect();
+    let values: Vec<&str> = hash_key::cookies(header, name).collect();
     if name.is_empty() {
         assert!(values.is_empty(), "empty name matched {values:?}");
     }

@@ -253,7 +253,7 @@ fn request(router: &mut Router, s: &Setup, req: &Request, now_ns: u64) -> Option
     let cookies = if router.wants_cookies() { cookie.as_deref() } else { None };
     // What the session cookies say, found independently: every verified id, and the pin.
     let verified: Vec<(usize, u64)> = match cookies {
-        Some(c) if s.sticky => sticky::values(c, COOKIE)
+        Some(c) if s.sticky => hash_key::cookies(c, COOKIE)
             .take(8)
             .filter_map(|v| sticky::verify(&[SECRET.as_bytes()], pool(), v, now_s).ok())
             .filter_map(|v| {

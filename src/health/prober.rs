@@ -17,7 +17,7 @@ use crate::state::health_table::{self, Snapshot};
 use crate::state::lease::{self, TTL_INTERVALS};
 use crate::state::{current, keys, SharedStore};
 
-const MS: u64 = 1_000_000;
+use crate::MS;
 /// Lease renewal period without active checks (passive ejection and slow start only).
 const PASSIVE_LEASE_NS: u64 = 1_000 * MS;
 

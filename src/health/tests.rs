@@ -5,7 +5,7 @@
 use super::*;
 use crate::backend::Backend;
 
-const MS: u64 = 1_000_000;
+use crate::MS;
 
 fn keys(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("b{i}@10.0.0.{}:80", i + 1)).collect()

@@ -145,8 +145,7 @@ pub trait Balancer {
     }
 }
 
-/// Nanoseconds per millisecond.
-pub(crate) const MS: u64 = 1_000_000;
+use crate::MS;
 
 /// The balancer for `config.algorithm` over `pool`.
 pub fn build(config: &AlgorithmConfig, pool: &Pool, now_ns: u64) -> Box<dyn Balancer> {

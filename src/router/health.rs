@@ -12,7 +12,7 @@ use crate::metrics::{BackendCounter, Metrics, PoolCounter};
 use crate::state::clock::Clock;
 use crate::state::{keys, SharedStore};
 
-const MS: u64 = 1_000_000;
+use crate::MS;
 
 /// What the adapter must do after a tick.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

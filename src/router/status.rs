@@ -11,7 +11,7 @@ use crate::metrics::{BackendCounter, BackendGauge};
 use crate::state::keys;
 use crate::state::registry::footprint;
 
-const MS: u64 = 1_000_000;
+use crate::MS;
 
 /// `s` as a JSON string.
 fn push_str(out: &mut String, s: &str) {

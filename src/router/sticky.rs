@@ -5,6 +5,7 @@
 
 use super::Router;
 use crate::config::Config;
+use crate::hash_key;
 use crate::state::{keys, SharedStore};
 use crate::sticky::{self, CookieAttributes, Secrets};
 
@@ -95,7 +96,7 @@ impl Router {
         // (sticky::MAX_TAGS tags), however many forged cookies the header holds.
         let ids = &self.config.pool;
         let found =
-            s.secrets.first_valid(sticky::values(header, &s.attrs.name), s.pool, now_s, |c| {
+            s.secrets.first_valid(hash_key::cookies(header, &s.attrs.name), s.pool, now_s, |c| {
                 let index = ids.iter().position(|b| b.id == c.backend_id)?;
                 self.availability.as_ref().is_none_or(|a| a.accepts(index)).then(|| StickyTicket {
                     pinned: Some(index),

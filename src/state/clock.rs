@@ -17,7 +17,7 @@
 use super::{keys, SharedStore, StoreError};
 
 pub const VERSION: u8 = 1;
-const MS: u64 = 1_000_000;
+use crate::MS;
 /// The most this clock moves past its anchor, and the longest it stands still after a step
 /// back.
 pub const MAX_STEP_NS: u64 = 1_000 * MS;

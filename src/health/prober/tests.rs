@@ -6,7 +6,7 @@ use super::*;
 use crate::health::{ActivePolicy, Change};
 use crate::state::memory::MemoryStore;
 
-const MS: u64 = 1_000_000;
+use crate::MS;
 
 fn config(extra: &str) -> Config {
     Config::from_json(

@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::lb::testkit::{accept_all, pick_in, pool, FakeLoad};
-use crate::lb::MS;
+use crate::MS;
 use proptest::prelude::*;
 
 const SEC: u64 = 1_000_000_000;

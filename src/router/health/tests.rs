@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::router::{NoMetrics, Router};
 use crate::state::memory::MemoryStore;
 
-const MS: u64 = 1_000_000;
+use crate::MS;
 const S: u64 = 1_000 * MS;
 const HOUR: i64 = 3_600 * S as i64;
 /// Where the wall clock starts (Unix time, ns).

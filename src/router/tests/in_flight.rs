@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use super::super::*;
 use crate::state::memory::MemoryStore;
 
-const MS: u64 = 1_000_000;
+use crate::MS;
 const S: u64 = 1_000 * MS;
 /// The README's bound: a dead VM stops counting 3 s after its last heartbeat, seen by every
 /// other VM at its next tick (≤ 200 ms).

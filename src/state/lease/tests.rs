@@ -155,7 +155,7 @@ fn jitter_stays_within_bounds_and_is_the_same_for_every_vm() {
     }
 }
 
-const MS: u64 = 1_000_000;
+use crate::MS;
 const INTERVAL: u64 = 5_000 * MS;
 const JITTER: u64 = 500 * MS;
 const TICK: u64 = 100 * MS;
