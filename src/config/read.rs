@@ -114,9 +114,26 @@ fn located(e: &serde_path_to_error::Error<serde_json::Error>) -> ConfigError {
     } else if text.starts_with("duplicate field") {
         format!("{text}; valid: each member at most once")
     } else {
-        text.to_string()
+        reworded(text).unwrap_or_else(|| text.to_string())
     };
     ConfigError::at(path, message)
+}
+
+/// serde_json words a wrong type itself where an array or an object is expected: a long
+/// string is quoted cut (its size counted as quoted, escapes included) and a float written
+/// short (`1e300`, not 301 digits), as [`Found`] does.
+fn reworded(text: &str) -> Option<String> {
+    let (found, expected) = text.strip_prefix("invalid type: ")?.rsplit_once(", expected ")?;
+    if !matches!(expected, "a JSON object" | "a sequence") {
+        return None;
+    }
+    let found = if let Some(quoted) = found.strip_prefix("string \"") {
+        format!("string \"{}\"", shown(quoted.strip_suffix('"')?))
+    } else {
+        let x: f64 = found.strip_prefix("floating point `")?.strip_suffix('`')?.parse().ok()?;
+        Found::Float(x).to_string()
+    };
+    Some(format!("invalid type: {found}, expected {expected}"))
 }
 
 /// A JSON value of the wrong type, worded like serde.
@@ -180,7 +197,8 @@ pub(super) trait Shape<'de>: Sized {
 
 struct Via<T>(PhantomData<T>);
 
-/// Deserializes a [`Shape`]: serde_json hands every JSON type to the shape.
+/// Deserializes a [`Shape`] that is a JSON array or object: serde_json hands every JSON type
+/// to the shape.
 pub(super) fn any<'de, T: Shape<'de>, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
     d.deserialize_any(Via(PhantomData))
 }
@@ -215,6 +233,77 @@ impl<'de, T: Shape<'de>> Visitor<'de> for Via<T> {
     fn visit_map<A: MapAccess<'de>>(self, a: A) -> Result<T, A::Error> {
         T::map(a)
     }
+}
+
+/// Deserializes a [`Shape`] that is a JSON array; serde_json refuses other types itself.
+fn seq<'de, T: Shape<'de>, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+    d.deserialize_seq(Via(PhantomData))
+}
+
+/// Deserializes a [`Shape`] that is a JSON object; serde_json refuses other types itself.
+fn map<'de, T: Shape<'de>, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+    d.deserialize_map(Via(PhantomData))
+}
+
+/// A JSON scalar as read, before a [`Shape`] checks it. One visitor type for every scalar
+/// shape keeps serde_json's reader instantiated once for them (the .wasm stays small).
+enum Scalar {
+    Bool(bool),
+    Unsigned(u64),
+    Signed(i64),
+    Float(f64),
+    Str(String),
+}
+
+struct ScalarVisitor<'a> {
+    wrong: &'a dyn Fn(Found<'_>) -> String,
+    expecting: &'a str,
+}
+
+impl<'de> Visitor<'de> for ScalarVisitor<'_> {
+    type Value = Scalar;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Scalar, E> {
+        Ok(Scalar::Bool(b))
+    }
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Scalar, E> {
+        Ok(Scalar::Unsigned(n))
+    }
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Scalar, E> {
+        Ok(Scalar::Signed(n))
+    }
+    fn visit_f64<E: de::Error>(self, x: f64) -> Result<Scalar, E> {
+        Ok(Scalar::Float(x))
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Scalar, E> {
+        Ok(Scalar::Str(s.to_string()))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Scalar, E> {
+        Err(E::custom((self.wrong)(Found::Null)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Scalar, A::Error> {
+        Err(de::Error::custom((self.wrong)(Found::Seq)))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Scalar, A::Error> {
+        Err(de::Error::custom((self.wrong)(Found::Map)))
+    }
+}
+
+/// Deserializes a [`Shape`] that is a JSON scalar.
+pub(super) fn scalar<'de, T: Shape<'de>, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+    let expecting = T::expecting();
+    let value = d.deserialize_any(ScalarVisitor { wrong: &T::wrong, expecting: &expecting })?;
+    match value {
+        Scalar::Bool(b) => T::boolean(b),
+        Scalar::Unsigned(n) => T::unsigned(n),
+        Scalar::Signed(n) => T::signed(n),
+        Scalar::Float(x) => T::float(x),
+        Scalar::Str(s) => T::string(&s),
+    }
+    .map_err(de::Error::custom)
 }
 
 /// A JSON string.
@@ -357,21 +446,21 @@ impl<E: Named> Shape<'_> for Name<E> {
 }
 
 macro_rules! deserialize_via_shape {
-    ($(impl[$($g:tt)*] $t:ty;)*) => {$(
+    ($($read:ident: impl[$($g:tt)*] $t:ty;)*) => {$(
         impl<'de, $($g)*> Deserialize<'de> for $t {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                any(d)
+                $read(d)
             }
         }
     )*};
 }
 
 deserialize_via_shape! {
-    impl[] Str;
-    impl[] Flag;
-    impl[const MIN: u32, const MAX: u32] Int<MIN, MAX>;
-    impl[const MIN: u32, const MAX: u32] Num<MIN, MAX>;
-    impl[T: Deserialize<'de>] List<T>;
-    impl[T: Deserialize<'de>] Obj<T>;
-    impl[E: Named] Name<E>;
+    scalar: impl[] Str;
+    scalar: impl[] Flag;
+    scalar: impl[const MIN: u32, const MAX: u32] Int<MIN, MAX>;
+    scalar: impl[const MIN: u32, const MAX: u32] Num<MIN, MAX>;
+    seq: impl[T: Deserialize<'de>] List<T>;
+    map: impl[T: Deserialize<'de>] Obj<T>;
+    scalar: impl[E: Named] Name<E>;
 }

@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer};
 
-use super::read::{any, name_of, Flag, Int, Name, Named, Shape, Str};
+use super::read::{any, name_of, scalar, Flag, Int, Name, Named, Shape, Str};
 use super::text::{cookie_name, shown};
 use super::ConfigError;
 
@@ -220,7 +220,7 @@ impl<'de> Deserialize<'de> for Secrets {
 
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        any(d)
+        scalar(d)
     }
 }
 
