@@ -988,7 +988,7 @@ fn null_means_absent_inside_blocks() {
     assert_eq!((check.path.as_str(), check.interval_ms), ("/healthz", 2_000));
     assert_eq!(c.outlier_detection, Some(OutlierDetection::default()));
     assert_eq!(c.sticky.map(|s| s.ttl_s), Some(3600));
-    assert_eq!(c.status.map(|s| s.path), Some(DEFAULT_STATUS_PATH.to_string()));
+    assert_eq!(c.status.map(|s| s.path), Some(status::DEFAULT_STATUS_PATH.to_string()));
     assert_eq!((c.panic_threshold_percent, c.slow_start_ms), (50, 0));
     // A backend's optional members too.
     let c = parse(&with_backend(
