@@ -49,7 +49,8 @@ fn config(algorithm: Algorithm) -> AlgorithmConfig {
 
 fn picks(c: &mut Criterion) {
     // source_ip_hash is maglev with another key: not measured twice.
-    let algorithms = ALGORITHMS.into_iter().filter(|&a| a != Algorithm::SourceIpHash);
+    let algorithms =
+        ALGORITHMS.into_iter().map(|(a, _)| a).filter(|&a| a != Algorithm::SourceIpHash);
     let mut group = c.benchmark_group("pick");
     group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
     for n in [10usize, 100, 1000] {

@@ -6,6 +6,20 @@ use std::net::SocketAddr;
 /// Most backends one pool may hold (bounds per-VM memory and per-request work).
 pub const MAX_BACKENDS: usize = 10_000;
 
+/// Longest backend id: the id is carried in the sticky cookie.
+pub const MAX_ID_LEN: usize = 64;
+
+/// Whether `id` is a backend id: 1 to [`MAX_ID_LEN`] bytes of `[A-Za-z0-9_.-]` (the config
+/// refuses others; the sticky cookie carries only these).
+pub fn is_valid_id(id: &str) -> bool {
+    (1..=MAX_ID_LEN).contains(&id.len()) && id.bytes().all(is_id_byte)
+}
+
+/// A byte of a backend id: `[A-Za-z0-9_.-]`.
+pub fn is_id_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-'
+}
+
 /// One configured upstream endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backend {

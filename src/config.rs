@@ -1,28 +1,32 @@
-//! Plugin configuration: JSON text -> [`de::Json`] tree -> `RawConfig` (shapes and types
-//! checked, unknown fields refused) -> validated [`Config`]. Every error is a [`ConfigError`]
-//! that names the JSON path and says what is valid.
+//! Plugin configuration: JSON text -> `RawConfig` (serde: members matched by name, shapes and
+//! types checked, unknown and repeated members refused; see [`read`]) -> `validate()` (ranges
+//! that relate, address syntax, uniqueness, cross-field rules) -> [`Config`]. Every error is a
+//! [`ConfigError`] that names the JSON path and says what is valid.
 
 mod algorithm;
-mod de;
 mod health_check;
-mod json;
 mod outlier;
+mod read;
 mod status;
 mod sticky;
 mod target;
+mod text;
 
 use std::fmt;
 use std::net::SocketAddr;
 
-use algorithm::RawAlgorithm;
+use serde::Deserialize;
+
 #[cfg(any(test, feature = "testing"))]
 pub use algorithm::ALGORITHMS;
 pub use algorithm::{Algorithm, AlgorithmConfig, HashOn};
-use de::{array, boolean, int, object, shown, string, Json};
+use algorithm::{RawAlgorithm, RawHashOn, RawLeastRequest, RawLeastTime, RawMaglev, RawRingHash};
 pub use health_check::HealthCheck;
 use health_check::RawHealthCheck;
 pub use outlier::OutlierDetection;
 use outlier::RawOutlier;
+use read::{Flag, Int, List, Name, Num, Obj, Str};
+use status::RawStatus;
 pub use status::Status;
 use sticky::RawSticky;
 #[cfg(test)]
@@ -31,10 +35,10 @@ pub use sticky::Sticky;
 use target::{cluster_name, RawTarget};
 pub use target::{Target, TargetMode, MAX_HOSTS_LIMIT};
 
-use crate::backend::{Backend, Pool, MAX_BACKENDS};
+use crate::backend::{is_valid_id, Backend, Pool, MAX_BACKENDS, MAX_ID_LEN};
+use text::shown;
 
 const MAX_WEIGHT: u32 = 10_000;
-const MAX_ID_LEN: usize = 64;
 const MAX_CLUSTER_LEN: usize = 256;
 
 /// A refused configuration: `path` is a JSON path such as `$.backends[1].weight`.
@@ -87,108 +91,72 @@ pub struct Config {
 /// Envoy's default healthy panic threshold.
 const DEFAULT_PANIC_PERCENT: u32 = 50;
 
-/// The JSON members of the top-level object, in the order messages list them.
-const FIELDS: &[&str] = &[
-    "cluster",
-    "algorithm",
-    "backends",
-    "target",
-    "least_request",
-    "least_time",
-    "hash_on",
-    "maglev",
-    "ring_hash",
-    "balance_factor",
-    "health_check",
-    "panic_threshold_percent",
-    "outlier_detection",
-    "slow_start_ms",
-    "sticky",
-    "status",
-];
-/// `cluster` and `backends`.
-const REQUIRED: u32 = 0b101;
-
-/// The top-level object, shapes and types checked; `validate` checks the values.
+/// The top-level object, shapes and types checked; `validate` checks the values. The members'
+/// order is the order messages list them in.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawConfig {
-    cluster: String,
-    backends: Vec<RawBackend>,
-    target: RawTarget,
-    balancing: RawAlgorithm,
-    health_check: Option<RawHealthCheck>,
-    panic_threshold_percent: Option<u32>,
-    outlier_detection: Option<RawOutlier>,
-    slow_start_ms: Option<u32>,
-    sticky: Option<RawSticky>,
-    status: Option<Status>,
+    cluster: Str,
+    algorithm: Option<Name<Algorithm>>,
+    backends: List<Obj<RawBackend>>,
+    target: Option<Obj<RawTarget>>,
+    least_request: Option<Obj<RawLeastRequest>>,
+    least_time: Option<Obj<RawLeastTime>>,
+    hash_on: Option<Obj<RawHashOn>>,
+    maglev: Option<Obj<RawMaglev>>,
+    ring_hash: Option<Obj<RawRingHash>>,
+    balance_factor: Option<Num<1, 100>>,
+    health_check: Option<Obj<RawHealthCheck>>,
+    panic_threshold_percent: Option<Int<0, 100>>,
+    outlier_detection: Option<Obj<RawOutlier>>,
+    slow_start_ms: Option<Int<0, 3_600_000>>,
+    sticky: Option<Obj<RawSticky>>,
+    status: Option<Obj<RawStatus>>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawBackend {
-    id: String,
-    address: Option<String>,
-    cluster: Option<String>,
-    weight: Option<u32>,
-    backup: bool,
-    drain: bool,
+    id: Str,
+    address: Option<Str>,
+    cluster: Option<Str>,
+    weight: Option<Int<1, MAX_WEIGHT>>,
+    backup: Option<Flag>,
+    drain: Option<Flag>,
 }
 
 impl Config {
     /// Parses and validates the plugin configuration bytes.
     pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
-        let json = json::parse(bytes).map_err(|e| {
-            ConfigError::at(
-                "$",
-                format!("not valid JSON: {e}; valid: one JSON object (see the config reference)"),
-            )
-        })?;
-        let raw = RawConfig::read(&json)?;
-        let mut config = raw.validate()?;
+        let raw: Obj<RawConfig> = read::parse(bytes)?;
+        let mut config = raw.0.validate()?;
         config.digest = crate::hash_key::hash(bytes);
         Ok(config)
     }
 }
 
 impl RawConfig {
-    /// Reads the top-level object; members are checked in document order.
-    fn read(json: &Json) -> Result<RawConfig, ConfigError> {
-        let mut raw = RawConfig {
-            cluster: String::new(),
-            backends: Vec::new(),
-            target: RawTarget::default(),
-            balancing: RawAlgorithm::default(),
-            health_check: None,
-            panic_threshold_percent: None,
-            outlier_detection: None,
-            slow_start_ms: None,
-            sticky: None,
-            status: None,
-        };
-        object(json, "$", FIELDS, REQUIRED, &mut |i, v, p| {
-            match i {
-                0 => raw.cluster = string(v, p)?,
-                2 => raw.backends = read_backends(v, p)?,
-                3 => raw.target = RawTarget::read(v, p)?,
-                10 => raw.health_check = Some(RawHealthCheck::read(v, p)?),
-                11 => raw.panic_threshold_percent = Some(int(v, p, 0, 100)?),
-                12 => raw.outlier_detection = Some(RawOutlier::read(v, p)?),
-                13 => raw.slow_start_ms = Some(int(v, p, 0, 3_600_000)?),
-                14 => raw.sticky = Some(RawSticky::read(v, p)?),
-                15 => raw.status = Some(status::read(v, p)?),
-                _ => raw.balancing.read(i, v, p)?,
-            }
-            Ok(())
-        })?;
-        Ok(raw)
-    }
-
     fn validate(self) -> Result<Config, ConfigError> {
-        cluster_name(&self.cluster).map_err(|m| ConfigError::at("$.cluster", m))?;
-        let target = self.target.validate(self.health_check.is_some())?;
-        let pool = validate_backends(self.backends, target.mode)?;
-        let balancing = self.balancing.validate(pool.len())?;
-        let mut health_check = self.health_check.map(RawHealthCheck::validate).transpose()?;
+        let cluster = self.cluster.0;
+        cluster_name(&cluster).map_err(|m| ConfigError::at("$.cluster", m))?;
+        let target = self.target.map(|t| t.0).unwrap_or_default();
+        let target = target.validate(self.health_check.is_some())?;
+        let backends = self.backends.0.into_iter().map(|b| b.0).collect();
+        let pool = validate_backends(backends, target.mode)?;
+        let balancing = RawAlgorithm {
+            algorithm: self.algorithm.map(|a| a.0).unwrap_or_default(),
+            least_request: self.least_request.map(|b| b.0),
+            least_time: self.least_time.map(|b| b.0),
+            hash_on: self.hash_on.map(|b| b.0),
+            maglev: self.maglev.map(|b| b.0),
+            ring_hash: self.ring_hash.map(|b| b.0),
+            balance_factor: self.balance_factor.map(|n| n.0),
+        }
+        .validate(pool.len())?;
+        let health_check = self.health_check.map(|h| h.0.validate()).transpose()?;
+        let mut health_check = health_check;
         if let Some(check) = health_check.as_mut().filter(|c| c.host.is_none()) {
-            let host = health_check::default_host(&self.cluster)
+            let host = health_check::default_host(&cluster)
                 .map_err(|m| ConfigError::at("$.health_check.host", m))?;
             check.host = Some(host);
         }
@@ -205,55 +173,21 @@ impl RawConfig {
             ));
         }
         Ok(Config {
-            cluster: self.cluster,
+            cluster,
             algorithm: balancing.algorithm,
             balancing,
             pool,
             target,
             health_check,
-            panic_threshold_percent: self.panic_threshold_percent.unwrap_or(DEFAULT_PANIC_PERCENT),
-            outlier_detection: self.outlier_detection.map(RawOutlier::validate).transpose()?,
-            slow_start_ms: self.slow_start_ms.map_or(0, u64::from),
-            sticky: self.sticky.map(RawSticky::validate).transpose()?,
-            status: self.status,
+            panic_threshold_percent: self
+                .panic_threshold_percent
+                .map_or(DEFAULT_PANIC_PERCENT, |n| n.0),
+            outlier_detection: self.outlier_detection.map(|o| o.0.validate()).transpose()?,
+            slow_start_ms: self.slow_start_ms.map_or(0, |n| u64::from(n.0)),
+            sticky: self.sticky.map(|s| s.0.validate()).transpose()?,
+            status: self.status.map(|s| s.0.validate()).transpose()?,
             digest: 0,
         })
-    }
-}
-
-fn read_backends(v: &Json, path: &str) -> Result<Vec<RawBackend>, ConfigError> {
-    let items = array(v, path)?;
-    let mut backends = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        backends.push(RawBackend::read(item, &format!("{path}[{i}]"))?);
-    }
-    Ok(backends)
-}
-
-impl RawBackend {
-    fn read(v: &Json, path: &str) -> Result<RawBackend, ConfigError> {
-        let mut b = RawBackend {
-            id: String::new(),
-            address: None,
-            cluster: None,
-            weight: None,
-            backup: false,
-            drain: false,
-        };
-        // `id` is required; `address` or `cluster`, by target mode, when validated.
-        let fields = &["id", "address", "cluster", "weight", "backup", "drain"];
-        object(v, path, fields, 0b001, &mut |i, v, p| {
-            match i {
-                0 => b.id = string(v, p)?,
-                1 => b.address = Some(string(v, p)?),
-                2 => b.cluster = Some(string(v, p)?),
-                3 => b.weight = Some(int(v, p, 1, MAX_WEIGHT)?),
-                4 => b.backup = boolean(v, p)?,
-                _ => b.drain = boolean(v, p)?,
-            }
-            Ok(())
-        })?;
-        Ok(b)
     }
 }
 
@@ -272,17 +206,18 @@ fn validate_backends(raw: Vec<RawBackend>, mode: TargetMode) -> Result<Pool, Con
     let mut clusters: fnv::FnvHashMap<&str, usize> = fnv::FnvHashMap::default();
     let mut backends = Vec::with_capacity(raw.len());
     for (i, b) in raw.iter().enumerate() {
-        validate_id(&b.id).map_err(|m| ConfigError::at(format!("$.backends[{i}].id"), m))?;
-        if let Some(first) = ids.insert(&b.id, i) {
+        let id = b.id.0.as_str();
+        validate_id(id).map_err(|m| ConfigError::at(format!("$.backends[{i}].id"), m))?;
+        if let Some(first) = ids.insert(id, i) {
             return Err(ConfigError::at(
                 format!("$.backends[{i}].id"),
                 format!(
                     "duplicate id {:?} (also $.backends[{first}].id); valid: unique ids",
-                    shown(&b.id)
+                    shown(id)
                 ),
             ));
         }
-        let weight = b.weight.unwrap_or(1);
+        let weight = b.weight.as_ref().map_or(1, |w| w.0);
         let backend = if mode == TargetMode::ClusterHeader {
             let cluster = located(&b.cluster, &b.address, i, "cluster", "address", mode)?;
             cluster_name(cluster)
@@ -297,7 +232,7 @@ fn validate_backends(raw: Vec<RawBackend>, mode: TargetMode) -> Result<Pool, Con
                     ),
                 ));
             }
-            Backend::in_cluster(b.id.clone(), cluster.to_string(), weight)
+            Backend::in_cluster(id.to_string(), cluster.to_string(), weight)
         } else {
             let address = located(&b.address, &b.cluster, i, "address", "cluster", mode)?;
             let address = parse_address(address)
@@ -311,10 +246,15 @@ fn validate_backends(raw: Vec<RawBackend>, mode: TargetMode) -> Result<Pool, Con
                     ),
                 ));
             }
-            Backend::new(b.id.clone(), address, weight)
+            Backend::new(id.to_string(), address, weight)
         };
-        let backend = if b.backup { backend.into_backup() } else { backend };
-        backends.push(if b.drain { backend.draining() } else { backend });
+        let backend =
+            if b.backup.as_ref().is_some_and(|f| f.0) { backend.into_backup() } else { backend };
+        backends.push(if b.drain.as_ref().is_some_and(|f| f.0) {
+            backend.draining()
+        } else {
+            backend
+        });
     }
     Ok(Pool::new(backends))
 }
@@ -322,8 +262,8 @@ fn validate_backends(raw: Vec<RawBackend>, mode: TargetMode) -> Result<Pool, Con
 /// Where backend `i` is, in `mode`: `wanted` (`address` or `cluster`) must be there and
 /// `other` must not.
 fn located<'a>(
-    wanted: &'a Option<String>,
-    other: &Option<String>,
+    wanted: &'a Option<Str>,
+    other: &Option<Str>,
     i: usize,
     wanted_name: &str,
     other_name: &str,
@@ -340,7 +280,7 @@ fn located<'a>(
             format!("is not used with target.mode \"{}\"; valid: {valid}", mode.name()),
         ));
     }
-    wanted.as_deref().ok_or_else(|| {
+    wanted.as_ref().map(|s| s.0.as_str()).ok_or_else(|| {
         ConfigError::at(
             format!("$.backends[{i}]"),
             format!("missing field `{wanted_name}`; valid: {valid}"),
@@ -349,9 +289,7 @@ fn located<'a>(
 }
 
 fn validate_id(id: &str) -> Result<(), String> {
-    let ok_len = !id.is_empty() && id.len() <= MAX_ID_LEN;
-    let ok_chars = id.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
-    if ok_len && ok_chars {
+    if is_valid_id(id) {
         Ok(())
     } else {
         Err(format!(

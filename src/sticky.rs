@@ -69,7 +69,7 @@ const MAC_LEN: usize = 16;
 const FIXED_LEN: usize = HEADER_LEN + EXPIRY_LEN + MAC_LEN;
 
 /// Longest backend id a cookie can carry, in bytes.
-pub const MAX_ID_LEN: usize = 64;
+pub use crate::backend::MAX_ID_LEN;
 /// Longest cookie value [`Secrets::verify`] decodes, in characters; longer ones are `Malformed`.
 pub const MAX_VALUE_LEN: usize = 512;
 /// Most values of a request's cookies [`Secrets::first_valid`] looks at.
@@ -124,15 +124,10 @@ impl fmt::Display for Invalid {
     }
 }
 
-/// Whether `id` can be carried in a cookie: 1..=64 bytes of `[A-Za-z0-9_.-]`. Config should
-/// reject other ids of a sticky pool, since [`Secrets::sign`] cannot sign them.
-pub fn is_valid_backend_id(id: &str) -> bool {
-    (1..=MAX_ID_LEN).contains(&id.len()) && id.bytes().all(is_id_byte)
-}
-
-fn is_id_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-'
-}
+use crate::backend::is_id_byte;
+/// Whether `id` can be carried in a cookie: a backend id ([`crate::backend::is_valid_id`]),
+/// which config refuses otherwise; [`Secrets::sign`] cannot sign other ids.
+pub use crate::backend::is_valid_id as is_valid_backend_id;
 
 /// Test-only counters of the work done on this thread: secrets keyed (a secret longer than
 /// 64 bytes is hashed to key HMAC-SHA256) and tags computed.

@@ -241,8 +241,8 @@ const NOT_UTF8: &str = "<0xFF>";
 /// [`invalid_utf8_in_the_yaml_is_refused_by_envoy`]), and YAML escapes such as "\xFF" denote
 /// the code point U+00FF, valid UTF-8. The Wasm filter's `configuration` may instead be a
 /// `google.protobuf.BytesValue` (base64 in YAML), which Envoy hands over byte for byte: that
-/// is how these cases get invalid UTF-8 to the filter. (The native unit tests of the JSON
-/// parser cover invalid UTF-8 at every position.)
+/// is how these cases get invalid UTF-8 to the filter. (The native unit tests in
+/// src/config/tests.rs cover invalid UTF-8 in a value, a key and outside strings.)
 fn utf8_cases() -> Vec<Case> {
     let bytes = |name, config: String, path, message: &str| Case {
         tweak: Some(bytes_value as fn(&mut Value)),

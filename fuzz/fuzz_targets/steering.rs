@@ -179,7 +179,7 @@ fn config(input: &Input) -> (String, Setup) {
             )
         })
         .collect();
-    let algorithm = ALGORITHMS[usize::from(input.algorithm) % ALGORITHMS.len()].name();
+    let algorithm = ALGORITHMS[usize::from(input.algorithm) % ALGORITHMS.len()].1;
     let max_hosts = 1 + usize::from(input.max_hosts) % 10;
     let mut json = format!(
         r#"{{"cluster":"pool","algorithm":"{}","backends":[{}],"target":{{"max_hosts":{max_hosts}}}"#,

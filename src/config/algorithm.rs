@@ -3,9 +3,10 @@
 //! block that the chosen algorithm does not use is refused, so a leftover cannot silently do
 //! nothing.
 
-use super::de::{
-    boolean, header_name, int, is_token, number, object, shown, string, variant, Json,
-};
+use serde::Deserialize;
+
+use super::read::{name_of, Flag, Int, Named, Num, Str};
+use super::text::{cookie_name, header_name, shown};
 use super::ConfigError;
 
 /// How backends are chosen; the JSON names are the public interface.
@@ -28,38 +29,26 @@ pub enum Algorithm {
     SourceIpHash,
 }
 
-/// Every algorithm, in the order of [`ALGORITHM_NAMES`].
-pub const ALGORITHMS: [Algorithm; 7] = [
-    Algorithm::RoundRobin,
-    Algorithm::Random,
-    Algorithm::LeastRequest,
-    Algorithm::LeastTime,
-    Algorithm::RingHash,
-    Algorithm::Maglev,
-    Algorithm::SourceIpHash,
-];
-/// The JSON names of [`ALGORITHMS`] (the same as [`Algorithm::name`]).
-const ALGORITHM_NAMES: &[&str] = &[
-    "round_robin",
-    "random",
-    "least_request",
-    "least_time",
-    "ring_hash",
-    "maglev",
-    "source_ip_hash",
+/// Every algorithm and its JSON name: the one place the names are written (the public
+/// interface).
+pub const ALGORITHMS: [(Algorithm, &str); 7] = [
+    (Algorithm::RoundRobin, "round_robin"),
+    (Algorithm::Random, "random"),
+    (Algorithm::LeastRequest, "least_request"),
+    (Algorithm::LeastTime, "least_time"),
+    (Algorithm::RingHash, "ring_hash"),
+    (Algorithm::Maglev, "maglev"),
+    (Algorithm::SourceIpHash, "source_ip_hash"),
 ];
 
+impl Named for Algorithm {
+    const NAMES: &'static [(Self, &'static str)] = &ALGORITHMS;
+}
+
 impl Algorithm {
+    /// The JSON name.
     pub fn name(self) -> &'static str {
-        match self {
-            Algorithm::RoundRobin => "round_robin",
-            Algorithm::Random => "random",
-            Algorithm::LeastRequest => "least_request",
-            Algorithm::LeastTime => "least_time",
-            Algorithm::RingHash => "ring_hash",
-            Algorithm::Maglev => "maglev",
-            Algorithm::SourceIpHash => "source_ip_hash",
-        }
+        name_of(self)
     }
 
     fn hashes(self) -> bool {
@@ -121,40 +110,44 @@ impl AlgorithmConfig {
 const MAX_MAGLEV_TABLE_SIZE: u32 = 5_000_011;
 const MAX_RING_SIZE: u32 = 8_388_608;
 
-#[derive(Default)]
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawLeastRequest {
-    choice_count: Option<u32>,
-    active_request_bias: Option<f64>,
+    choice_count: Option<Int<0, 100>>,
+    active_request_bias: Option<Num<0, 10>>,
 }
 
-#[derive(Default)]
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawLeastTime {
-    default_rtt_ms: Option<u32>,
-    decay_ms: Option<u32>,
-    error_penalty_ms: Option<u32>,
+    default_rtt_ms: Option<Int<1, 60_000>>,
+    decay_ms: Option<Int<1, 600_000>>,
+    error_penalty_ms: Option<Int<1, 600_000>>,
 }
 
-#[derive(Default)]
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawHashOn {
-    source_ip: Option<bool>,
-    header: Option<String>,
-    cookie: Option<String>,
-    query: Option<String>,
+    source_ip: Option<Flag>,
+    header: Option<Str>,
+    cookie: Option<Str>,
+    query: Option<Str>,
 }
 
-#[derive(Default)]
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawMaglev {
-    table_size: Option<u32>,
+    table_size: Option<Int<1, MAX_MAGLEV_TABLE_SIZE>>,
 }
 
-#[derive(Default)]
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawRingHash {
-    min_ring_size: Option<u32>,
-    max_ring_size: Option<u32>,
+    min_ring_size: Option<Int<1, MAX_RING_SIZE>>,
+    max_ring_size: Option<Int<1, MAX_RING_SIZE>>,
 }
 
 /// The algorithm-related members of the top-level JSON object.
-#[derive(Default)]
 pub(super) struct RawAlgorithm {
     pub algorithm: Algorithm,
     pub least_request: Option<RawLeastRequest>,
@@ -179,23 +172,6 @@ fn only_with(present: bool, name: &str, used: bool, who: &str) -> Result<(), Con
 }
 
 impl RawAlgorithm {
-    /// Reads the top-level member `i` of `super::FIELDS` (one of the algorithm's) at `path`.
-    pub fn read(&mut self, i: usize, v: &Json, path: &str) -> Result<(), ConfigError> {
-        match i {
-            1 => {
-                let n = variant(v, path, ALGORITHM_NAMES)?;
-                self.algorithm = ALGORITHMS.get(n).copied().unwrap_or_default();
-            }
-            4 => self.least_request = Some(RawLeastRequest::read(v, path)?),
-            5 => self.least_time = Some(RawLeastTime::read(v, path)?),
-            6 => self.hash_on = Some(RawHashOn::read(v, path)?),
-            7 => self.maglev = Some(RawMaglev::read(v, path)?),
-            8 => self.ring_hash = Some(RawRingHash::read(v, path)?),
-            _ => self.balance_factor = Some(number(v, path, 1, 100)?),
-        }
-        Ok(())
-    }
-
     pub fn validate(self, backends: usize) -> Result<AlgorithmConfig, ConfigError> {
         use Algorithm::*;
         let a = self.algorithm;
@@ -203,9 +179,9 @@ impl RawAlgorithm {
             self.least_request.is_some(),
             "least_request",
             a == LeastRequest,
-            "least_request",
+            LeastRequest.name(),
         )?;
-        only_with(self.least_time.is_some(), "least_time", a == LeastTime, "least_time")?;
+        only_with(self.least_time.is_some(), "least_time", a == LeastTime, LeastTime.name())?;
         only_with(
             self.hash_on.is_some(),
             "hash_on",
@@ -218,7 +194,7 @@ impl RawAlgorithm {
             matches!(a, Maglev | SourceIpHash),
             "maglev or source_ip_hash",
         )?;
-        only_with(self.ring_hash.is_some(), "ring_hash", a == RingHash, "ring_hash")?;
+        only_with(self.ring_hash.is_some(), "ring_hash", a == RingHash, RingHash.name())?;
         only_with(
             self.balance_factor.is_some(),
             "balance_factor",
@@ -247,7 +223,7 @@ impl RawAlgorithm {
             _ => None,
         };
 
-        let table = mg.table_size.map_or(DEFAULT_MAGLEV_TABLE_SIZE, |n| n as usize);
+        let table = mg.table_size.map_or(DEFAULT_MAGLEV_TABLE_SIZE, |n| n.0 as usize);
         if !is_prime(table) || table < backends {
             return Err(ConfigError::at(
                 "$.maglev.table_size",
@@ -258,8 +234,8 @@ impl RawAlgorithm {
                 ),
             ));
         }
-        let min_ring = rh.min_ring_size.map_or(1024, |n| n as usize);
-        let max_ring = rh.max_ring_size.map_or(MAX_RING_SIZE as usize, |n| n as usize);
+        let min_ring = rh.min_ring_size.map_or(1024, |n| n.0 as usize);
+        let max_ring = rh.max_ring_size.map_or(MAX_RING_SIZE as usize, |n| n.0 as usize);
         if min_ring > max_ring {
             return Err(ConfigError::at(
                 "$.ring_hash.min_ring_size",
@@ -268,11 +244,11 @@ impl RawAlgorithm {
         }
         Ok(AlgorithmConfig {
             algorithm: a,
-            choice_count: lr.choice_count.map_or(2, |n| n as usize),
-            active_request_bias: lr.active_request_bias.unwrap_or(1.0),
-            default_rtt_ms: lt.default_rtt_ms.map_or(30, u64::from),
-            decay_ms: lt.decay_ms.map_or(10_000, u64::from),
-            error_penalty_ms: lt.error_penalty_ms.map_or(1_000, u64::from),
+            choice_count: lr.choice_count.map_or(2, |n| n.0 as usize),
+            active_request_bias: lr.active_request_bias.map_or(1.0, |n| n.0),
+            default_rtt_ms: lt.default_rtt_ms.map_or(30, |n| u64::from(n.0)),
+            decay_ms: lt.decay_ms.map_or(10_000, |n| u64::from(n.0)),
+            error_penalty_ms: lt.error_penalty_ms.map_or(1_000, |n| u64::from(n.0)),
             hash_on,
             maglev_table_size: table,
             min_ring_size: min_ring,
@@ -282,76 +258,7 @@ impl RawAlgorithm {
     }
 }
 
-impl RawLeastRequest {
-    fn read(v: &Json, path: &str) -> Result<RawLeastRequest, ConfigError> {
-        let mut lr = RawLeastRequest::default();
-        object(v, path, &["choice_count", "active_request_bias"], 0, &mut |i, v, p| {
-            match i {
-                0 => lr.choice_count = Some(int(v, p, 0, 100)?),
-                _ => lr.active_request_bias = Some(number(v, p, 0, 10)?),
-            }
-            Ok(())
-        })?;
-        Ok(lr)
-    }
-}
-
-impl RawLeastTime {
-    fn read(v: &Json, path: &str) -> Result<RawLeastTime, ConfigError> {
-        let mut lt = RawLeastTime::default();
-        let fields = ["default_rtt_ms", "decay_ms", "error_penalty_ms"];
-        object(v, path, &fields, 0, &mut |i, v, p| {
-            match i {
-                0 => lt.default_rtt_ms = Some(int(v, p, 1, 60_000)?),
-                1 => lt.decay_ms = Some(int(v, p, 1, 600_000)?),
-                _ => lt.error_penalty_ms = Some(int(v, p, 1, 600_000)?),
-            }
-            Ok(())
-        })?;
-        Ok(lt)
-    }
-}
-
-impl RawMaglev {
-    fn read(v: &Json, path: &str) -> Result<RawMaglev, ConfigError> {
-        let mut mg = RawMaglev::default();
-        object(v, path, &["table_size"], 0, &mut |_, v, p| {
-            mg.table_size = Some(int(v, p, 1, MAX_MAGLEV_TABLE_SIZE)?);
-            Ok(())
-        })?;
-        Ok(mg)
-    }
-}
-
-impl RawRingHash {
-    fn read(v: &Json, path: &str) -> Result<RawRingHash, ConfigError> {
-        let mut rh = RawRingHash::default();
-        object(v, path, &["min_ring_size", "max_ring_size"], 0, &mut |i, v, p| {
-            match i {
-                0 => rh.min_ring_size = Some(int(v, p, 1, MAX_RING_SIZE)?),
-                _ => rh.max_ring_size = Some(int(v, p, 1, MAX_RING_SIZE)?),
-            }
-            Ok(())
-        })?;
-        Ok(rh)
-    }
-}
-
 impl RawHashOn {
-    fn read(v: &Json, path: &str) -> Result<RawHashOn, ConfigError> {
-        let mut h = RawHashOn::default();
-        object(v, path, &["source_ip", "header", "cookie", "query"], 0, &mut |i, v, p| {
-            match i {
-                0 => h.source_ip = Some(boolean(v, p)?),
-                1 => h.header = Some(string(v, p)?),
-                2 => h.cookie = Some(string(v, p)?),
-                _ => h.query = Some(string(v, p)?),
-            }
-            Ok(())
-        })?;
-        Ok(h)
-    }
-
     fn validate(self) -> Result<HashOn, ConfigError> {
         let set = [
             self.source_ip.is_some(),
@@ -367,7 +274,7 @@ impl RawHashOn {
                 format!("must name exactly one key source; {valid}"),
             ));
         }
-        if let Some(v) = self.source_ip {
+        if let Some(Flag(v)) = self.source_ip {
             return if v {
                 Ok(HashOn::SourceIp)
             } else {
@@ -377,17 +284,17 @@ impl RawHashOn {
                 ))
             };
         }
-        if let Some(h) = self.header {
+        if let Some(Str(h)) = self.header {
             let name =
                 header_name(&h, "x-user-id").map_err(|m| ConfigError::at("$.hash_on.header", m))?;
             return Ok(HashOn::Header(name));
         }
-        if let Some(c) = self.cookie {
-            return cookie_name(&c)
+        if let Some(Str(c)) = self.cookie {
+            return cookie_name(&c, "session_id")
                 .map(HashOn::Cookie)
                 .map_err(|m| ConfigError::at("$.hash_on.cookie", m));
         }
-        let q = self.query.unwrap_or_default();
+        let q = self.query.map(|q| q.0).unwrap_or_default();
         let ok = !q.is_empty()
             && q.len() <= 256
             && !q.bytes().any(|c| matches!(c, b'&' | b'=' | b'#' | b'?') || c <= b' ' || c == 0x7f);
@@ -399,15 +306,6 @@ impl RawHashOn {
                 format!("{:?} is not a query parameter name; valid: 1 to 256 characters without spaces, controls, & = # ?", shown(&q)),
             ))
         }
-    }
-}
-
-/// A cookie name: an RFC 6265 token (RFC 9110 tchar), 1 to 256 characters.
-pub(super) fn cookie_name(c: &str) -> Result<String, String> {
-    if is_token(c) {
-        Ok(c.to_string())
-    } else {
-        Err(format!("{:?} is not a cookie name; valid: 1 to 256 token characters (RFC 6265), e.g. session_id", shown(c)))
     }
 }
 

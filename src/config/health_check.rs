@@ -1,6 +1,10 @@
 //! The `health_check` block: active HTTP checks of every backend, sent by one prober per proxy.
 
-use super::de::{array, int, object, shown, string, Json};
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+use super::read::{Int, List, Str};
+use super::text::shown;
 use super::ConfigError;
 
 /// Validated active health-check settings.
@@ -57,60 +61,32 @@ impl Default for HealthCheck {
     }
 }
 
-/// The JSON members of the `health_check` block, in the order messages list them.
-const FIELDS: &[&str] = &[
-    "path",
-    "interval_ms",
-    "timeout_ms",
-    "healthy_threshold",
-    "unhealthy_threshold",
-    "expected_statuses",
-    "jitter_ms",
-    "host",
-];
-
 /// The `health_check` object, shapes and types checked (and numbers bounded); `validate`
 /// checks the strings and how the values relate.
-#[derive(Default)]
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawHealthCheck {
-    path: Option<String>,
-    interval_ms: Option<u32>,
-    timeout_ms: Option<u32>,
-    healthy_threshold: Option<u32>,
-    unhealthy_threshold: Option<u32>,
-    expected_statuses: Option<Vec<(u16, u16)>>,
-    jitter_ms: Option<u32>,
-    host: Option<String>,
+    path: Option<Str>,
+    interval_ms: Option<Int<MIN_INTERVAL_MS, MAX_MS>>,
+    timeout_ms: Option<Int<1, MAX_MS>>,
+    healthy_threshold: Option<Int<1, MAX_THRESHOLD>>,
+    unhealthy_threshold: Option<Int<1, MAX_THRESHOLD>>,
+    expected_statuses: Option<List<StatusRange>>,
+    jitter_ms: Option<Int<0, MAX_MS>>,
+    host: Option<Str>,
 }
 
 impl RawHealthCheck {
-    /// Reads the `health_check` object at `path`; members are checked in document order.
-    pub(super) fn read(v: &Json, path: &str) -> Result<RawHealthCheck, ConfigError> {
-        let mut h = RawHealthCheck::default();
-        object(v, path, FIELDS, 0, &mut |i, v, p| {
-            match i {
-                0 => h.path = Some(string(v, p)?),
-                1 => h.interval_ms = Some(int(v, p, MIN_INTERVAL_MS, MAX_MS)?),
-                2 => h.timeout_ms = Some(int(v, p, 1, MAX_MS)?),
-                3 => h.healthy_threshold = Some(int(v, p, 1, MAX_THRESHOLD)?),
-                4 => h.unhealthy_threshold = Some(int(v, p, 1, MAX_THRESHOLD)?),
-                5 => h.expected_statuses = Some(read_statuses(v, p)?),
-                6 => h.jitter_ms = Some(int(v, p, 0, MAX_MS)?),
-                _ => h.host = Some(string(v, p)?),
-            }
-            Ok(())
-        })?;
-        Ok(h)
-    }
-
     pub(super) fn validate(self) -> Result<HealthCheck, ConfigError> {
         let d = HealthCheck::default();
         let path = match self.path {
             None => d.path,
-            Some(p) => validate_path(&p).map_err(|m| ConfigError::at("$.health_check.path", m))?,
+            Some(Str(p)) => {
+                validate_path(&p).map_err(|m| ConfigError::at("$.health_check.path", m))?
+            }
         };
-        let interval_ms = self.interval_ms.map_or(d.interval_ms, u64::from);
-        let timeout_ms = self.timeout_ms.map_or(d.timeout_ms, u64::from);
+        let interval_ms = self.interval_ms.map_or(d.interval_ms, |n| u64::from(n.0));
+        let timeout_ms = self.timeout_ms.as_ref().map_or(d.timeout_ms, |n| u64::from(n.0));
         if timeout_ms >= interval_ms {
             let default = if self.timeout_ms.is_none() { " (the default)" } else { "" };
             return Err(ConfigError::at(
@@ -121,7 +97,7 @@ impl RawHealthCheck {
                 ),
             ));
         }
-        let jitter_ms = self.jitter_ms.map_or(d.jitter_ms, u64::from);
+        let jitter_ms = self.jitter_ms.map_or(d.jitter_ms, |n| u64::from(n.0));
         if jitter_ms > interval_ms / 2 {
             return Err(ConfigError::at(
                 "$.health_check.jitter_ms",
@@ -131,7 +107,7 @@ impl RawHealthCheck {
                 ),
             ));
         }
-        let expected_statuses = match self.expected_statuses {
+        let expected_statuses = match self.expected_statuses.map(|l| l.0) {
             None => d.expected_statuses,
             Some(s) if s.is_empty() || s.len() > MAX_STATUS_RANGES => {
                 return Err(ConfigError::at(
@@ -143,11 +119,11 @@ impl RawHealthCheck {
                     ),
                 ));
             }
-            Some(s) => s,
+            Some(s) => s.into_iter().map(|r| (r.0, r.1)).collect(),
         };
         let host = match self.host {
             None => None,
-            Some(h) => {
+            Some(Str(h)) => {
                 Some(validate_host(&h).map_err(|m| ConfigError::at("$.health_check.host", m))?)
             }
         };
@@ -155,8 +131,8 @@ impl RawHealthCheck {
             path,
             interval_ms,
             timeout_ms,
-            healthy_threshold: self.healthy_threshold.unwrap_or(d.healthy_threshold),
-            unhealthy_threshold: self.unhealthy_threshold.unwrap_or(d.unhealthy_threshold),
+            healthy_threshold: self.healthy_threshold.map_or(d.healthy_threshold, |n| n.0),
+            unhealthy_threshold: self.unhealthy_threshold.map_or(d.unhealthy_threshold, |n| n.0),
             expected_statuses,
             jitter_ms,
             host,
@@ -164,65 +140,58 @@ impl RawHealthCheck {
     }
 }
 
-/// `expected_statuses`: an array of `[lo, hi]` status ranges; each item's problem is reported
-/// at the item's path.
-fn read_statuses(v: &Json, path: &str) -> Result<Vec<(u16, u16)>, ConfigError> {
-    let items = array(v, path)?;
-    let mut ranges = Vec::with_capacity(items.len().min(MAX_STATUS_RANGES + 1));
-    for (i, item) in items.iter().enumerate() {
-        let range = match item {
-            Json::Arr(pair) => match pair.as_slice() {
+/// An `expected_statuses` item: `[lo, hi]`, integer status codes from 100 to 599 with
+/// `lo <= hi`; anything else is refused at the item's path, quoted short.
+pub(super) struct StatusRange(u16, u16);
+
+impl<'de> Deserialize<'de> for StatusRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let item = Value::deserialize(d)?;
+        let range = match &item {
+            Value::Array(pair) => match pair.as_slice() {
                 [lo, hi] => status(lo).zip(status(hi)).filter(|(lo, hi)| lo <= hi),
                 _ => None,
             },
             _ => None,
         };
-        let Some(range) = range else {
-            return Err(ConfigError::at(
-                format!("{path}[{i}]"),
-                format!("{} is not a status range; {STATUS_VALID}", rendered(item)),
-            ));
-        };
-        ranges.push(range);
+        range.map(|(lo, hi)| StatusRange(lo, hi)).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{} is not a status range; {STATUS_VALID}",
+                rendered(&item)
+            ))
+        })
     }
-    Ok(ranges)
 }
 
 /// An integer HTTP status code from 100 to 599.
-fn status(v: &Json) -> Option<u16> {
-    match v {
-        Json::Num(n) if !n.is_f64() => n
-            .as_u64()
-            .and_then(|u| u16::try_from(u).ok())
-            .filter(|s| (MIN_STATUS..=MAX_STATUS).contains(s)),
-        _ => None,
-    }
+fn status(v: &Value) -> Option<u16> {
+    v.as_u64().and_then(|u| u16::try_from(u).ok()).filter(|s| (MIN_STATUS..=MAX_STATUS).contains(s))
 }
 
 /// A short rendering of an `expected_statuses` item for messages: `[200, 99]`, `"2xx"`, ...
-fn rendered(v: &Json) -> String {
+fn rendered(v: &Value) -> String {
     match v {
-        Json::Null => "null".to_string(),
-        Json::Bool(b) => b.to_string(),
-        Json::Num(n) => n.to_string(),
-        Json::Str(s) => format!("{:?}", shown(s)),
-        Json::Obj(_) => "an object".to_string(),
-        Json::Arr(items) if items.len() <= 4 => {
+        Value::Null => "null".to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("{:?}", shown(s)),
+        Value::Object(_) => "an object".to_string(),
+        Value::Array(items) if items.len() <= 4 => {
             let mut out = String::from("[");
             for (i, x) in items.iter().enumerate() {
                 if i > 0 {
                     out.push_str(", ");
                 }
                 match x {
-                    Json::Arr(_) => out.push_str("[...]"),
-                    Json::Obj(_) => out.push_str("{...}"),
+                    Value::Array(_) => out.push_str("[...]"),
+                    Value::Object(_) => out.push_str("{...}"),
                     x => out.push_str(&rendered(x)),
                 }
             }
             out.push(']');
             out
         }
-        Json::Arr(items) => format!("an array of {} items", items.len()),
+        Value::Array(items) => format!("an array of {} items", items.len()),
     }
 }
 

@@ -1,7 +1,9 @@
 //! The `outlier_detection` block (passive ejection of a backend after consecutive errors,
 //! counted across every worker of the proxy) and `slow_start_ms`.
 
-use super::de::{int, object, Json};
+use serde::Deserialize;
+
+use super::read::Int;
 use super::ConfigError;
 
 /// Validated passive ejection settings.
@@ -29,37 +31,22 @@ impl Default for OutlierDetection {
 }
 
 const MAX_MS: u32 = 3_600_000;
-const FIELDS: &[&str] =
-    &["consecutive_errors", "base_ejection_ms", "max_ejection_ms", "max_ejection_percent"];
 
 /// The `outlier_detection` object, numbers bounded; `validate` relates them.
-#[derive(Default)]
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawOutlier {
-    consecutive_errors: Option<u32>,
-    base_ejection_ms: Option<u32>,
-    max_ejection_ms: Option<u32>,
-    max_ejection_percent: Option<u32>,
+    consecutive_errors: Option<Int<1, 1000>>,
+    base_ejection_ms: Option<Int<1, MAX_MS>>,
+    max_ejection_ms: Option<Int<1, MAX_MS>>,
+    max_ejection_percent: Option<Int<0, 100>>,
 }
 
 impl RawOutlier {
-    pub(super) fn read(v: &Json, path: &str) -> Result<RawOutlier, ConfigError> {
-        let mut o = RawOutlier::default();
-        object(v, path, FIELDS, 0, &mut |i, v, p| {
-            match i {
-                0 => o.consecutive_errors = Some(int(v, p, 1, 1000)?),
-                1 => o.base_ejection_ms = Some(int(v, p, 1, MAX_MS)?),
-                2 => o.max_ejection_ms = Some(int(v, p, 1, MAX_MS)?),
-                _ => o.max_ejection_percent = Some(int(v, p, 0, 100)?),
-            }
-            Ok(())
-        })?;
-        Ok(o)
-    }
-
     pub(super) fn validate(self) -> Result<OutlierDetection, ConfigError> {
         let d = OutlierDetection::default();
-        let base = self.base_ejection_ms.map_or(d.base_ejection_ms, u64::from);
-        let max = self.max_ejection_ms.map_or(d.max_ejection_ms, u64::from);
+        let base = self.base_ejection_ms.map_or(d.base_ejection_ms, |n| u64::from(n.0));
+        let max = self.max_ejection_ms.as_ref().map_or(d.max_ejection_ms, |n| u64::from(n.0));
         if max < base {
             let default = if self.max_ejection_ms.is_none() { " (the default)" } else { "" };
             return Err(ConfigError::at(
@@ -71,10 +58,10 @@ impl RawOutlier {
             ));
         }
         Ok(OutlierDetection {
-            consecutive_errors: self.consecutive_errors.unwrap_or(d.consecutive_errors),
+            consecutive_errors: self.consecutive_errors.map_or(d.consecutive_errors, |n| n.0),
             base_ejection_ms: base,
             max_ejection_ms: max,
-            max_ejection_percent: self.max_ejection_percent.unwrap_or(d.max_ejection_percent),
+            max_ejection_percent: self.max_ejection_percent.map_or(d.max_ejection_percent, |n| n.0),
         })
     }
 }

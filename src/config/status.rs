@@ -4,7 +4,10 @@
 
 use std::net::IpAddr;
 
-use super::de::{array, object, shown, string, Json};
+use serde::Deserialize;
+
+use super::read::{List, Str};
+use super::text::shown;
 use super::ConfigError;
 
 pub const DEFAULT_STATUS_PATH: &str = "/.lb/status";
@@ -85,49 +88,58 @@ fn same_prefix(a: u128, b: u128, prefix: u8) -> bool {
     a & mask == b & mask
 }
 
-pub(super) fn read(v: &Json, path: &str) -> Result<Status, ConfigError> {
-    let mut status = Status { path: DEFAULT_STATUS_PATH.to_string(), allow: Vec::new() };
-    let mut allow: Option<Vec<Cidr>> = None;
-    object(v, path, &["path", "allow_cidrs"], 0, &mut |i, v, p| {
-        if i == 0 {
-            let s = string(v, p)?;
-            let ok = s.starts_with('/')
-                && s.len() <= MAX_PATH_LEN
-                && !s.bytes().any(|c| c <= b' ' || matches!(c, b'?' | b'#' | 0x7f));
-            if !ok {
-                return Err(ConfigError::at(
-                    p,
-                    format!(
-                        "{:?} is not a request path; valid: \"/\" then up to {MAX_PATH_LEN} \
-                         characters without spaces, controls, ? or #, e.g. \"{DEFAULT_STATUS_PATH}\"",
-                        shown(&s)
-                    ),
-                ));
+/// The `status` object; `validate` checks the path and the ranges.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStatus {
+    path: Option<Str>,
+    allow_cidrs: Option<List<Str>>,
+}
+
+impl RawStatus {
+    pub(super) fn validate(self) -> Result<Status, ConfigError> {
+        let path = match self.path {
+            None => DEFAULT_STATUS_PATH.to_string(),
+            Some(Str(s)) => {
+                let ok = s.starts_with('/')
+                    && s.len() <= MAX_PATH_LEN
+                    && !s.bytes().any(|c| c <= b' ' || matches!(c, b'?' | b'#' | 0x7f));
+                if !ok {
+                    return Err(ConfigError::at(
+                        "$.status.path",
+                        format!(
+                            "{:?} is not a request path; valid: \"/\" then up to {MAX_PATH_LEN} \
+                             characters without spaces, controls, ? or #, e.g. \"{DEFAULT_STATUS_PATH}\"",
+                            shown(&s)
+                        ),
+                    ));
+                }
+                s
             }
-            status.path = s;
-        } else {
-            let items = array(v, p)?;
-            if items.is_empty() || items.len() > MAX_CIDRS {
-                return Err(ConfigError::at(
-                    p,
-                    format!("has {} entries; valid: 1 to {MAX_CIDRS} address ranges", items.len()),
-                ));
+        };
+        let allow = match self.allow_cidrs {
+            None => DEFAULT_ALLOW.iter().filter_map(|s| Cidr::parse(s).ok()).collect(),
+            Some(List(items)) => {
+                if items.is_empty() || items.len() > MAX_CIDRS {
+                    return Err(ConfigError::at(
+                        "$.status.allow_cidrs",
+                        format!(
+                            "has {} entries; valid: 1 to {MAX_CIDRS} address ranges",
+                            items.len()
+                        ),
+                    ));
+                }
+                let mut list = Vec::with_capacity(items.len());
+                for (n, Str(item)) in items.iter().enumerate() {
+                    let cidr = Cidr::parse(item)
+                        .map_err(|m| ConfigError::at(format!("$.status.allow_cidrs[{n}]"), m))?;
+                    list.push(cidr);
+                }
+                list
             }
-            let mut list = Vec::with_capacity(items.len());
-            for (n, item) in items.iter().enumerate() {
-                let ip = format!("{p}[{n}]");
-                let s = string(item, &ip)?;
-                list.push(Cidr::parse(&s).map_err(|m| ConfigError::at(ip, m))?);
-            }
-            allow = Some(list);
-        }
-        Ok(())
-    })?;
-    status.allow = match allow {
-        Some(list) => list,
-        None => DEFAULT_ALLOW.iter().filter_map(|s| Cidr::parse(s).ok()).collect(),
-    };
-    Ok(status)
+        };
+        Ok(Status { path, allow })
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,10 @@
 
 use std::fmt;
 
-use super::de::{boolean, int, is_token, object, shown, string, variant, Json};
+use serde::{Deserialize, Deserializer};
+
+use super::read::{any, name_of, scalar, Flag, Int, Name, Named, Shape, Str};
+use super::text::{cookie_name, shown};
 use super::ConfigError;
 
 /// The `SameSite` attribute of the affinity cookie.
@@ -14,14 +17,16 @@ pub enum SameSite {
     None,
 }
 
+impl Named for SameSite {
+    /// The JSON names, as written in `Set-Cookie`.
+    const NAMES: &'static [(Self, &'static str)] =
+        &[(SameSite::Strict, "Strict"), (SameSite::Lax, "Lax"), (SameSite::None, "None")];
+}
+
 impl SameSite {
     /// The attribute value as written in `Set-Cookie`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            SameSite::Strict => "Strict",
-            SameSite::Lax => "Lax",
-            SameSite::None => "None",
-        }
+        name_of(self)
     }
 }
 
@@ -105,82 +110,44 @@ const MAX_TTL_S: u32 = 31_536_000;
 const MAX_PATH_LEN: usize = 1024;
 const MAX_DOMAIN_LEN: usize = 253;
 const MAX_LABEL_LEN: usize = 63;
-const SAME_SITE: &[&str] = &["Strict", "Lax", "None"];
-
-/// The JSON members of the `sticky` block, in the order messages list them.
-const FIELDS: &[&str] =
-    &["cookie", "secrets", "ttl_s", "path", "domain", "secure", "http_only", "same_site"];
 
 /// The `sticky` object, shapes and types checked (numbers bounded); `validate` checks the
 /// strings and how the values relate.
-#[derive(Default)]
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawSticky {
-    cookie: Option<String>,
-    secrets: Option<Vec<String>>,
-    ttl_s: Option<u32>,
-    path: Option<String>,
-    domain: Option<String>,
-    secure: Option<bool>,
-    http_only: Option<bool>,
-    same_site: Option<SameSite>,
+    cookie: Option<Str>,
+    secrets: Option<Secrets>,
+    ttl_s: Option<Int<1, MAX_TTL_S>>,
+    path: Option<Str>,
+    domain: Option<Str>,
+    secure: Option<Flag>,
+    http_only: Option<Flag>,
+    same_site: Option<Name<SameSite>>,
 }
 
 impl RawSticky {
-    /// Reads the `sticky` object at `path`; members are checked in document order.
-    pub(super) fn read(v: &Json, path: &str) -> Result<RawSticky, ConfigError> {
-        let mut s = RawSticky::default();
-        object(v, path, FIELDS, 0, &mut |i, v, p| {
-            match i {
-                0 => s.cookie = Some(string(v, p)?),
-                1 => s.secrets = Some(read_secrets(v, p)?),
-                2 => s.ttl_s = Some(int(v, p, 1, MAX_TTL_S)?),
-                3 => s.path = Some(string(v, p)?),
-                4 => s.domain = Some(string(v, p)?),
-                5 => s.secure = Some(boolean(v, p)?),
-                6 => s.http_only = Some(boolean(v, p)?),
-                _ => {
-                    s.same_site = Some(match variant(v, p, SAME_SITE)? {
-                        0 => SameSite::Strict,
-                        1 => SameSite::Lax,
-                        _ => SameSite::None,
-                    })
-                }
-            }
-            Ok(())
-        })?;
-        Ok(s)
-    }
-
     pub(super) fn validate(self) -> Result<Sticky, ConfigError> {
         let d = Sticky::default();
         let cookie = match self.cookie {
             None => d.cookie,
-            Some(c) if is_token(&c) => c,
-            Some(c) => {
-                return Err(ConfigError::at(
-                    "$.sticky.cookie",
-                    format!(
-                        "{:?} is not a cookie name; valid: 1 to 256 token characters \
-                         (RFC 6265), e.g. {DEFAULT_COOKIE}",
-                        shown(&c)
-                    ),
-                ));
-            }
+            Some(Str(c)) => cookie_name(&c, DEFAULT_COOKIE)
+                .map_err(|m| ConfigError::at("$.sticky.cookie", m))?,
         };
-        let secrets = self.secrets.unwrap_or_default();
+        let secrets = self.secrets.map(|s| s.0).unwrap_or_default();
         validate_secrets(&secrets)?;
         let path = match self.path {
             None => d.path,
-            Some(p) => validate_path(&p).map_err(|m| ConfigError::at("$.sticky.path", m))?,
+            Some(Str(p)) => validate_path(&p).map_err(|m| ConfigError::at("$.sticky.path", m))?,
         };
         let domain = match self.domain {
             None => None,
-            Some(h) => {
+            Some(Str(h)) => {
                 Some(validate_domain(&h).map_err(|m| ConfigError::at("$.sticky.domain", m))?)
             }
         };
-        let secure = self.secure.unwrap_or(d.secure);
-        let same_site = self.same_site.unwrap_or(d.same_site);
+        let secure = self.secure.map_or(d.secure, |f| f.0);
+        let same_site = self.same_site.map_or(d.same_site, |n| n.0);
         if same_site == SameSite::None && !secure {
             return Err(ConfigError::at(
                 "$.sticky.same_site",
@@ -191,54 +158,70 @@ impl RawSticky {
         Ok(Sticky {
             cookie,
             secrets,
-            ttl_s: self.ttl_s.map_or(d.ttl_s, u64::from),
+            ttl_s: self.ttl_s.map_or(d.ttl_s, |n| u64::from(n.0)),
             path,
             domain,
             secure,
-            http_only: self.http_only.unwrap_or(d.http_only),
+            http_only: self.http_only.map_or(d.http_only, |f| f.0),
             same_site,
         })
     }
 }
 
 /// `secrets`: an array of at most [`MAX_SECRETS`] strings. Lengths and duplicates are checked
-/// by `validate_secrets`.
-fn read_secrets(v: &Json, path: &str) -> Result<Vec<String>, ConfigError> {
-    // Wrong types are named without quoting the value: it may be a secret.
-    let Json::Arr(items) = v else {
-        return Err(ConfigError::at(
-            path,
-            format!(
-                "is not an array; valid: an array of 0 to {MAX_SECRETS} strings of \
-                 {MIN_SECRET_LEN} to {MAX_SECRET_LEN} bytes"
-            ),
-        ));
-    };
-    if items.len() > MAX_SECRETS {
-        return Err(ConfigError::at(
-            path,
-            format!(
+/// by `validate_secrets`. Wrong types are named without quoting the value: it may be a secret.
+struct Secrets(Vec<String>);
+
+impl<'de> Shape<'de> for Secrets {
+    fn expecting() -> String {
+        format!(
+            "an array of 0 to {MAX_SECRETS} strings of {MIN_SECRET_LEN} to {MAX_SECRET_LEN} bytes"
+        )
+    }
+    fn wrong(_: super::read::Found<'_>) -> String {
+        format!("is not an array; valid: {}", Self::expecting())
+    }
+    fn seq<A: serde::de::SeqAccess<'de>>(mut a: A) -> Result<Self, A::Error> {
+        let mut secrets = Vec::new();
+        while let Some(Secret(s)) = a.next_element()? {
+            secrets.push(s);
+        }
+        if secrets.len() > MAX_SECRETS {
+            return Err(serde::de::Error::custom(format!(
                 "has {} secrets; valid: at most {MAX_SECRETS} (the first signs, all verify), \
                  or [] for a random per-process secret",
-                items.len()
-            ),
-        ));
+                secrets.len()
+            )));
+        }
+        Ok(Secrets(secrets))
     }
-    let mut secrets = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let p = format!("{path}[{i}]");
-        let Json::Str(s) = item else {
-            return Err(ConfigError::at(
-                p,
-                format!(
-                    "is not a string; valid: a string of {MIN_SECRET_LEN} to {MAX_SECRET_LEN} \
-                     bytes"
-                ),
-            ));
-        };
-        secrets.push(s.clone());
+}
+
+/// One secret, a string; not quoted when it is not one.
+struct Secret(String);
+
+impl Shape<'_> for Secret {
+    fn expecting() -> String {
+        format!("a string of {MIN_SECRET_LEN} to {MAX_SECRET_LEN} bytes")
     }
-    Ok(secrets)
+    fn wrong(_: super::read::Found<'_>) -> String {
+        format!("is not a string; valid: {}", Self::expecting())
+    }
+    fn string(s: &str) -> Result<Self, String> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
+impl<'de> Deserialize<'de> for Secrets {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        any(d)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        scalar(d)
+    }
 }
 
 /// Each secret 32 to 1024 bytes, no two equal. Messages never quote a secret.

@@ -2,7 +2,10 @@
 //! ORIGINAL_DST filter state, or a cluster name for a `cluster_header` route — and the
 //! mode-dependent defaults and refusals.
 
-use super::de::{boolean, header_name, int, object, shown, string, variant, Json};
+use serde::Deserialize;
+
+use super::read::{name_of, Flag, Int, Name, Named, Str};
+use super::text::{header_name, shown};
 use super::{ConfigError, MAX_CLUSTER_LEN};
 
 /// Steering header used by `override_host` when `target.header` is absent: the one Envoy's
@@ -15,10 +18,6 @@ pub const DEFAULT_CLUSTER_HEADER: &str = "x-lb-cluster";
 /// Upper bound of `target.max_hosts` (primary + retry hosts in the steering header).
 pub const MAX_HOSTS_LIMIT: usize = 10;
 const DEFAULT_MAX_HOSTS: usize = 3;
-
-/// In [`TargetMode`] order (a test checks [`TargetMode::name`] against it).
-const MODES: &[&str] = &["override_host", "original_dst", "cluster_header"];
-const FIELDS: &[&str] = &["mode", "header", "max_hosts", "allow_header_fallback", "probe_cluster"];
 
 /// How the chosen backend is handed to Envoy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -34,13 +33,18 @@ pub enum TargetMode {
     ClusterHeader,
 }
 
+impl Named for TargetMode {
+    const NAMES: &'static [(Self, &'static str)] = &[
+        (TargetMode::OverrideHost, "override_host"),
+        (TargetMode::OriginalDst, "original_dst"),
+        (TargetMode::ClusterHeader, "cluster_header"),
+    ];
+}
+
 impl TargetMode {
+    /// The JSON name.
     pub fn name(self) -> &'static str {
-        match self {
-            TargetMode::OverrideHost => "override_host",
-            TargetMode::OriginalDst => "original_dst",
-            TargetMode::ClusterHeader => "cluster_header",
-        }
+        name_of(self)
     }
 }
 
@@ -63,40 +67,20 @@ pub struct Target {
     pub probe_cluster: Option<String>,
 }
 
-#[derive(Default)]
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawTarget {
-    mode: TargetMode,
-    header: Option<String>,
-    max_hosts: Option<u32>,
-    allow_header_fallback: Option<bool>,
-    probe_cluster: Option<String>,
+    mode: Option<Name<TargetMode>>,
+    header: Option<Str>,
+    max_hosts: Option<Int<1, { MAX_HOSTS_LIMIT as u32 }>>,
+    allow_header_fallback: Option<Flag>,
+    probe_cluster: Option<Str>,
 }
 
 impl RawTarget {
-    pub(super) fn read(v: &Json, path: &str) -> Result<RawTarget, ConfigError> {
-        let mut t = RawTarget::default();
-        object(v, path, FIELDS, 0, &mut |i, v, p| {
-            match i {
-                0 => {
-                    t.mode = match variant(v, p, MODES)? {
-                        0 => TargetMode::OverrideHost,
-                        1 => TargetMode::OriginalDst,
-                        _ => TargetMode::ClusterHeader,
-                    }
-                }
-                1 => t.header = Some(string(v, p)?),
-                2 => t.max_hosts = Some(int(v, p, 1, MAX_HOSTS_LIMIT as u32)?),
-                3 => t.allow_header_fallback = Some(boolean(v, p)?),
-                _ => t.probe_cluster = Some(string(v, p)?),
-            }
-            Ok(())
-        })?;
-        Ok(t)
-    }
-
     /// `probing`: the pool has active health checks.
     pub(super) fn validate(self, probing: bool) -> Result<Target, ConfigError> {
-        let mode = self.mode;
+        let mode = self.mode.map(|m| m.0).unwrap_or_default();
         let only = |field: &str, valid_mode: TargetMode| {
             ConfigError::at(
                 format!("$.target.{field}"),
@@ -125,12 +109,12 @@ impl RawTarget {
         };
         let header = match self.header {
             None => default_header.to_string(),
-            Some(h) => header_name(&h, default_header)
+            Some(Str(h)) => header_name(&h, default_header)
                 .map_err(|m| ConfigError::at("$.target.header", m))?,
         };
         let probe_cluster = self
             .probe_cluster
-            .map(|c| cluster_name(&c).map(|()| c))
+            .map(|Str(c)| cluster_name(&c).map(|()| c))
             .transpose()
             .map_err(|m| ConfigError::at("$.target.probe_cluster", m))?;
         if mode == TargetMode::OriginalDst && probing && probe_cluster.is_none() {
@@ -142,14 +126,14 @@ impl RawTarget {
             ));
         }
         let max_hosts = match mode {
-            TargetMode::OverrideHost => self.max_hosts.map_or(DEFAULT_MAX_HOSTS, |n| n as usize),
+            TargetMode::OverrideHost => self.max_hosts.map_or(DEFAULT_MAX_HOSTS, |n| n.0 as usize),
             _ => 1,
         };
         Ok(Target {
             mode,
             header,
             max_hosts,
-            allow_header_fallback: self.allow_header_fallback.unwrap_or(false),
+            allow_header_fallback: self.allow_header_fallback.is_some_and(|f| f.0),
             probe_cluster,
         })
     }

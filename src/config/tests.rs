@@ -422,12 +422,21 @@ fn wrong_types_are_refused() {
 
 #[test]
 fn weight_of_the_wrong_type_is_refused() {
-    for w in [r#""3""#, "1.5", "3.0", "true", "[3]", "100000000000000000000"] {
+    for w in [r#""3""#, "1.5", "3.0", "true", "[3]"] {
         let e = refuse(&with_backend(&format!(r#""id":"a","address":"10.0.0.1:80","weight":{w}"#)));
         assert_err(
             &e,
             "$.backends[0].weight",
             &["invalid type", "expected an integer from 1 to 10000"],
+        );
+    }
+    // An integer beyond 64 bits (serde_json reads it as a float) is out of range, not a float.
+    for w in ["100000000000000000000", "-100000000000000000000", "1e300"] {
+        let e = refuse(&with_backend(&format!(r#""id":"a","address":"10.0.0.1:80","weight":{w}"#)));
+        assert_err(
+            &e,
+            "$.backends[0].weight",
+            &["is out of range; valid: an integer from 1 to 10000"],
         );
     }
 }
@@ -825,10 +834,16 @@ fn members_are_checked_in_document_order() {
 #[test]
 fn duplicate_keys_are_refused_in_every_object() {
     let e = refuse(&with_backend(r#""id":"a","id":"b","address":"10.0.0.1:80""#));
-    assert_eq!(e.to_string(), "$.backends[0]: duplicate field `id`");
+    assert_eq!(
+        e.to_string(),
+        "$.backends[0]: duplicate field `id`; valid: each member at most once"
+    );
     // A null counts as given: null then a value is still a duplicate.
     let e = refuse(&with_target(r#"{"header":null,"header":"x-h"}"#));
-    assert_eq!(e.to_string(), "$.target: duplicate field `header`");
+    assert_eq!(
+        e.to_string(),
+        "$.target: duplicate field `header`; valid: each member at most once"
+    );
     let e = refuse(&format!(
         r#"{{"cluster":"c","backends":{ONE_BACKEND},"target":null,"target":{{}}}}"#
     ));
@@ -897,4 +912,149 @@ fn backups_and_panic_threshold() {
     ));
     assert_eq!(e.path, "$.panic_threshold_percent");
     assert!(e.message.contains("from 0 to 100"), "{e}");
+}
+
+/// Where an array or an object is expected, serde_json words the wrong type itself: a long
+/// string is still cut and a float still written short.
+#[test]
+fn long_values_where_a_block_is_expected_are_cut() {
+    let long = "v".repeat(1 << 20);
+    let e = refuse(&format!(r#"{{"cluster":"c","backends":{ONE_BACKEND},"target":"{long}"}}"#));
+    assert_eq!(e.path, "$.target");
+    let cut = format!("{}... ({} bytes)", "v".repeat(80), 1 << 20);
+    assert_eq!(e.message, format!(r#"invalid type: string "{cut}", expected a JSON object"#));
+    let e = refuse(r#"{"cluster":"c","backends":1e300}"#);
+    assert_eq!(
+        e.to_string(),
+        "$.backends: invalid type: floating point `1e300`, expected a sequence"
+    );
+    let e = refuse(r#"{"cluster":"c","backends":[{"id":"a","address":"10.0.0.1:80"},"x"]}"#);
+    assert_eq!(e.to_string(), r#"$.backends[1]: invalid type: string "x", expected a JSON object"#);
+}
+
+/// serde derive refuses a repeated member in every block, at the block's path, null or not.
+#[test]
+fn duplicate_keys_are_refused_at_every_nesting_level() {
+    let base = r#""cluster":"c","backends":[{"id":"a","address":"10.0.0.1:80"}]"#;
+    let cases = [
+        (r#""algorithm":"ring_hash","hash_on":{"header":"x","header":"y"}"#, "$.hash_on", "header"),
+        (
+            r#""algorithm":"least_time","least_time":{"decay_ms":5,"decay_ms":null}"#,
+            "$.least_time",
+            "decay_ms",
+        ),
+        (
+            r#""algorithm":"maglev","hash_on":{"source_ip":true},"maglev":{"table_size":null,"table_size":7}"#,
+            "$.maglev",
+            "table_size",
+        ),
+        (
+            r#""outlier_detection":{"consecutive_errors":2,"consecutive_errors":2}"#,
+            "$.outlier_detection",
+            "consecutive_errors",
+        ),
+        (r#""status":{"allow_cidrs":["::1"],"allow_cidrs":["::1"]}"#, "$.status", "allow_cidrs"),
+        (
+            r#""health_check":{"expected_statuses":[[200,299]],"expected_statuses":[[200,299]]}"#,
+            "$.health_check",
+            "expected_statuses",
+        ),
+    ];
+    for (extra, path, field) in cases {
+        let e = refuse(&format!("{{{base},{extra}}}"));
+        assert_eq!(
+            e.to_string(),
+            format!("{path}: duplicate field `{field}`; valid: each member at most once"),
+            "{extra}"
+        );
+    }
+}
+
+/// `null` means absent inside blocks too: each member takes its default.
+#[test]
+fn null_means_absent_inside_blocks() {
+    let c = parse(&format!(
+        r#"{{"cluster":"c","backends":{ONE_BACKEND},
+            "health_check":{{"path":null,"interval_ms":null,"timeout_ms":null,"healthy_threshold":null,
+              "unhealthy_threshold":null,"expected_statuses":null,"jitter_ms":null,"host":null}},
+            "outlier_detection":{{"consecutive_errors":null,"base_ejection_ms":null,
+              "max_ejection_ms":null,"max_ejection_percent":null}},
+            "sticky":{{"cookie":null,"secrets":null,"ttl_s":null,"path":null,"domain":null,
+              "secure":null,"http_only":null,"same_site":null}},
+            "status":{{"path":null,"allow_cidrs":null}},
+            "panic_threshold_percent":null,"slow_start_ms":null}}"#
+    ));
+    let check = c.health_check.unwrap();
+    assert_eq!((check.path.as_str(), check.interval_ms), ("/healthz", 2_000));
+    assert_eq!(c.outlier_detection, Some(OutlierDetection::default()));
+    assert_eq!(c.sticky.map(|s| s.ttl_s), Some(3600));
+    assert_eq!(c.status.map(|s| s.path), Some(status::DEFAULT_STATUS_PATH.to_string()));
+    assert_eq!((c.panic_threshold_percent, c.slow_start_ms), (50, 0));
+    // A backend's optional members too.
+    let c = parse(&with_backend(
+        r#""id":"a","address":"10.0.0.1:80","cluster":null,"weight":null,"backup":null,"drain":null"#,
+    ));
+    assert_eq!(c.pool.get(0).map(|b| (b.weight, b.backup, b.drain)), Some((1, false, false)));
+}
+
+/// An unknown member deep inside is reported at its own path, with the block's members.
+#[test]
+fn unknown_fields_are_reported_at_their_own_path() {
+    let e = refuse(&format!(
+        r#"{{"cluster":"c","backends":{ONE_BACKEND},"status":{{"path":"/s","allow":[]}}}}"#
+    ));
+    assert_eq!(
+        e.to_string(),
+        "$.status.allow: unknown field `allow`, expected `path` or `allow_cidrs`"
+    );
+    let e = refuse(&with_backends(
+        r#"[{"id":"a","address":"10.0.0.1:80"},{"id":"b","address":"10.0.0.2:80","Weight":2}]"#,
+    ));
+    assert_eq!(e.path, "$.backends[1].Weight", "{e}");
+}
+
+/// Huge, negative and fractional numbers where integers go: refused at their path with the
+/// valid range (or, for a fraction, the expected integer).
+#[test]
+fn huge_and_negative_numbers_are_refused_with_the_range() {
+    let cases = [
+        ("4294967296", "4294967296 is out of range; valid: an integer from 0 to 100"),
+        ("18446744073709551615", "18446744073709551615 is out of range"),
+        ("1e400", "not valid JSON: number out of range"),
+        ("-9223372036854775808", "-9223372036854775808 is out of range"),
+        ("-1e30", "-1e30 is out of range; valid: an integer from 0 to 100"),
+        ("50.5", "invalid type: floating point `50.5`, expected an integer from 0 to 100"),
+    ];
+    for (n, said) in cases {
+        let e = refuse(&format!(
+            r#"{{"cluster":"c","backends":{ONE_BACKEND},"panic_threshold_percent":{n}}}"#
+        ));
+        let path =
+            if said.starts_with("not valid JSON") { "$" } else { "$.panic_threshold_percent" };
+        assert_err(&e, path, &[said]);
+    }
+    let e = refuse(&format!(
+        r#"{{"cluster":"c","algorithm":"maglev","hash_on":{{"source_ip":true}},"balance_factor":1e300,"backends":{ONE_BACKEND}}}"#
+    ));
+    assert_eq!(
+        e.to_string(),
+        "$.balance_factor: 1e300 is out of range; valid: a number from 1 to 100"
+    );
+}
+
+/// Nesting deeper than serde_json's limit is a syntax error at `$`, wherever it is; inside a
+/// status range it is quoted short.
+#[test]
+fn deep_nesting_is_refused_at_any_level() {
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    let e = refuse(&format!(
+        r#"{{"cluster":"c","backends":{ONE_BACKEND},"health_check":{{"expected_statuses":[{deep}]}}}}"#
+    ));
+    assert_err(&e, "$", &["not valid JSON: recursion limit exceeded", "valid:"]);
+    let nested = format!("{}{}", "[".repeat(100), "]".repeat(100));
+    let e = refuse(&format!(
+        r#"{{"cluster":"c","backends":{ONE_BACKEND},"health_check":{{"expected_statuses":[{nested}]}}}}"#
+    ));
+    assert_eq!(e.path, "$.health_check.expected_statuses[0]");
+    assert!(e.message.starts_with("[[...]] is not a status range"), "{e}");
 }

@@ -436,9 +436,12 @@ fn unknown_and_repeated_members_are_refused() {
          `jitter_ms`, `host`"
     );
     let e = parse(r#""health_check":{"path":null,"path":"/x"}"#).unwrap_err();
-    assert_eq!(e.to_string(), "$.health_check: duplicate field `path`");
+    assert_eq!(
+        e.to_string(),
+        "$.health_check: duplicate field `path`; valid: each member at most once"
+    );
     let e = parse(r#""health_check":null,"health_check":{}"#).unwrap_err();
-    assert_eq!(e.to_string(), "$: duplicate field `health_check`");
+    assert_eq!(e.to_string(), "$: duplicate field `health_check`; valid: each member at most once");
     // The top-level list of members names the block.
     let e = parse(r#""health_checks":{}"#).unwrap_err();
     assert_eq!(e.path, "$.health_checks");
@@ -457,12 +460,4 @@ fn members_are_checked_in_document_order() {
     assert_eq!(e.path, "$.health_check.interval_ms", "{e}");
     let e = parse(r#""health_check":{"expected_statuses":[[1,2]],"bogus":1}"#).unwrap_err();
     assert_eq!(e.path, "$.health_check.expected_statuses[0]", "{e}");
-}
-
-#[test]
-fn field_list_matches_the_reader() {
-    assert_eq!(FIELDS.len(), 8);
-    assert_eq!(super::super::FIELDS[10], "health_check");
-    assert_eq!(super::super::FIELDS.len(), 16);
-    assert_eq!(super::super::FIELDS.last(), Some(&"status"));
 }

@@ -116,5 +116,12 @@ fn backends_are_located_by_cluster_only_in_cluster_header_mode() {
 #[test]
 fn mode_names_are_the_accepted_spellings() {
     let modes = [TargetMode::OverrideHost, TargetMode::OriginalDst, TargetMode::ClusterHeader];
-    assert_eq!(modes.map(TargetMode::name).as_slice(), super::MODES);
+    assert_eq!(modes.map(TargetMode::name), ["override_host", "original_dst", "cluster_header"]);
+    for mode in modes {
+        let json =
+            format!(r#"{{"cluster":"c","target":{{"mode":"{}"}},"backends":[]}}"#, mode.name());
+        // Empty backends are refused after the target was read: the name was accepted.
+        let e = crate::config::Config::from_json(json.as_bytes()).unwrap_err();
+        assert_eq!(e.path, "$.backends", "{e}");
+    }
 }
