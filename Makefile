@@ -52,8 +52,8 @@ help:
 wasm-target:
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
 
-# wasm-opt from binaryen (npm package `binaryen`, pinned, into .tools/) shrinks the module by
-# about a fifth after rustc/LLVM; Debian's binaryen 108 is used when npm is missing.
+# wasm-opt from binaryen (npm package `binaryen`, pinned, into .tools/) shrinks the module
+# after rustc/LLVM (bench/RESULTS.md, "Filter sizes"); Debian's binaryen 108 is used when npm is missing.
 BINARYEN_VERSION := 132.0.0
 NPM_WASM_OPT     := .tools/node_modules/.bin/wasm-opt
 WASM_OPT_FLAGS   := -Oz --converge --enable-bulk-memory --enable-sign-ext \

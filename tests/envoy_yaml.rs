@@ -37,9 +37,10 @@ fn values_of<'a>(doc: &'a Value, key: &str, in_route: bool, out: &mut Vec<(&'a V
     }
 }
 
-/// The README's promises about the shipped configs: the filter fails closed (FAIL_RELOAD: a
-/// failed VM is replaced, requests meanwhile are refused, never passed unbalanced), and the
-/// probe cluster (which honours a client's x-envoy-original-dst-host) has no route.
+/// The promises of docs/routing.md and docs/security.md about the shipped configs: the filter
+/// fails closed (FAIL_RELOAD: a failed VM is replaced, requests meanwhile are refused, never
+/// passed unbalanced), and the probe cluster (which honours a client's
+/// x-envoy-original-dst-host) has no route.
 #[test]
 fn every_envoy_yaml_fails_closed_and_routes_nothing_to_the_probe_cluster() {
     for file in shipped_yaml() {

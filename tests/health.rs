@@ -102,7 +102,7 @@ async fn unhealthy_then_readmitted(concurrency: u32) {
     assert!(served(&backends[2]) > 0);
 
     backends[2].set_healthy(false);
-    // The README's bound: interval × unhealthy_threshold + timeout + half an interval.
+    // docs/health.md, "Probes": interval × unhealthy_threshold + timeout + half an interval.
     let detect = Duration::from_millis(INTERVAL_MS * 2 + TIMEOUT_MS + INTERVAL_MS / 2);
     tokio::time::sleep(detect).await;
     let frozen = served(&backends[2]);

@@ -1,6 +1,6 @@
 //! Arbitrary bytes as the plugin configuration: `Config::from_json` never panics, a refusal
-//! names a JSON path, and an accepted config holds every invariant the README's config
-//! reference promises. An accepted config that is cheap to build also gets a router that
+//! names a JSON path, and an accepted config holds every invariant docs/configuration.md
+//! promises. An accepted config that is cheap to build also gets a router that
 //! steers once, listing only configured backends.
 #![no_main]
 

@@ -13,8 +13,8 @@ use crate::state::memory::MemoryStore;
 
 use crate::MS;
 const S: u64 = 1_000 * MS;
-/// The README's bound: a dead VM stops counting 3 s after its last heartbeat, seen by every
-/// other VM at its next tick (≤ 200 ms).
+/// docs/algorithms.md's bound (least_request): a dead VM stops counting 3 s after its last
+/// heartbeat, seen by every other VM at its next tick (≤ 200 ms).
 const BOUND_NS: u64 = 3_200 * MS;
 const TICK_NS: u64 = 200 * MS;
 const BACKENDS: &str = r#"[
