@@ -10,18 +10,49 @@
 // native build without the `testing` feature uses only `Config` (check-config).
 #![cfg_attr(not(any(target_arch = "wasm32", feature = "testing")), allow(dead_code))]
 
-/// The core modules: private to the crate, so the compiler reports what nothing uses; public
-/// with the `testing` feature, which the fuzz targets, benches and tests/ turn on.
-macro_rules! core_modules {
+// The core modules: private to the crate, so the compiler reports what nothing uses; public
+// with the `testing` feature, which the fuzz targets, benches and tests/ turn on. The public
+// declarations come from a macro so that tools reading the module tree without evaluating
+// `cfg` (cargo-mutants) find each file once, through the plain declarations below.
+macro_rules! public_with_testing {
     ($($name:ident),* $(,)?) => {$(
         #[cfg(feature = "testing")]
         pub mod $name;
-        #[cfg(not(feature = "testing"))]
-        mod $name;
     )*};
 }
 
-core_modules!(backend, config, hash_key, health, lb, metrics, original_dst, router, state, sticky);
+public_with_testing!(
+    backend,
+    config,
+    hash_key,
+    health,
+    lb,
+    metrics,
+    original_dst,
+    router,
+    state,
+    sticky
+);
+#[cfg(not(feature = "testing"))]
+mod backend;
+#[cfg(not(feature = "testing"))]
+mod config;
+#[cfg(not(feature = "testing"))]
+mod hash_key;
+#[cfg(not(feature = "testing"))]
+mod health;
+#[cfg(not(feature = "testing"))]
+mod lb;
+#[cfg(not(feature = "testing"))]
+mod metrics;
+#[cfg(not(feature = "testing"))]
+mod original_dst;
+#[cfg(not(feature = "testing"))]
+mod router;
+#[cfg(not(feature = "testing"))]
+mod state;
+#[cfg(not(feature = "testing"))]
+mod sticky;
 
 /// Nanoseconds per millisecond: every time in the core is a `u64` count of nanoseconds.
 pub(crate) const MS: u64 = 1_000_000;
