@@ -17,10 +17,10 @@ use crate::hash_key;
 use crate::health::prober::Prober;
 use crate::health::Availability;
 use crate::lb::{self, Balancer, LoadView, NoLoad, Outcome, PickCtx, Picks};
-use crate::metrics::{BackendCounter, PoolCounter};
 pub use crate::metrics::Metrics;
 #[cfg(any(test, feature = "testing"))]
 pub use crate::metrics::NoMetrics;
+use crate::metrics::{BackendCounter, PoolCounter};
 use crate::state::clock::Clock;
 use crate::state::in_flight::InFlight;
 use crate::state::registry::Registered;

@@ -2,8 +2,8 @@
 //! test per refusal class asserting the exact JSON path and that the message says what is valid.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use super::*;
 use super::target::DEFAULT_STEERING_HEADER;
+use super::*;
 
 /// One valid backend, for configs whose point is elsewhere.
 const ONE_BACKEND: &str = r#"[{"id":"a","address":"10.0.0.1:80"}]"#;

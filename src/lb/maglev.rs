@@ -123,16 +123,15 @@ fn build_table(pool: &Pool, m: usize) -> Vec<u16> {
     let mut due: BinaryHeap<Reverse<(u64, usize)>> =
         (0..turns.len()).map(|i| Reverse((1, i))).collect();
     let mut table = vec![FREE; m];
-    let mut filled = 0usize;
     let mut lowest_free = 0usize;
-    while filled < m {
+    // One slot filled per turn.
+    for _ in 0..m {
         let Some(Reverse((iteration, i))) = due.pop() else { break };
         let Some(t) = turns.get_mut(i) else { break };
         let slot = claim(&mut table, t, m, &mut lowest_free);
         if let Some(entry) = table.get_mut(slot) {
             *entry = t.backend;
         }
-        filled += 1;
         t.target = t.target.saturating_add(max_weight);
         // Next sweep with `sweep * weight >= target`, after this one.
         let next = t.target.div_ceil(t.weight.max(1)).max(iteration + 1);
@@ -158,9 +157,9 @@ fn claim(table: &mut [u16], t: &mut Turns, m: usize, lowest_free: &mut usize) ->
             return pos;
         }
     }
-    while table.get(*lowest_free).is_some_and(|&b| b != FREE) {
-        *lowest_free += 1;
-    }
+    let skip = *lowest_free;
+    *lowest_free =
+        table.iter().skip(skip).position(|&b| b == FREE).map_or(table.len(), |p| skip + p);
     *lowest_free
 }
 

@@ -78,7 +78,11 @@ impl Balancer for WeightedRandom {
                 out.push(i);
             }
         }
-        while !out.is_full() {
+        // Each round adds one backend or ends the pick: at most `capacity` rounds.
+        for _ in 0..out.capacity() {
+            if out.is_full() {
+                return;
+            }
             match self.draw_remaining(accept, rng, out) {
                 Some(i) => {
                     out.push(i);

@@ -295,7 +295,9 @@ fn the_first_verifying_value_wins() {
     let foreign = encode(NEW, pool_identity("api", ""), "api-1", NOW + TTL);
     let header =
         format!("lb=garbage; other=1; lb={foreign}; lb=\"{good}\"; lb={}", cookie("web-3"));
-    let got = crate::hash_key::cookies(&header, "lb").find_map(|v| verify(&[NEW], pool(), v, NOW).ok()).unwrap();
+    let got = crate::hash_key::cookies(&header, "lb")
+        .find_map(|v| verify(&[NEW], pool(), v, NOW).ok())
+        .unwrap();
     assert_eq!(got.backend_id, "web-2");
 }
 
