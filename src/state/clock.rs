@@ -50,24 +50,13 @@ impl Anchor {
 }
 
 pub fn encode(a: Anchor) -> [u8; 17] {
-    let mut out = [0u8; 17];
-    let (version, rest) = out.split_at_mut(1);
-    let (wall, mono) = rest.split_at_mut(8);
-    version.copy_from_slice(&[VERSION]);
-    wall.copy_from_slice(&a.wall_ns.to_le_bytes());
-    mono.copy_from_slice(&a.mono_ns.to_le_bytes());
-    out
+    super::encode_pair(VERSION, a.wall_ns, a.mono_ns)
 }
 
 /// `None` for another version or a malformed value.
 pub fn decode(bytes: &[u8]) -> Option<Anchor> {
-    match bytes {
-        [VERSION, rest @ ..] if rest.len() == 16 => Some(Anchor {
-            wall_ns: u64::from_le_bytes(rest.get(..8)?.try_into().ok()?),
-            mono_ns: u64::from_le_bytes(rest.get(8..)?.try_into().ok()?),
-        }),
-        _ => None,
-    }
+    let (wall_ns, mono_ns) = super::decode_pair(VERSION, bytes)?;
+    Some(Anchor { wall_ns, mono_ns })
 }
 
 /// One VM's view of the proxy's clock.

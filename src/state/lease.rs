@@ -35,25 +35,13 @@ impl Lease {
 }
 
 pub fn encode(lease: Lease) -> [u8; 17] {
-    let mut out = [0u8; 17];
-    let (version, rest) = out.split_at_mut(1);
-    let (owner, expires) = rest.split_at_mut(8);
-    version.copy_from_slice(&[VERSION]);
-    owner.copy_from_slice(&lease.owner.to_le_bytes());
-    expires.copy_from_slice(&lease.expires_ns.to_le_bytes());
-    out
+    super::encode_pair(VERSION, lease.owner, lease.expires_ns)
 }
 
 /// `None` for another version or a malformed value.
 pub fn decode(bytes: &[u8]) -> Option<Lease> {
-    match bytes {
-        [VERSION, rest @ ..] if rest.len() == 16 => {
-            let owner = u64::from_le_bytes(rest.get(..8)?.try_into().ok()?);
-            let expires_ns = u64::from_le_bytes(rest.get(8..)?.try_into().ok()?);
-            Some(Lease { owner, expires_ns })
-        }
-        _ => None,
-    }
+    let (owner, expires_ns) = super::decode_pair(VERSION, bytes)?;
+    Some(Lease { owner, expires_ns })
 }
 
 /// The lease `owner` should write given the stored one (`None`: missing or undecodable), or

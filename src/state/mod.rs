@@ -15,6 +15,27 @@ pub mod lease;
 pub mod memory;
 pub mod registry;
 
+/// A value of one version byte and two little-endian `u64`s (the clock anchor, the lease).
+pub fn encode_pair(version: u8, a: u64, b: u64) -> [u8; 17] {
+    let mut out = [0u8; 17];
+    let (v, rest) = out.split_at_mut(1);
+    let (first, second) = rest.split_at_mut(8);
+    v.copy_from_slice(&[version]);
+    first.copy_from_slice(&a.to_le_bytes());
+    second.copy_from_slice(&b.to_le_bytes());
+    out
+}
+
+/// The two `u64`s of an [`encode_pair`] value; `None` for another version or length.
+pub fn decode_pair(version: u8, bytes: &[u8]) -> Option<(u64, u64)> {
+    let (&v, rest) = bytes.split_first()?;
+    let (first, second) = rest.split_at_checked(8)?;
+    if v != version {
+        return None;
+    }
+    Some((u64::from_le_bytes(first.try_into().ok()?), u64::from_le_bytes(second.try_into().ok()?)))
+}
+
 /// Why a shared-data write or read did not happen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreError {
