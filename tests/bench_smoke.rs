@@ -73,3 +73,23 @@ async fn envoy_benches_run_one_short_round() {
         t0.elapsed().as_secs_f64() - cpu_s
     );
 }
+
+/// A section written by hand after the latency one (the profile) survives a new latency run,
+/// and the old latency section is replaced, not kept beside the new one.
+#[test]
+fn a_latency_run_keeps_the_sections_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("RESULTS.md");
+    let old = format!(
+        "# Envoy benchmark\n\nCPU table\n\n{LATENCY_HEADING}: old\n\nold rows\n\n## Profile\n\nby hand\n"
+    );
+    std::fs::write(&out, &old).unwrap();
+    common::write_latency_section(&out, &format!("{LATENCY_HEADING}: new\n\nnew rows\n"));
+    let got = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(
+        got,
+        format!(
+            "# Envoy benchmark\n\nCPU table\n\n{LATENCY_HEADING}: new\n\nnew rows\n\n## Profile\n\nby hand\n"
+        )
+    );
+}

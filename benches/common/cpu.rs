@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::{
-    command_line, median, min_max, noop_wasm_path, render, require_tools, run_header, run_wrk,
-    size_kb, write_cpu_section, wrk_command, Kind, Params, Proxy, RunStart, Variant,
+    baseline_wasm, command_line, median, min_max, render, require_tools, run_header, run_wrk,
+    with_baselines, write_cpu_section, wrk_command, Kind, Params, Proxy, RunStart, Variant,
 };
-use crate::support::{backends, plugin_config, wasm_path};
+use crate::support::{backends, plugin_config};
 
 /// `make bench`'s Envoy worker counts.
 pub const WORKERS: [u32; 2] = [1, 2];
@@ -94,14 +94,14 @@ pub async fn run(p: &Params) -> String {
     let backends = backends(3).await;
     let endpoints: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
     let pool: Vec<(&str, SocketAddr, u32)> = backends.iter().map(|b| (b.id(), b.addr, 1)).collect();
-    let variants = variants();
+    let variants = with_baselines(variants());
 
     eprintln!("CPU bench: starting {} Envoys", variants.len() * p.workers.len());
     let mut cells = Vec::new();
     for &workers in &p.workers {
         for (i, v) in variants.iter().enumerate() {
             let cfg = match &v.kind {
-                Kind::Ours(extra) => plugin_config(&pool, extra.clone()),
+                Kind::Ours(extra) | Kind::Baseline(extra) => plugin_config(&pool, extra.clone()),
                 _ => plugin_config(&pool, json!({})),
             };
             let proxy = Proxy::start(&render(&v.kind, &endpoints, &cfg), workers).await;
@@ -123,7 +123,7 @@ pub async fn run(p: &Params) -> String {
                 round + 1,
                 p.rounds,
                 variants[cell.variant].key,
-                variants[cell.variant].name,
+                variants[cell.variant].label(),
                 cell.workers,
                 s.us_per_req,
                 s.rps
@@ -171,11 +171,42 @@ pub async fn run(p: &Params) -> String {
                 md,
                 "| ({}) {} | {w} | {m:.1} | {lo:.1}–{hi:.1} | {:.2} | {:.2} | {:.0} |",
                 v.key,
-                v.name,
+                v.label(),
                 m / native,
                 m / noop,
                 median(&rps)
             );
+        }
+    }
+    if let Some(base) = baseline_wasm() {
+        let _ = writeln!(
+            md,
+            "\n## Before / after\n\nThe built envoy_lb.wasm ÷ the baseline `{}` ({} bytes; \
+             upper-case keys), median µs/req of the same run.\n",
+            base.display(),
+            std::fs::metadata(&base).map_or(0, |m| m.len())
+        );
+        let _ = writeln!(md, "| variant | workers | built | baseline | built ÷ baseline |");
+        let _ = writeln!(md, "|---|---|---|---|---|");
+        for &w in &p.workers {
+            let of = |i: usize| cells.iter().find(|c| c.variant == i && c.workers == w);
+            for (i, v) in
+                variants.iter().enumerate().filter(|(_, v)| matches!(v.kind, Kind::Ours(_)))
+            {
+                let twin = variants.iter().position(|b| {
+                    matches!(b.kind, Kind::Baseline(_)) && b.key == v.key.to_ascii_uppercase()
+                });
+                let (Some(built), Some(base)) = (of(i).map(med), twin.and_then(of).map(med)) else {
+                    continue;
+                };
+                let _ = writeln!(
+                    md,
+                    "| ({}) {} | {w} | {built:.1} | {base:.1} | {:.3} |",
+                    v.key,
+                    v.name,
+                    built / base
+                );
+            }
         }
     }
     let _ = writeln!(md, "\n## Envoy memory (VmRSS, MiB)\n");
@@ -195,12 +226,6 @@ pub async fn run(p: &Params) -> String {
             load as f64 / 1024.0
         );
     }
-    let _ = writeln!(md, "\n## Filter sizes\n");
-    let _ = writeln!(md, "| .wasm | size |");
-    let _ = writeln!(md, "|---|---|");
-    let _ = writeln!(md, "| envoy_lb.wasm (`make build`) | {} |", size_kb(&wasm_path()));
-    let _ = writeln!(md, "| noop_filter.wasm | {} |", size_kb(&noop_wasm_path()));
-
     write_cpu_section(&p.out, &md);
     drop(cells);
     drop(backends);

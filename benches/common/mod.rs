@@ -34,12 +34,54 @@ pub enum Kind {
     Noop,
     /// The shipped config with envoy-lb and these plugin-config fields.
     Ours(serde_json::Value),
+    /// As `Ours`, with the .wasm named by BENCH_BASELINE_WASM (a before/after comparison).
+    Baseline(serde_json::Value),
 }
 
 pub struct Variant {
     pub key: char,
     pub name: &'static str,
     pub kind: Kind,
+}
+
+impl Variant {
+    /// The name shown in tables and logs.
+    pub fn label(&self) -> String {
+        match self.kind {
+            Kind::Baseline(_) => format!("{}, baseline .wasm", self.name),
+            _ => self.name.to_owned(),
+        }
+    }
+}
+
+/// BENCH_BASELINE_WASM: an envoy_lb.wasm to measure beside the built one (e.g. the last
+/// commit's `make build`), so a change's effect is a ratio from one run.
+pub fn baseline_wasm() -> Option<PathBuf> {
+    let path = PathBuf::from(std::env::var_os("BENCH_BASELINE_WASM")?);
+    let bytes = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("BENCH_BASELINE_WASM={}: {e}", path.display()));
+    assert_eq!(bytes.get(..4), Some(&b"\0asm"[..]), "{} is not a wasm module", path.display());
+    Some(path)
+}
+
+/// Each `Ours` variant again on the baseline .wasm (key upper-cased), when one is given.
+pub fn with_baselines(mut variants: Vec<Variant>) -> Vec<Variant> {
+    if baseline_wasm().is_none() {
+        return variants;
+    }
+    let twins: Vec<Variant> = variants
+        .iter()
+        .filter_map(|v| match &v.kind {
+            Kind::Ours(extra) => Some(Variant {
+                key: v.key.to_ascii_uppercase(),
+                name: v.name,
+                kind: Kind::Baseline(extra.clone()),
+            }),
+            _ => None,
+        })
+        .collect();
+    variants.extend(twins);
+    variants
 }
 
 /// A bench run's size, from the environment in `make bench`, given directly by the smoke test.
@@ -104,6 +146,7 @@ pub fn render(kind: &Kind, endpoints: &[SocketAddr], ours_config: &str) -> Strin
         Kind::Native | Kind::NativeLeastRequest => None,
         Kind::Noop => Some(noop_wasm_path()),
         Kind::Ours(_) => Some(wasm_path()),
+        Kind::Baseline(_) => baseline_wasm(),
     };
     let mut doc = shipped_config(wasm.as_deref(), ours_config, endpoints);
     if matches!(kind, Kind::Native | Kind::NativeLeastRequest) {
@@ -350,12 +393,6 @@ pub fn envoy_version() -> String {
     text.split_once("version: ").map_or(text.clone(), |(_, v)| v.to_owned())
 }
 
-pub fn size_kb(path: &Path) -> String {
-    std::fs::metadata(path)
-        .map(|m| format!("{} bytes ({} KB)", m.len(), m.len() / 1024))
-        .unwrap_or_else(|_| "missing".into())
-}
-
 /// What a section's header says about the start of its run.
 pub struct RunStart {
     /// The 1-minute load average: other work on the machine.
@@ -423,13 +460,24 @@ pub fn write_cpu_section(out: &Path, md: &str) {
     write(out, &format!("{}{sep}{kept}", md.trim_end_matches('\n').to_owned() + "\n"));
 }
 
-/// Replaces (or appends) the latency section of `out`, keeping what precedes it.
+/// Replaces (or appends) the latency section of `out` (its heading up to the next `## `
+/// heading), keeping what precedes and what follows it: sections written by hand, such as
+/// the profile, stay.
 pub fn write_latency_section(out: &Path, md: &str) {
     assert!(md.starts_with(LATENCY_HEADING));
     let old = std::fs::read_to_string(out).unwrap_or_default();
-    let head = old.find(LATENCY_HEADING).map_or(&*old, |at| &old[..at]).trim_end_matches('\n');
+    let (head, tail) = match old.find(LATENCY_HEADING) {
+        Some(at) => {
+            let after = at + LATENCY_HEADING.len();
+            let end = old[after..].find("\n## ").map_or(old.len(), |e| after + e + 1);
+            (&old[..at], &old[end..])
+        }
+        None => (&*old, ""),
+    };
+    let head = head.trim_end_matches('\n');
     let sep = if head.is_empty() { "" } else { "\n\n" };
-    write(out, &format!("{head}{sep}{}", md.trim_end_matches('\n').to_owned() + "\n"));
+    let tail = if tail.is_empty() { String::new() } else { format!("\n{tail}") };
+    write(out, &format!("{head}{sep}{}{tail}", md.trim_end_matches('\n').to_owned() + "\n"));
 }
 
 fn write(out: &Path, text: &str) {
