@@ -34,17 +34,36 @@ pub struct Backend {
     pub backup: bool,
     /// Keeps the sessions pinned to it (sticky cookies) but receives no new ones.
     pub drain: bool,
+    /// A discovered endpoint's slot ([`crate::discovery::snapshot`]): names its per-endpoint
+    /// shared-data keys. `None` for a configured backend (keys named by id and address).
+    pub slot: Option<u32>,
 }
 
 impl Backend {
     pub fn new(id: String, address: SocketAddr, weight: u32) -> Self {
         let host = address.to_string();
-        Backend { id, address: Some(address), host, weight, backup: false, drain: false }
+        Backend {
+            id,
+            address: Some(address),
+            host,
+            weight,
+            backup: false,
+            drain: false,
+            slot: None,
+        }
     }
 
     /// A backend that is a whole Envoy cluster, named by the `cluster_header` route.
     pub fn in_cluster(id: String, cluster: String, weight: u32) -> Self {
-        Backend { id, address: None, host: cluster, weight, backup: false, drain: false }
+        Backend {
+            id,
+            address: None,
+            host: cluster,
+            weight,
+            backup: false,
+            drain: false,
+            slot: None,
+        }
     }
 
     /// This backend as a backup.

@@ -4,6 +4,7 @@
 //! [`ConfigError`] that names the JSON path and says what is valid.
 
 mod algorithm;
+mod discovery;
 mod health_check;
 mod outlier;
 mod read;
@@ -21,6 +22,8 @@ use serde::Deserialize;
 pub use algorithm::ALGORITHMS;
 pub use algorithm::{Algorithm, AlgorithmConfig, HashOn};
 use algorithm::{RawAlgorithm, RawHashOn, RawLeastRequest, RawLeastTime, RawMaglev, RawRingHash};
+use discovery::RawDiscovery;
+pub use discovery::{Discovery, DiscoverySource};
 pub use health_check::HealthCheck;
 use health_check::RawHealthCheck;
 pub use outlier::OutlierDetection;
@@ -69,7 +72,14 @@ pub struct Config {
     pub algorithm: Algorithm,
     /// The algorithm with its tuning (defaults where the JSON has no block).
     pub balancing: AlgorithmConfig,
+    /// The backends: the configured list, or with `discovery` the last snapshot of the
+    /// followed cluster (empty until the first one).
     pub pool: Pool,
+    /// With `discovery`: the configured `backends`, applied by address to discovered
+    /// endpoints (id, weight, backup, drain). Empty otherwise.
+    pub overrides: Vec<Backend>,
+    /// Following Envoy's own cluster; `None` when the JSON has no `discovery` block.
+    pub discovery: Option<Discovery>,
     pub target: Target,
     /// Active health checks; `None` when the JSON has no `health_check` block.
     pub health_check: Option<HealthCheck>,
@@ -98,7 +108,8 @@ const DEFAULT_PANIC_PERCENT: u32 = 50;
 struct RawConfig {
     cluster: Str,
     algorithm: Option<Name<Algorithm>>,
-    backends: List<Obj<RawBackend>>,
+    backends: Option<List<Obj<RawBackend>>>,
+    discovery: Option<Obj<RawDiscovery>>,
     target: Option<Obj<RawTarget>>,
     least_request: Option<Obj<RawLeastRequest>>,
     least_time: Option<Obj<RawLeastTime>>,
@@ -141,8 +152,45 @@ impl RawConfig {
         cluster_name(&cluster).map_err(|m| ConfigError::at("$.cluster", m))?;
         let target = self.target.map(|t| t.0).unwrap_or_default();
         let target = target.validate(self.health_check.is_some())?;
-        let backends = self.backends.0.into_iter().map(|b| b.0).collect();
-        let pool = validate_backends(backends, target.mode)?;
+        let discovery = self.discovery.map(|d| d.0.validate(&cluster)).transpose()?;
+        let backends: Vec<RawBackend> =
+            self.backends.map(|l| l.0.into_iter().map(|b| b.0).collect()).unwrap_or_default();
+        if discovery.is_some() && target.mode == TargetMode::ClusterHeader {
+            return Err(ConfigError::at(
+                "$.discovery",
+                "does not apply with target.mode \"cluster_header\" (each backend is a \
+                 cluster); valid: remove it, or use target.mode \"override_host\" or \
+                 \"original_dst\"",
+            ));
+        }
+        if discovery.is_none() && backends.is_empty() {
+            return Err(ConfigError::at(
+                "$.backends",
+                "is empty or missing; valid: at least one backend, or a \"discovery\" block \
+                 to follow the endpoints of an Envoy cluster",
+            ));
+        }
+        let listed = validate_backends(backends, target.mode)?;
+        if discovery.is_some() {
+            for (i, b) in listed.iter().enumerate() {
+                let other = crate::discovery::pool::derived_address(&b.id);
+                if let Some(other) = other.filter(|&a| Some(a) != b.address) {
+                    return Err(ConfigError::at(
+                        format!("$.backends[{i}].id"),
+                        format!(
+                            "{:?} is the id derived for the discovered endpoint {other}; \
+                             valid: an id that is not of the form ip_port",
+                            shown(&b.id)
+                        ),
+                    ));
+                }
+            }
+        }
+        let (pool, overrides) = if discovery.is_some() {
+            (Pool::default(), listed.iter().cloned().collect())
+        } else {
+            (listed, Vec::new())
+        };
         let balancing = RawAlgorithm {
             algorithm: self.algorithm.map(|a| a.0).unwrap_or_default(),
             least_request: self.least_request.map(|b| b.0),
@@ -160,13 +208,13 @@ impl RawConfig {
                 .map_err(|m| ConfigError::at("$.health_check.host", m))?;
             check.host = Some(host);
         }
-        if pool.iter().all(|b| b.backup) {
+        if discovery.is_none() && pool.iter().all(|b| b.backup) {
             return Err(ConfigError::at(
                 "$.backends",
                 "holds only backups; valid: at least one backend without \"backup\": true",
             ));
         }
-        if pool.iter().all(|b| b.drain) {
+        if discovery.is_none() && pool.iter().all(|b| b.drain) {
             return Err(ConfigError::at(
                 "$.backends",
                 "all backends drain; valid: at least one backend without \"drain\": true",
@@ -177,6 +225,8 @@ impl RawConfig {
             algorithm: balancing.algorithm,
             balancing,
             pool,
+            overrides,
+            discovery,
             target,
             health_check,
             panic_threshold_percent: self
@@ -192,9 +242,6 @@ impl RawConfig {
 }
 
 fn validate_backends(raw: Vec<RawBackend>, mode: TargetMode) -> Result<Pool, ConfigError> {
-    if raw.is_empty() {
-        return Err(ConfigError::at("$.backends", "is empty; valid: at least one backend"));
-    }
     if raw.len() > MAX_BACKENDS {
         return Err(ConfigError::at(
             "$.backends",

@@ -24,6 +24,7 @@ macro_rules! public_with_testing {
 public_with_testing!(
     backend,
     config,
+    discovery,
     hash_key,
     health,
     lb,
@@ -37,6 +38,8 @@ public_with_testing!(
 mod backend;
 #[cfg(not(feature = "testing"))]
 mod config;
+#[cfg(not(feature = "testing"))]
+mod discovery;
 #[cfg(not(feature = "testing"))]
 mod hash_key;
 #[cfg(not(feature = "testing"))]

@@ -41,6 +41,31 @@ pub enum PoolCounter {
     NoHealthyBackend,
     /// Entries into panic mode.
     PanicMode,
+    /// Discovery polls that failed (the last good pool kept serving).
+    DiscoveryErrors,
+    /// Responses that came from a host the filter did not list: the cluster ignores the
+    /// steering (e.g. it has no override_host policy).
+    SteeringIgnored,
+}
+
+/// Gauges per pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolGauge {
+    /// Milliseconds since the last successful discovery poll.
+    DiscoveryAgeMs,
+    /// Endpoints in the last discovery snapshot.
+    DiscoveryEndpoints,
+}
+
+impl PoolGauge {
+    pub const ALL: [PoolGauge; 2] = [PoolGauge::DiscoveryAgeMs, PoolGauge::DiscoveryEndpoints];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PoolGauge::DiscoveryAgeMs => "lb_discovery_snapshot_age_ms",
+            PoolGauge::DiscoveryEndpoints => "lb_discovery_endpoints",
+        }
+    }
 }
 
 impl BackendCounter {
@@ -75,12 +100,14 @@ impl BackendGauge {
 }
 
 impl PoolCounter {
-    pub const ALL: [PoolCounter; 5] = [
+    pub const ALL: [PoolCounter; 7] = [
         PoolCounter::StickyHits,
         PoolCounter::StickyMisses,
         PoolCounter::StickyInvalid,
         PoolCounter::NoHealthyBackend,
         PoolCounter::PanicMode,
+        PoolCounter::DiscoveryErrors,
+        PoolCounter::SteeringIgnored,
     ];
 
     pub fn name(self) -> &'static str {
@@ -90,6 +117,8 @@ impl PoolCounter {
             PoolCounter::StickyInvalid => "lb_sticky_invalid_total",
             PoolCounter::NoHealthyBackend => "lb_no_healthy_backend_total",
             PoolCounter::PanicMode => "lb_panic_mode_total",
+            PoolCounter::DiscoveryErrors => "lb_discovery_errors_total",
+            PoolCounter::SteeringIgnored => "lb_steering_ignored_total",
         }
     }
 }
@@ -126,6 +155,10 @@ pub trait Metrics {
     fn in_flight(&mut self, _backend: usize, _delta: i64) {}
     /// Whether `backend` may be picked, on every change this VM sees.
     fn healthy(&mut self, _backend: usize, _up: bool) {}
+    /// Sets a pool gauge.
+    fn pool_gauge(&mut self, _gauge: PoolGauge, _value: u64) {}
+    /// The pool changed to `pool` (discovery); `moved[i]` is the new index of old backend `i`.
+    fn repool(&mut self, _pool: &crate::backend::Pool, _moved: &[Option<usize>]) {}
     /// The current, process-wide value of a backend gauge (for the status page).
     fn gauge(&self, _backend: usize, _gauge: BackendGauge) -> Option<u64> {
         None

@@ -5,14 +5,18 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::rc::Rc;
 
 use crate::config::{Config, HashOn, TargetMode};
+mod discovery;
 mod health;
 mod status;
+mod steering;
 mod sticky;
 
 pub use sticky::{StickyOutcome, StickyTicket};
 
+use crate::discovery::poller::{Follower, Poller};
 use crate::hash_key;
 use crate::health::prober::Prober;
 use crate::health::Availability;
@@ -69,6 +73,10 @@ pub struct Ticket {
     /// Still counted in flight against `backend`.
     held: bool,
     answered: bool,
+    /// The pool the indexes above point into ([`Router`]'s `pool_generation`).
+    pool_generation: u64,
+    /// With discovery, `backend`'s key, to find it again after the pool changed.
+    key: Option<Rc<str>>,
 }
 
 impl Ticket {
@@ -139,6 +147,20 @@ pub struct Router {
     /// Shared in-flight counters, kept only when the algorithm reads load.
     in_flight: Option<InFlight>,
     by_address: HashMap<SocketAddr, usize, fnv::FnvBuildHasher>,
+    /// Backend index by id (sticky cookies name ids).
+    by_id: HashMap<String, usize, fnv::FnvBuildHasher>,
+    /// With discovery: the one poller's part (every VM runs it; the lease holder polls) and
+    /// this VM's view of the published snapshot.
+    poller: Option<Poller>,
+    follower: Option<Follower>,
+    /// With discovery: each backend's key and the index of each key, so requests steered
+    /// before a pool change find their backend again.
+    backend_keys: Vec<Rc<str>>,
+    by_key: HashMap<Rc<str>, usize, fnv::FnvBuildHasher>,
+    /// Goes up with every pool change.
+    pool_generation: u64,
+    /// Whether the cluster honours the steering, from sampled responses.
+    steering: steering::SteeringCheck,
     store: Registered<Box<dyn SharedStore>>,
     metrics: Box<dyn Metrics>,
     /// Availability of each backend as last reported to the `lb_healthy` gauge by this VM.
@@ -171,6 +193,12 @@ impl Router {
         }
         let by_address =
             config.pool.iter().enumerate().filter_map(|(i, b)| Some((b.address?, i))).collect();
+        let by_id = config.pool.iter().enumerate().map(|(i, b)| (b.id.clone(), i)).collect();
+        let poller = config
+            .discovery
+            .as_ref()
+            .map(|d| Poller::new(d, &config.cluster, seed.rotate_left(17)));
+        let follower = config.discovery.as_ref().map(|_| Follower::new(&config.cluster));
         let picks = Picks::with_capacity(config.target.max_hosts);
         let value = String::with_capacity(config.target.max_hosts * 48);
         let rng = fastrand::Rng::with_seed(seed);
@@ -190,6 +218,13 @@ impl Router {
             sticky,
             in_flight,
             by_address,
+            by_id,
+            poller,
+            follower,
+            backend_keys: Vec::new(),
+            by_key: HashMap::default(),
+            pool_generation: 0,
+            steering: steering::SteeringCheck::default(),
             store,
             metrics,
             shown_up,
@@ -199,6 +234,8 @@ impl Router {
             let fixed = health::fixed_availability(&router.config, mono_ns);
             router.availability_is(fixed);
         }
+        // A snapshot already published (a config update, a new worker) is used at once.
+        router.follow_snapshot(now_ns, &mut Vec::new());
         router
     }
 
@@ -239,6 +276,49 @@ impl Router {
     pub fn needs_served_by(&self, attempts: u32) -> bool {
         let attributes = self.in_flight.is_some() || self.ejects() || self.sticky.is_some();
         attributes && attempts > 1 && self.config.target.mode != TargetMode::ClusterHeader
+    }
+
+    /// Whether the adapter should read `upstream.address` for this response: when
+    /// [`Router::needs_served_by`], and with override_host for one response in
+    /// [`steering::SAMPLE_EVERY`], to see that the cluster honours the steering.
+    pub fn wants_served_by(&mut self, attempts: u32) -> bool {
+        if self.needs_served_by(attempts) {
+            return true;
+        }
+        if self.config.target.mode != TargetMode::OverrideHost {
+            return false;
+        }
+        self.steering.wants_sample()
+    }
+
+    /// A sampled response's first try was served by `served` (a pool index): counted when
+    /// it was not the primary pick ([`steering`]).
+    fn check_steering(&mut self, ticket: &Ticket, served: Option<usize>, attempts: u32) {
+        let picks = ticket.picks.as_slice();
+        if attempts != 1 || picks.is_empty() {
+            return;
+        }
+        let listed = served.is_some_and(|i| picks.first() == Some(&(i as u32)));
+        if !listed {
+            self.metrics.pool(PoolCounter::SteeringIgnored);
+        }
+        self.steering.sample(listed);
+    }
+
+    /// At a tick: the line to log when the judgement of the steering changed.
+    fn judge_steering(&mut self, now_ns: u64) -> Option<String> {
+        let interval_ms = self.config.discovery.as_ref().map_or(0, |d| d.interval_ms);
+        let ignored = self.steering.judge(now_ns, interval_ms.saturating_mul(4 * crate::MS))?;
+        Some(if ignored {
+            format!(
+                "steering ignored: most sampled responses came from hosts the filter did not \
+                 pick; cluster {} does not honour header {} (is its load_balancing_policy \
+                 override_host? In Istio: was the EnvoyFilter patch applied?)",
+                self.config.cluster, self.config.target.header
+            )
+        } else {
+            format!("steering honoured again by cluster {}", self.config.cluster)
+        })
     }
 
     /// Whether [`Router::steer`] needs the time (session cookies' expiry, latency estimates,
@@ -364,6 +444,8 @@ impl Router {
             started_mono_ns: mono_ns,
             held: false,
             answered: false,
+            pool_generation: self.pool_generation,
+            key: None,
         };
         self.hold(&mut ticket, primary);
         let steering = Steering { header: &self.config.target.header, value: &self.value };
@@ -390,12 +472,18 @@ impl Router {
             return Answer::default();
         }
         ticket.answered = true;
+        self.adopt(ticket);
         let mono_ns = self.clock.at(now_ns);
         let retried = usize::try_from(attempts.saturating_sub(1)).unwrap_or(0);
         let served = if self.needs_served_by(attempts) {
             // No upstream address: Envoy answered itself (e.g. every try failed to connect).
             let served = served_by.and_then(|a| a.parse::<SocketAddr>().ok());
             served.and_then(|a| self.by_address.get(&a).copied())
+        } else if let Some(address) = served_by.and_then(|a| a.parse::<SocketAddr>().ok()) {
+            // A sample (`wants_served_by`): where the only try really went.
+            let served = self.by_address.get(&address).copied();
+            self.check_steering(ticket, served, attempts);
+            ticket.tried(retried, self.config.target.mode)
         } else {
             ticket.tried(retried, self.config.target.mode)
         };
@@ -426,6 +514,7 @@ impl Router {
 
     /// The stream ended, however it ended: releases the in-flight count exactly once.
     pub fn on_end(&mut self, ticket: &mut Ticket, now_ns: u64) {
+        self.adopt(ticket);
         if !ticket.answered {
             ticket.answered = true;
             self.balancer.observe(ticket.backend, Outcome::NoResponse, self.clock.at(now_ns));
@@ -433,7 +522,28 @@ impl Router {
         self.release(ticket);
     }
 
+    /// A ticket from before the last pool change: its backend found again by key (or, if it
+    /// left the pool, no longer held: its count was dropped with it), its other picks
+    /// forgotten (tries before a pool change are not attributed).
+    fn adopt(&self, ticket: &mut Ticket) {
+        if ticket.pool_generation == self.pool_generation {
+            return;
+        }
+        ticket.pool_generation = self.pool_generation;
+        ticket.picks.clear();
+        ticket.sticky = StickyTicket::default();
+        match ticket.key.as_ref().and_then(|k| self.by_key.get(k)) {
+            Some(&i) => ticket.backend = i,
+            None => {
+                ticket.held = false;
+                ticket.answered = true;
+                ticket.backend = usize::MAX;
+            }
+        }
+    }
+
     fn hold(&mut self, ticket: &mut Ticket, backend: usize) {
+        ticket.key = self.backend_keys.get(backend).cloned();
         let applied = match &mut self.in_flight {
             Some(c) => c.add(&self.store, backend, 1).unwrap_or(0),
             None => 1,

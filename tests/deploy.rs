@@ -1,19 +1,21 @@
 //! Deployment files: the Istio manifests in istio/ and docker-compose.yml with the Envoy config
 //! it mounts (envoy/compose.yaml). Parsed and cross-checked (kinds, required fields, the same
-//! backends and steering header everywhere, every plugin config accepted by
-//! `Config::from_json`); the compose Envoy config and the Istio cluster patch are loaded by
-//! the real Envoy (`--mode validate`, which also runs the filter's configuration); the compose
-//! file is read by a real Compose client (`docker compose config` or `docker-compose config`).
+//! cluster and steering header everywhere, live pools: the services the STRICT_DNS cluster
+//! names exist, the admin cluster reaches the admin listener and no route reaches it, every
+//! plugin config accepted by `Config::from_json`); the compose Envoy config and the Istio
+//! cluster patch are loaded by the real Envoy (`--mode validate`, which also runs the filter's
+//! configuration); the compose file is read by a real Compose client (`docker compose config`
+//! or `docker-compose config`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
-use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use envoy_lb::config::Config;
+use envoy_lb::config::{Config, Discovery, DiscoverySource};
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 use support::{envoy_bin, repo_root, wasm_path};
@@ -27,6 +29,13 @@ const DEFAULT_ENVOY_IMAGE: &str = "envoyproxy/envoy:v1.40-latest";
 const ENVOY_ENTRYPOINT: &str = "/usr/local/bin/envoy";
 const WASM_IN_REPO: &str = "./target/wasm32-wasip1/release/envoy_lb.wasm";
 const COMPOSE_ENVOY_CONFIG: &str = "./envoy/compose.yaml";
+/// Istio's bootstrap cluster whose only endpoint is the proxy's admin listener
+/// (istio/istio tools/packaging/common/envoy_bootstrap.json: `{{ .localhost }}`, port
+/// `ProxyAdminPort`, 15000 by default).
+const ISTIO_ADMIN_CLUSTER: &str = "prometheus_stats";
+const ISTIO_ADMIN_PORT: u64 = 15000;
+/// The demo's weights (docs/deploy.md), given by the STRICT_DNS cluster per service.
+const COMPOSE_WEIGHTS: &[(&str, u64)] = &[("b1", 1), ("b2", 2), ("b3", 3)];
 
 // ---------------------------------------------------------------- YAML helpers
 
@@ -78,13 +87,96 @@ fn plugin_config(json: &str, what: &str) -> Config {
         .unwrap_or_else(|e| panic!("{what}: the filter refuses this plugin config: {e}\n{json}"))
 }
 
-/// The backends' addresses (override_host names backends by ip:port).
-fn addresses(config: &Config, what: &str) -> Vec<SocketAddr> {
-    config
-        .pool
+/// The plugin config's `discovery` block: a live pool, with no backend given by address
+/// (addresses come from Envoy; a fixed one goes stale when a container or pod is replaced).
+fn live_pool<'a>(config: &'a Config, what: &str) -> &'a Discovery {
+    let d = config.discovery.as_ref().unwrap_or_else(|| {
+        panic!("{what}: no \"discovery\" block: the pool must follow Envoy's cluster")
+    });
+    assert!(
+        config.overrides.is_empty() && config.pool.is_empty(),
+        "{what}: backends listed by address ({:?}): the addresses are not fixed here",
+        config.overrides.iter().map(|b| &b.id).collect::<Vec<_>>()
+    );
+    assert_eq!(d.cluster, config.cluster, "{what}: discovery follows the steered cluster");
+    d
+}
+
+/// Every cluster named by a route anywhere under `v` (`route.cluster`, weighted clusters);
+/// fails on `cluster_header` routes, which would let a client name any cluster.
+fn route_targets(v: &Value, what: &str, out: &mut BTreeSet<String>) {
+    match v {
+        Value::Mapping(m) => {
+            for (k, child) in m {
+                if k.as_str() == Some("route") && child.is_mapping() {
+                    assert!(
+                        child.get("cluster_header").is_none(),
+                        "{what}: a cluster_header route could reach any cluster: {child:?}"
+                    );
+                    if let Some(c) = child["cluster"].as_str() {
+                        out.insert(c.to_string());
+                    }
+                    for w in
+                        child["weighted_clusters"]["clusters"].as_sequence().into_iter().flatten()
+                    {
+                        out.insert(text(&w["name"], what).to_string());
+                    }
+                }
+                route_targets(child, what, out);
+            }
+        }
+        Value::Sequence(items) => items.iter().for_each(|i| route_targets(i, what, out)),
+        _ => {}
+    }
+}
+
+/// The cluster named `name` in `clusters`.
+fn find_cluster<'a>(clusters: &'a [Value], name: &str, what: &str) -> &'a Value {
+    clusters
         .iter()
-        .map(|b| b.address.unwrap_or_else(|| panic!("{what}: backend {} has no ip:port", b.id)))
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("{what}: no cluster {name:?}"))
+}
+
+/// Every `lb_endpoints` entry of a cluster's `load_assignment` (all localities).
+fn lb_endpoints<'a>(cluster: &'a Value, what: &str) -> Vec<&'a Value> {
+    seq(&cluster["load_assignment"]["endpoints"], &format!("{what}: load_assignment.endpoints"))
+        .iter()
+        .flat_map(|l| seq(&l["lb_endpoints"], &format!("{what}: lb_endpoints")).iter())
         .collect()
+}
+
+/// Checks `admin_cluster` as a way to Envoy's admin listener `admin` (bootstrap `admin`
+/// block): STATIC, one endpoint, the admin port, the admin address or (for a wildcard admin
+/// address) loopback; and no route of `bootstrap` leads to it.
+fn check_admin_cluster(bootstrap: &Value, admin_cluster: &str, what: &str) {
+    let clusters = seq(&bootstrap["static_resources"]["clusters"], &format!("{what}: clusters"));
+    let cluster = find_cluster(clusters, admin_cluster, what);
+    let what = format!("{what}: admin cluster {admin_cluster}");
+    assert_eq!(cluster["type"], "STATIC", "{what}: type");
+    let endpoints = lb_endpoints(cluster, &what);
+    assert_eq!(endpoints.len(), 1, "{what}: exactly one endpoint, the admin listener");
+    let (host, port) = endpoint_socket(endpoints[0], &what);
+    let admin = &bootstrap["admin"]["address"]["socket_address"];
+    let admin_host: IpAddr = text(&admin["address"], &format!("{what}: admin address"))
+        .parse()
+        .unwrap_or_else(|e| panic!("{what}: admin address: {e}"));
+    assert_eq!(Some(port), admin["port_value"].as_u64(), "{what}: port vs the admin port");
+    let host: IpAddr = host.parse().unwrap_or_else(|e| panic!("{what}: {host:?}: {e}"));
+    if admin_host.is_unspecified() {
+        assert!(
+            host.is_loopback(),
+            "{what}: admin listens on {admin_host}: use loopback, not {host}"
+        );
+    } else {
+        assert_eq!(host, admin_host, "{what}: endpoint vs admin address");
+    }
+    let mut targets = BTreeSet::new();
+    route_targets(&bootstrap["static_resources"]["listeners"], &what, &mut targets);
+    assert!(
+        !targets.contains(admin_cluster),
+        "{what}: a route leads to the admin API (POST /quitquitquit): {targets:?}"
+    );
 }
 
 /// Runs `envoy --mode validate` on `bootstrap`; asserts success and that the filter was
@@ -309,6 +401,11 @@ fn istio_manifests_are_complete_and_agree() {
                 panic!("{what}: no EnvoyFilter CLUSTER patch for the same namespace and workloads")
             });
         assert_eq!(plugin.config.cluster, patch.cluster, "{what}: pluginConfig.cluster");
+        // A live pool: the EDS endpoints of the patched cluster, read through the admin
+        // cluster of Istio's bootstrap.
+        let discovery = live_pool(&plugin.config, what);
+        assert_eq!(discovery.admin_cluster, ISTIO_ADMIN_CLUSTER, "{what}: discovery.admin_cluster");
+        assert_eq!(discovery.source, DiscoverySource::Eds, "{what}: Istio's clusters are EDS");
         assert_eq!(plugin.config.target.header, patch.header, "{what}: steering header");
         assert!(
             plugin.ports.is_empty() || plugin.ports.contains(&patch.port),
@@ -343,8 +440,14 @@ fn istio_cluster_patch_loads_in_envoy() {
             })
             .collect();
         assert!(!filters.is_empty(), "{what}: no matching EnvoyFilter");
-        let endpoints = addresses(&plugin.config, &what);
+        let discovery = live_pool(&plugin.config, &what);
+        // Stand-ins for the EDS endpoints Istio would send (documentation addresses).
+        let endpoints: Vec<SocketAddr> =
+            (1..=3).map(|i| SocketAddr::from(([192, 0, 2, i], 8080))).collect();
         let mut boot = compose_bootstrap(&wasm_path(), &json);
+        // Istio's admin listener and the bootstrap cluster that reaches it.
+        boot["admin"]["address"]["socket_address"]["address"] = "127.0.0.1".into();
+        boot["admin"]["address"]["socket_address"]["port_value"] = ISTIO_ADMIN_PORT.into();
         let listener_hcm = &mut boot["static_resources"]["listeners"][0]["filter_chains"][0]
             ["filters"][0]["typed_config"];
         let vhost = &mut listener_hcm["route_config"]["virtual_hosts"][0];
@@ -359,7 +462,15 @@ fn istio_cluster_patch_loads_in_envoy() {
                 }
             }
         }
-        boot["static_resources"]["clusters"] = Value::Sequence(vec![cluster]);
+        let admin: Value = serde_yaml_ng::from_str(&format!(
+            "{{name: {ISTIO_ADMIN_CLUSTER}, type: STATIC, connect_timeout: 0.250s, \
+             lb_policy: ROUND_ROBIN, load_assignment: {{cluster_name: {ISTIO_ADMIN_CLUSTER}, \
+             endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: \
+             {{protocol: TCP, address: 127.0.0.1, port_value: {ISTIO_ADMIN_PORT}}}}}}}}}]}}]}}}}"
+        ))
+        .unwrap();
+        boot["static_resources"]["clusters"] = Value::Sequence(vec![cluster, admin]);
+        check_admin_cluster(&boot, &discovery.admin_cluster, &what);
         envoy_validates(&boot, &plugin.config.cluster, &what);
         checked += 1;
     }
@@ -412,20 +523,20 @@ fn wasm_filter_config(doc: &mut Value) -> &mut Value {
     &mut wasm["typed_config"]["config"]
 }
 
-/// Parses "ip:port" of a cluster endpoint.
-fn endpoint_address(e: &Value) -> SocketAddr {
+/// The address (IP or DNS name) and port of a cluster endpoint.
+fn endpoint_socket(e: &Value, what: &str) -> (String, u64) {
     let sa = &e["endpoint"]["address"]["socket_address"];
-    format!("{}:{}", text(&sa["address"], "endpoint address"), sa["port_value"].as_u64().unwrap())
-        .parse()
-        .unwrap()
+    let port = sa["port_value"].as_u64().unwrap_or_else(|| panic!("{what}: endpoint port {e:?}"));
+    (text(&sa["address"], &format!("{what}: endpoint address")).to_string(), port)
 }
 
-fn ipv4_in(ip: Ipv4Addr, cidr: &str) -> bool {
-    let (net, len) = cidr.split_once('/').unwrap_or_else(|| panic!("subnet {cidr:?}"));
-    let net: Ipv4Addr = net.parse().unwrap();
-    let len: u32 = len.parse().unwrap();
-    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-    u32::from(ip) & mask == u32::from(net) & mask
+/// Whether any mapping under `v` has the key `key`.
+fn has_key(v: &Value, key: &str) -> bool {
+    match v {
+        Value::Mapping(m) => m.iter().any(|(k, c)| k.as_str() == Some(key) || has_key(c, key)),
+        Value::Sequence(items) => items.iter().any(|i| has_key(i, key)),
+        _ => false,
+    }
 }
 
 /// The container port of a published port ("10000:10000", "127.0.0.1:9901:9901/tcp").
@@ -500,7 +611,7 @@ fn compose_file_matches_its_envoy_config() {
         "envoy/compose.yaml loads {resolved}, the filter is at {wasm_target}"
     );
 
-    // Published ports: the listener and the admin interface of envoy/compose.yaml.
+    // Published ports: the listener, and the admin interface on the host's loopback only.
     let published: Vec<u64> =
         seq(&envoy["ports"], "envoy.ports").iter().map(container_port).collect();
     let listener_port = envoy_config["static_resources"]["listeners"][0]["address"]
@@ -513,69 +624,84 @@ fn compose_file_matches_its_envoy_config() {
     for port in [listener_port, admin_port] {
         assert!(published.contains(&port), "envoy.ports does not publish {port}: {published:?}");
     }
-
-    // Three backends with fixed addresses in the network's fixed subnet.
-    let mut subnets = Vec::new();
-    for (name, net) in compose["networks"].as_mapping().expect("docker-compose.yml: no networks") {
-        for c in seq(&net["ipam"]["config"], &format!("network {name:?}: ipam.config")) {
-            subnets.push((
-                text(name, "network name").to_string(),
-                text(&c["subnet"], "subnet").to_string(),
-            ));
+    for p in seq(&envoy["ports"], "envoy.ports") {
+        if container_port(p) == admin_port {
+            let spec = p.as_str().unwrap_or_default();
+            assert!(
+                spec.starts_with("127.0.0.1:"),
+                "envoy.ports: the admin API must be published on 127.0.0.1 only: {p:?}"
+            );
         }
     }
-    let mut compose_backends = BTreeSet::new();
+
+    // No fixed addresses: Compose assigns them, Envoy finds the backends by service name.
+    for key in ["ipv4_address", "ipv6_address", "ipam"] {
+        assert!(!has_key(&compose, key), "docker-compose.yml: fixed addresses ({key})");
+    }
+
+    // The backends: whoami services (name -> port) that Envoy waits for.
+    let depends = seq(&envoy["depends_on"], "envoy.depends_on");
+    let mut compose_backends = BTreeMap::new();
     for (name, svc) in services {
         let name = text(name, "service name");
         if name == "envoy" {
             continue;
         }
-        let networks =
-            svc["networks"].as_mapping().unwrap_or_else(|| panic!("{name}: no networks"));
-        let (net, cfg) = networks.iter().next().unwrap();
-        let ip: Ipv4Addr = text(&cfg["ipv4_address"], &format!("{name}: ipv4_address"))
-            .parse()
-            .unwrap_or_else(|e| panic!("{name}: ipv4_address: {e}"));
-        let (_, subnet) = subnets
-            .iter()
-            .find(|(n, _)| net.as_str() == Some(n.as_str()))
-            .unwrap_or_else(|| panic!("{name}: network {net:?} has no fixed subnet"));
-        assert!(ipv4_in(ip, subnet), "{name}: {ip} is outside {subnet}");
         let port = svc["command"]
             .as_sequence()
             .into_iter()
             .flatten()
             .filter_map(|a| a.as_str()?.strip_prefix("--port="))
-            .map(|p| p.parse::<u16>().unwrap())
+            .map(|p| p.parse::<u64>().unwrap())
             .next()
             .unwrap_or(80);
         assert!(
             text(&svc["image"], &format!("{name}: image")).starts_with("traefik/whoami"),
             "{name}: a traefik/whoami backend"
         );
-        let depends = seq(&envoy["depends_on"], "envoy.depends_on");
         assert!(depends.iter().any(|d| d == name), "envoy.depends_on lacks {name}");
-        compose_backends.insert(SocketAddr::from((ip, port)));
+        compose_backends.insert(name.to_string(), port);
     }
     assert_eq!(compose_backends.len(), 3, "three backends: {compose_backends:?}");
 
-    // ... which are exactly the filter's backends and the cluster's endpoints.
+    // The plugin config: a live pool over the steered cluster, read from /clusters (the only
+    // admin view with STRICT_DNS hosts).
     let json = text(&filter["configuration"]["value"], "plugin config");
     let config = plugin_config(json, "envoy/compose.yaml");
-    let plugin_backends: BTreeSet<SocketAddr> =
-        addresses(&config, "envoy/compose.yaml").into_iter().collect();
-    assert_eq!(plugin_backends, compose_backends, "plugin config backends vs compose backends");
+    let discovery = live_pool(&config, "envoy/compose.yaml");
+    assert_eq!(discovery.source, DiscoverySource::Clusters, "discovery.source for STRICT_DNS");
+
+    // The steered cluster resolves exactly those services by name, with the demo's weights.
     let clusters = seq(&envoy_config["static_resources"]["clusters"], "clusters");
-    let pool = clusters
-        .iter()
-        .find(|c| c["name"] == config.cluster.as_str())
-        .unwrap_or_else(|| panic!("no cluster {}", config.cluster));
-    let endpoints: BTreeSet<SocketAddr> =
-        seq(&pool["load_assignment"]["endpoints"][0]["lb_endpoints"], "lb_endpoints")
-            .iter()
-            .map(endpoint_address)
-            .collect();
-    assert_eq!(endpoints, compose_backends, "cluster endpoints vs compose backends");
+    let pool = find_cluster(clusters, &config.cluster, "envoy/compose.yaml");
+    assert_eq!(pool["type"], "STRICT_DNS", "cluster {}: type", config.cluster);
+    let mut endpoints = BTreeMap::new();
+    let mut weights = BTreeMap::new();
+    for e in lb_endpoints(pool, "cluster pool") {
+        let (host, port) = endpoint_socket(e, "cluster pool");
+        assert!(
+            host.parse::<IpAddr>().is_err(),
+            "cluster pool: {host} is an IP address; name the Compose service"
+        );
+        weights.insert(host.clone(), e["load_balancing_weight"].as_u64().unwrap_or(1));
+        assert!(endpoints.insert(host.clone(), port).is_none(), "cluster pool: {host} twice");
+    }
+    assert_eq!(endpoints, compose_backends, "cluster endpoints vs compose services (name, port)");
+    let expected: BTreeMap<String, u64> =
+        COMPOSE_WEIGHTS.iter().map(|(n, w)| (n.to_string(), *w)).collect();
+    assert_eq!(weights, expected, "cluster pool: the demo's weights (docs/deploy.md)");
+
+    // The admin cluster reaches the admin listener; no route reaches it.
+    check_admin_cluster(&envoy_config, &discovery.admin_cluster, "envoy/compose.yaml");
+    let mut targets = BTreeSet::new();
+    route_targets(
+        &envoy_config["static_resources"]["listeners"],
+        "envoy/compose.yaml",
+        &mut targets,
+    );
+    assert_eq!(targets, BTreeSet::from([config.cluster.clone()]), "route targets");
+
+    // The cluster honours the filter's choice.
     let policy = &pool["load_balancing_policy"]["policies"][0]["typed_extension_config"];
     assert_eq!(policy["name"], OVERRIDE_HOST, "cluster policy");
     let sources = seq(&policy["typed_config"]["override_host_sources"], "override_host_sources");

@@ -7,7 +7,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MapType, MetricType, Status};
 
 use crate::backend::Pool;
-use crate::metrics::{self, BackendCounter, BackendGauge, Metrics, PoolCounter};
+use crate::metrics::{self, BackendCounter, BackendGauge, Metrics, PoolCounter, PoolGauge};
 use crate::state::{SharedStore, StoreError};
 
 /// proxy-wasm shared data of this VM's vm_id.
@@ -37,7 +37,13 @@ pub struct HostMetrics {
     /// Per backend: counters in [`BackendCounter::ALL`] order, then gauges in
     /// [`BackendGauge::ALL`] order.
     backends: Vec<[Option<u32>; 7]>,
-    pool: [Option<u32>; 5],
+    pool: [Option<u32>; 7],
+    pool_gauges: [Option<u32>; 2],
+    /// The pool's label, and with discovery the ids of every backend defined so far, by
+    /// backend id: a pool change defines only the new ones (a define is a host call and an
+    /// entry in Envoy's per-VM metric table).
+    label: String,
+    defined: fnv::FnvHashMap<String, [Option<u32>; 7]>,
     /// Counter increments and in-flight changes not yet handed to the host, by metric id:
     /// batched per tick ([`Metrics::flush`]), which saves a host call for each on every
     /// request.
@@ -46,6 +52,18 @@ pub struct HostMetrics {
 
 fn define(kind: MetricType, name: &str) -> Option<u32> {
     hostcalls::define_metric(kind, name).ok()
+}
+
+/// The counters and gauges of one backend, in [`BackendCounter::ALL`] then
+/// [`BackendGauge::ALL`] order.
+fn define_backend(label: &str, id: &str) -> [Option<u32>; 7] {
+    let mut ids = [None; 7];
+    let names = BackendCounter::ALL.map(|c| (MetricType::Counter, c.name()));
+    let gauges = BackendGauge::ALL.map(|g| (MetricType::Gauge, g.name()));
+    for (slot, (kind, name)) in ids.iter_mut().zip(names.into_iter().chain(gauges)) {
+        *slot = define(kind, &metrics::backend_metric(name, label, id));
+    }
+    ids
 }
 
 fn counter_slot(c: BackendCounter) -> usize {
@@ -59,21 +77,14 @@ fn gauge_slot(g: BackendGauge) -> usize {
 impl HostMetrics {
     pub fn define(cluster: &str, pool: &Pool) -> Self {
         let label = metrics::pool_label(cluster);
-        let backends = pool
-            .iter()
-            .map(|b| {
-                let mut ids = [None; 7];
-                let names = BackendCounter::ALL.map(|c| (MetricType::Counter, c.name()));
-                let gauges = BackendGauge::ALL.map(|g| (MetricType::Gauge, g.name()));
-                for (slot, (kind, name)) in ids.iter_mut().zip(names.into_iter().chain(gauges)) {
-                    *slot = define(kind, &metrics::backend_metric(name, &label, &b.id));
-                }
-                ids
-            })
-            .collect();
+        let backends: Vec<[Option<u32>; 7]> =
+            pool.iter().map(|b| define_backend(&label, &b.id)).collect();
+        let defined = pool.iter().map(|b| b.id.clone()).zip(backends.iter().copied()).collect();
         let pool = PoolCounter::ALL
             .map(|c| define(MetricType::Counter, &metrics::pool_metric(c.name(), &label)));
-        HostMetrics { backends, pool, pending: Vec::new() }
+        let pool_gauges = PoolGauge::ALL
+            .map(|g| define(MetricType::Gauge, &metrics::pool_metric(g.name(), &label)));
+        HostMetrics { backends, pool, pool_gauges, label, defined, pending: Vec::new() }
     }
 
     fn id(&self, backend: usize, slot: usize) -> Option<u32> {
@@ -116,6 +127,22 @@ impl Metrics for HostMetrics {
         if let Some(id) = self.id(backend, gauge_slot(BackendGauge::Healthy)) {
             let _ = hostcalls::record_metric(id, u64::from(up));
         }
+    }
+
+    fn pool_gauge(&mut self, gauge: PoolGauge, value: u64) {
+        let slot = PoolGauge::ALL.iter().position(|x| *x == gauge);
+        if let Some(id) = slot.and_then(|s| self.pool_gauges.get(s)).copied().flatten() {
+            let _ = hostcalls::record_metric(id, value);
+        }
+    }
+
+    fn repool(&mut self, pool: &Pool, _moved: &[Option<usize>]) {
+        let label = &self.label;
+        let defined = &mut self.defined;
+        self.backends = pool
+            .iter()
+            .map(|b| *defined.entry(b.id.clone()).or_insert_with(|| define_backend(label, &b.id)))
+            .collect();
     }
 
     fn gauge(&self, backend: usize, gauge: BackendGauge) -> Option<u64> {

@@ -123,6 +123,16 @@ impl HttpContext for Http {
         let input = key_input(router.key_source());
         let cookies = if router.wants_cookies() { request_header("cookie") } else { None };
         let now = if router.needs_clock() { host::now_ns() } else { 0 };
+        if router.awaits_pool() {
+            // Discovery has no snapshot yet: with override_host the cluster's own fallback
+            // balancer chooses (the client's header removed); other modes cannot be served.
+            if mode == TargetMode::OverrideHost
+                && hostcalls::remove_map_value(MapType::HttpRequestHeaders, &target.header).is_ok()
+            {
+                return Action::Continue;
+            }
+            return reject(503, "no_endpoints_yet");
+        }
         let Some((steering, ticket)) = router.steer(input.as_deref(), cookies.as_deref(), now)
         else {
             return reject(503, "no_healthy_backend");
@@ -143,7 +153,7 @@ impl HttpContext for Http {
         // From Envoy itself: a response's x-envoy-attempt-count is the upstream's to forge.
         let attempts = crate::router::attempt_count(host::property_bytes(ATTEMPTS).as_deref());
         let status = response_header(":status").and_then(|s| s.parse::<u32>().ok()).unwrap_or(0);
-        let served_by = if router.needs_served_by(attempts) {
+        let served_by = if router.wants_served_by(attempts) {
             host::property(&["upstream", "address"])
         } else {
             None

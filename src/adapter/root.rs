@@ -14,6 +14,7 @@ use proxy_wasm::types::{BufferType, ContextType, MapType};
 use super::host::{self, HostMetrics, HostStore};
 use super::http::Http;
 use crate::config::Config;
+use crate::discovery::poller::Answer;
 use crate::router::Router;
 
 /// Longest pause between two ticks: how stale a worker's view of health may get.
@@ -78,10 +79,29 @@ impl Root {
         let Ok(mut guard) = self.router.try_borrow_mut() else { return };
         let Some(router) = guard.as_mut() else { return };
         let tick = router.tick(now);
-        router.flush_metrics();
         for line in &tick.log {
             log::info!("{line}");
         }
+        if let Some(poll) = &tick.poll {
+            // GET to a fixed path only: the admin API also takes POSTs that stop Envoy.
+            let headers = vec![
+                (":method", "GET"),
+                (":path", poll.path.as_str()),
+                (":authority", "envoy-admin"),
+                (":scheme", "http"),
+                ("user-agent", "envoy-lb-discovery"),
+            ];
+            let timeout = Duration::from_millis(poll.timeout_ms);
+            match hostcalls::dispatch_http_call(&poll.cluster, headers, None, vec![], timeout) {
+                Ok(token) => router.poll_sent(token, now),
+                Err(status) => {
+                    for line in router.poll_not_sent(&format!("{status:?}"), now) {
+                        log::warn!("{line}");
+                    }
+                }
+            }
+        }
+        router.flush_metrics();
         let Some(check) = router.health_check().cloned() else { return };
         // Always set once validated (derived from the cluster name when not configured).
         let authority = check.host.as_deref().unwrap_or("localhost");
@@ -115,14 +135,36 @@ impl Context for Root {
         &mut self,
         token_id: u32,
         _headers: usize,
-        _body: usize,
+        body_size: usize,
         _trailers: usize,
     ) {
         let now = host::now_ns();
         let status = host::header(MapType::HttpCallResponseHeaders, ":status")
             .and_then(|s| s.parse::<u16>().ok());
         let Ok(mut guard) = self.router.try_borrow_mut() else { return };
-        if let Some(line) = guard.as_mut().and_then(|r| r.probe_answered(token_id, status, now)) {
+        let Some(router) = guard.as_mut() else { return };
+        if router.owns_poll(token_id) {
+            // The body is read only within the configured bound.
+            let body = if body_size > router.max_poll_bytes() {
+                None
+            } else {
+                hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                    .ok()
+                    .map(Option::unwrap_or_default)
+            };
+            let answer = match &body {
+                Some(bytes) => Answer::Body(status, bytes),
+                None if body_size > router.max_poll_bytes() => Answer::TooLarge(status, body_size),
+                None => Answer::Body(None, &[]),
+            };
+            let lines = router.poll_answered(token_id, answer, now);
+            router.flush_metrics();
+            for line in lines {
+                log::info!("{line}");
+            }
+            return;
+        }
+        if let Some(line) = router.probe_answered(token_id, status, now) {
             log::info!("{line}");
         }
     }

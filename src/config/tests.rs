@@ -447,7 +447,7 @@ fn missing_required_fields_are_refused() {
     assert_err(&e, "$", &["missing field `cluster`"]);
 
     let e = refuse(r#"{"cluster":"c"}"#);
-    assert_err(&e, "$", &["missing field `backends`"]);
+    assert_err(&e, "$.backends", &["is empty or missing", "or a \"discovery\" block"]);
 
     let e =
         refuse(&with_backends(r#"[{"id":"a","address":"10.0.0.1:80"},{"address":"10.0.0.2:80"}]"#));
@@ -710,7 +710,7 @@ fn messages_read_like_serde() {
     assert_eq!(
         e.to_string(),
         "$.algorthm: unknown field `algorthm`, expected one of `cluster`, `algorithm`, \
-         `backends`, `target`, `least_request`, `least_time`, `hash_on`, `maglev`, `ring_hash`, \
+         `backends`, `discovery`, `target`, `least_request`, `least_time`, `hash_on`, `maglev`, `ring_hash`, \
          `balance_factor`, `health_check`, `panic_threshold_percent`, `outlier_detection`, \
          `slow_start_ms`, `sticky`, `status`"
     );
@@ -865,8 +865,10 @@ fn null_means_absent_for_every_optional_field() {
     // A required field cannot be null.
     let e = refuse(&format!(r#"{{"cluster":null,"backends":{ONE_BACKEND}}}"#));
     assert_eq!(e.to_string(), "$.cluster: invalid type: null, expected a string");
+    // backends is optional (with discovery): null means absent, refused without discovery.
     let e = refuse(r#"{"cluster":"c","backends":null}"#);
-    assert_eq!(e.to_string(), "$.backends: invalid type: null, expected a sequence");
+    assert_eq!(e.path, "$.backends", "{e}");
+    assert!(e.message.starts_with("is empty or missing"), "{e}");
 }
 
 #[test]
@@ -1057,4 +1059,90 @@ fn deep_nesting_is_refused_at_any_level() {
     ));
     assert_eq!(e.path, "$.health_check.expected_statuses[0]");
     assert!(e.message.starts_with("[[...]] is not a status range"), "{e}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// discovery
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn discovery_takes_defaults_and_makes_backends_optional() {
+    let c = parse(r#"{"cluster":"pool","discovery":{"admin_cluster":"envoy_admin"}}"#);
+    let d = c.discovery.unwrap();
+    assert_eq!(d.admin_cluster, "envoy_admin");
+    assert_eq!(d.cluster, "pool", "the top-level cluster by default");
+    assert_eq!(d.source, DiscoverySource::Eds);
+    assert_eq!((d.interval_ms, d.timeout_ms), (1000, 1000));
+    assert_eq!(d.max_response_bytes, 8 * 1024 * 1024);
+    assert!(c.pool.is_empty() && c.overrides.is_empty(), "the pool waits for a snapshot");
+    let c = parse(
+        r#"{"cluster":"pool","discovery":{"admin_cluster":"a","cluster":"dns","source":"clusters",
+            "interval_ms":250,"max_response_bytes":65536},
+            "backends":[{"id":"blue","address":"10.0.0.1:80","weight":5,"backup":true}]}"#,
+    );
+    let d = c.discovery.unwrap();
+    assert_eq!(
+        (d.cluster.as_str(), d.source, d.interval_ms, d.timeout_ms),
+        ("dns", DiscoverySource::Clusters, 250, 250)
+    );
+    assert!(c.pool.is_empty());
+    assert_eq!(c.overrides.len(), 1);
+    assert!(c.overrides[0].backup && c.overrides[0].weight == 5);
+}
+
+#[test]
+fn discovery_refusals_name_the_path_and_what_is_valid() {
+    let cases = [
+        (
+            r#"{"admin_cluster":"pool"}"#,
+            "$.discovery.admin_cluster",
+            "is the cluster the filter steers to",
+        ),
+        (
+            r#"{"admin_cluster":"a","cluster":"a"}"#,
+            "$.discovery.admin_cluster",
+            "valid: a separate cluster",
+        ),
+        (r#"{"admin_cluster":""}"#, "$.discovery.admin_cluster", "is not a cluster name"),
+        (
+            r#"{"admin_cluster":"a","interval_ms":99}"#,
+            "$.discovery.interval_ms",
+            "from 100 to 3600000",
+        ),
+        (
+            r#"{"admin_cluster":"a","interval_ms":500,"timeout_ms":600}"#,
+            "$.discovery.timeout_ms",
+            "valid: 1 to 500",
+        ),
+        (
+            r#"{"admin_cluster":"a","source":"dns"}"#,
+            "$.discovery.source",
+            "expected `eds` or `clusters`",
+        ),
+        (
+            r#"{"admin_cluster":"a","max_response_bytes":10}"#,
+            "$.discovery.max_response_bytes",
+            "from 4096",
+        ),
+        (r#"{"interval_ms":1000}"#, "$.discovery", "missing field `admin_cluster`"),
+        (r#"{"admin_cluster":"a","polling":1}"#, "$.discovery.polling", "unknown field"),
+    ];
+    for (block, path, says) in cases {
+        let e = refuse(&format!(r#"{{"cluster":"pool","discovery":{block}}}"#));
+        assert_err(&e, path, &[says]);
+    }
+    let e = refuse(
+        r#"{"cluster":"pool","discovery":{"admin_cluster":"a"},"target":{"mode":"cluster_header"}}"#,
+    );
+    assert_err(&e, "$.discovery", &["does not apply with target.mode \"cluster_header\""]);
+    // An id that would be another address's derived id is refused; its own address's is fine.
+    let e = refuse(
+        r#"{"cluster":"pool","discovery":{"admin_cluster":"a"},
+            "backends":[{"id":"10.0.0.9_80","address":"10.0.0.1:80"}]}"#,
+    );
+    assert_err(&e, "$.backends[0].id", &["derived for the discovered endpoint 10.0.0.9:80"]);
+    parse(
+        r#"{"cluster":"pool","discovery":{"admin_cluster":"a"},
+            "backends":[{"id":"10.0.0.1_80","address":"10.0.0.1:80","drain":true}]}"#,
+    );
 }

@@ -85,7 +85,10 @@ impl Prober {
         let keys: Vec<String> = config.pool.iter().map(keys::backend).collect();
         let backups = config.pool.iter().map(|b| b.backup).collect();
         let drains = config.pool.iter().map(|b| b.drain).collect();
-        let fence = fence_of(&keys, &policy, check.as_ref());
+        // A discovered pool changes with every snapshot: its table and lease stay the same
+        // (the table follows the endpoints, see `repool`), or every rollout would add keys.
+        let fenced: &[String] = if config.discovery.is_some() { &[] } else { &keys };
+        let fence = fence_of(fenced, &policy, check.as_ref());
         let cluster = config.cluster.clone();
         Some(Prober {
             check,
@@ -110,6 +113,26 @@ impl Prober {
 
     pub fn check(&self) -> Option<&HealthCheck> {
         self.check.as_ref()
+    }
+
+    /// The pool changed to `config.pool` (a discovery snapshot); `moved[i]` is the new index
+    /// of old backend `i`, if it stays. Probes on their way keep their backend (or are
+    /// dropped with it); the table is re-keyed at its next write or read, keeping the state
+    /// of every backend that stays and starting new ones healthy at that time (slow start).
+    pub fn repool(&mut self, config: &Config, moved: &[Option<usize>]) {
+        self.keys = config.pool.iter().map(keys::backend).collect();
+        self.backups = config.pool.iter().map(|b| b.backup).collect();
+        self.drains = config.pool.iter().map(|b| b.drain).collect();
+        self.covered = vec![None; self.keys.len()];
+        self.current = None;
+        self.pending.retain_mut(|p| match moved.get(p.index).copied().flatten() {
+            Some(i) => {
+                p.index = i;
+                true
+            }
+            None => false,
+        });
+        self.view = None;
     }
 
     /// This configuration's table key (tests read the published table).

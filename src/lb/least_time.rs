@@ -146,6 +146,16 @@ impl Balancer for LeastTime {
         true
     }
 
+    fn learned(&self, backend: usize) -> Option<PeakEwma> {
+        self.ewma.get(backend).copied()
+    }
+
+    fn relearn(&mut self, backend: usize, learned: PeakEwma) {
+        if let Some(e) = self.ewma.get_mut(backend) {
+            *e = learned;
+        }
+    }
+
     fn observe(&mut self, backend: usize, outcome: Outcome, now_ns: u64) {
         let rtt_ns = match outcome {
             Outcome::Response { rtt_ns, failed: false } => rtt_ns,

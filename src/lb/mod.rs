@@ -143,7 +143,18 @@ pub trait Balancer {
     fn learns_latency(&self) -> bool {
         false
     }
+
+    /// What this VM learned about `backend` (latency), to carry into the balancer built for
+    /// the next pool when the pool changes; `None` for algorithms that learn nothing.
+    fn learned(&self, _backend: usize) -> Option<PeakEwma> {
+        None
+    }
+
+    /// Takes over what [`Balancer::learned`] gave for a backend now at `backend`.
+    fn relearn(&mut self, _backend: usize, _learned: PeakEwma) {}
 }
+
+use least_time::PeakEwma;
 
 use crate::MS;
 

@@ -21,6 +21,8 @@ pub struct Tick {
     pub probes: Vec<(usize, String)>,
     /// Lines to log at info (state changes, panic mode), each once per proxy.
     pub log: Vec<String>,
+    /// A discovery poll to send (the discovery lease holder only).
+    pub poll: Option<crate::discovery::poller::Poll>,
 }
 
 /// The health policy `config` asks for.
@@ -125,6 +127,8 @@ impl Router {
         if let Some(counters) = &mut self.in_flight {
             counters.tick(&self.store, now_ns);
         }
+        tick.poll = self.discovery_tick(now_ns, &mut tick.log);
+        tick.log.extend(self.judge_steering(now_ns));
         let Some(prober) = self.prober.as_mut() else { return tick };
         let now_ns = self.clock.sync(&self.store, now_ns);
         let (due, returned) = prober.due(&self.store, now_ns);

@@ -71,6 +71,8 @@ impl Router {
             }
             None => out.push_str("null"),
         }
+        out.push_str(",\"discovery\":");
+        self.push_discovery(&mut out, now_ns);
         out.push_str(",\"backends\":[");
         for (i, b) in c.pool.iter().enumerate() {
             if i > 0 {
@@ -124,6 +126,39 @@ impl Router {
         }
         out.push_str("]}");
         out
+    }
+
+    /// `null`, or where the pool comes from: the followed cluster, the source, the generation
+    /// this VM's pool was built from, the snapshot's age and the last poll's error.
+    fn push_discovery(&self, out: &mut String, now_ns: u64) {
+        let (Some(d), Some(f)) = (&self.config.discovery, &self.follower) else {
+            out.push_str("null");
+            return;
+        };
+        out.push_str("{\"cluster\":");
+        push_str(out, &d.cluster);
+        out.push_str(",\"admin_cluster\":");
+        push_str(out, &d.admin_cluster);
+        let _ = write!(
+            out,
+            ",\"source\":\"{}\",\"interval_ms\":{},\"generation\":{},\"endpoints\":{},\"poller\":{},\"age_ms\":",
+            d.source.name(),
+            d.interval_ms,
+            f.generation,
+            self.config.pool.len(),
+            self.holds_discovery_lease(),
+        );
+        let status = f.status.as_ref();
+        let ok = status.map(|s| s.last_ok_ns).filter(|&t| t > 0);
+        push_opt(out, ok.map(|t| now_ns.saturating_sub(t) / MS));
+        out.push_str(",\"failures\":");
+        push_opt(out, status.map(|s| u64::from(s.failures)));
+        out.push_str(",\"last_error\":");
+        match status.map(|s| s.error.as_str()).filter(|e| !e.is_empty()) {
+            Some(e) => push_str(out, e),
+            None => out.push_str("null"),
+        }
+        out.push('}');
     }
 
     /// Whether this request is for the status page: its path (query included) and the

@@ -94,10 +94,10 @@ impl Router {
         let now_s = now_ns / 1_000_000_000;
         // The first valid one whose backend may be picked wins; the work is bounded
         // (sticky::MAX_TAGS tags), however many forged cookies the header holds.
-        let ids = &self.config.pool;
+        let ids = &self.by_id;
         let found =
             s.secrets.first_valid(hash_key::cookies(header, &s.attrs.name), s.pool, now_s, |c| {
-                let index = ids.iter().position(|b| b.id == c.backend_id)?;
+                let index = *ids.get(c.backend_id.as_str())?;
                 self.availability.as_ref().is_none_or(|a| a.accepts(index)).then(|| StickyTicket {
                     pinned: Some(index),
                     refresh: sticky::needs_refresh(c.expires_s, s.ttl_s, now_s),

@@ -466,6 +466,8 @@ fn earlier_tries_are_bounded_in_every_mode() {
         started_mono_ns: 0,
         held: false,
         answered: false,
+        pool_generation: 0,
+        key: None,
     };
     assert_eq!(t.attributable(usize::MAX, TargetMode::OverrideHost), 2);
     assert_eq!(t.attributable(1, TargetMode::OverrideHost), 1);
@@ -474,3 +476,4 @@ fn earlier_tries_are_bounded_in_every_mode() {
 }
 
 mod in_flight;
+mod discovery;

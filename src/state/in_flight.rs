@@ -116,6 +116,41 @@ impl InFlight {
         self.heartbeat(store, now_ns);
     }
 
+    /// The pool changed to `pool` (a discovery snapshot); `moved[i]` is the new index of old
+    /// backend `i`, if it stays. Counts held on backends that stay move with them; this
+    /// router's entries for backends that left are cleared (their keys may be reused for
+    /// another endpoint later); counters of new backends are created.
+    pub fn repool(
+        &mut self,
+        store: &dyn SharedStore,
+        cluster: &str,
+        pool: &Pool,
+        moved: &[Option<usize>],
+    ) {
+        let keys: Vec<String> = pool.iter().map(|b| keys::in_flight(cluster, b)).collect();
+        let mut held = vec![0u32; keys.len()];
+        for (old, (&count, key)) in self.held.iter().zip(&self.keys).enumerate() {
+            match moved.get(old).copied().flatten().and_then(|i| held.get_mut(i)) {
+                Some(h) => *h = count,
+                None if count > 0 => {
+                    self.write(store, key, 0);
+                }
+                None => {}
+            }
+        }
+        for key in &keys {
+            if let Ok(None) = store.get(key) {
+                let _ = store.set(key, &[VERSION], 0);
+            }
+        }
+        self.held_total = held.iter().fold(0u32, |t, &c| t.saturating_add(c));
+        if let Some(key) = &self.total_key {
+            self.write(store, key, self.held_total);
+        }
+        self.keys = keys;
+        self.held = held;
+    }
+
     /// On every tick: renews this router's heartbeat when [`owners::BEAT_NS`] has passed (or
     /// the clock went back), else reads who is alive. One read, plus one write and one read
     /// per beat.

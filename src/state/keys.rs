@@ -15,6 +15,10 @@
 //! | `envoy_lb/{cluster}/health_current` | [`current`](super::current) | every VM with a prober, at configure (last wins) | [`current::encode`](super::current::encode) | 1 |
 //! | `envoy_lb/{cluster}/health/{fence:016x}` | [`health_table`](super::health_table) | created at configure; the lease holder (probes, ejection ends) and every worker (passive outcomes) (CAS) | [`health_table::encode`](super::health_table::encode) | 1 |
 //! | `envoy_lb/{cluster}/prober/{fence:016x}` | [`lease`](super::lease) | the VM taking or renewing the prober lease (CAS) | [`lease::encode`](super::lease::encode) | 1 |
+//! | `envoy_lb/{cluster}/in_flight/slot/{slot}` | [`in_flight`](super::in_flight) | as `in_flight/{id}@{host}`, for a discovered endpoint | as above | 2 |
+//! | `envoy_lb/{cluster}/discovery` | `discovery::snapshot` | the discovery poller, when the endpoints change (CAS) | `Snapshot::encode` | 1 |
+//! | `envoy_lb/{cluster}/discovery_status` | `discovery::snapshot` | the discovery poller, after each poll | `PollStatus::encode` | 1 |
+//! | `envoy_lb/{cluster}/discovery_lease` | [`lease`](super::lease) | the VM taking or renewing the discovery lease (CAS) | [`lease::encode`](super::lease::encode) | 1 |
 //!
 //! `{cluster}` is the configured pool name, `{fence}` a configuration's digest
 //! ([`current`](super::current)), `{id}@{host}` the [`backend`] key (also the entry key inside
@@ -54,9 +58,28 @@ pub fn sticky_secret(cluster: &str) -> String {
     pool(cluster, "sticky_secret")
 }
 
-/// The in-flight counter of one backend of `cluster`.
+/// The in-flight counter of one backend of `cluster`: by id and address, or for a discovered
+/// endpoint by its slot (reused after the endpoint leaves, so keys stay bounded).
 pub fn in_flight(cluster: &str, b: &Backend) -> String {
-    pool(cluster, &format!("in_flight/{}", backend(b)))
+    match b.slot {
+        Some(slot) => pool(cluster, &format!("in_flight/slot/{slot}")),
+        None => pool(cluster, &format!("in_flight/{}", backend(b))),
+    }
+}
+
+/// The snapshot of the followed cluster (`discovery::snapshot`).
+pub fn discovery(cluster: &str) -> String {
+    pool(cluster, "discovery")
+}
+
+/// The discovery poller's status after its last poll.
+pub fn discovery_status(cluster: &str) -> String {
+    pool(cluster, "discovery_status")
+}
+
+/// The discovery poller's lease.
+pub fn discovery_lease(cluster: &str) -> String {
+    pool(cluster, "discovery_lease")
 }
 
 /// The in-flight total of `cluster` (bounded load).
@@ -107,6 +130,12 @@ mod tests {
         assert_eq!(health_current("pool"), "envoy_lb/pool/health_current");
         assert_eq!(health_table("pool", 0xab), "envoy_lb/pool/health/00000000000000ab");
         assert_eq!(prober_lease("pool", u64::MAX), "envoy_lb/pool/prober/ffffffffffffffff");
+        let mut d = b.clone();
+        d.slot = Some(7);
+        assert_eq!(in_flight("pool", &d), "envoy_lb/pool/in_flight/slot/7");
+        assert_eq!(discovery("pool"), "envoy_lb/pool/discovery");
+        assert_eq!(discovery_status("pool"), "envoy_lb/pool/discovery_status");
+        assert_eq!(discovery_lease("pool"), "envoy_lb/pool/discovery_lease");
         assert!(REGISTRY.starts_with(PREFIX) && CLOCK.starts_with(PREFIX));
     }
 }

@@ -14,6 +14,12 @@ use serde_yaml_ng::Value;
 
 pub use demo_backend::{Options as BackendOptions, Running as Backend};
 
+mod eds;
+#[allow(unused_imports)]
+pub use eds::{
+    rendered_documents, ClusterHost, EdsEndpoint, ADMIN_CLUSTER, ISTIO_ADMIN_CLUSTER, ISTIO_CLUSTER,
+};
+
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn repo_root() -> PathBuf {
@@ -117,6 +123,13 @@ pub struct EnvoySetup {
     pub file: &'static str,
     /// A change to the rendered bootstrap, made before it is written.
     pub tweak: Option<fn(&mut Value)>,
+    /// Cluster `pool` from CDS/EDS files or STRICT_DNS, with an admin cluster
+    /// ([`EnvoySetup::eds`], [`EnvoySetup::eds_named`], [`EnvoySetup::strict_dns`]).
+    discovery: Option<eds::Discovery>,
+    /// The admin port of a setup with an admin cluster, chosen by [`Envoy::start`].
+    admin_port: Option<u16>,
+    /// More STATIC clusters of one endpoint each ([`EnvoySetup::static_cluster`]).
+    extra_clusters: Vec<(String, SocketAddr)>,
 }
 
 impl EnvoySetup {
@@ -128,7 +141,17 @@ impl EnvoySetup {
             endpoints,
             file: "envoy/envoy.yaml",
             tweak: None,
+            discovery: None,
+            admin_port: None,
+            extra_clusters: Vec::new(),
         }
+    }
+
+    /// Adds a STATIC cluster `name` whose one endpoint is `address` (e.g. a stand-in for the
+    /// admin listener that a test can make fail).
+    pub fn static_cluster(mut self, name: &str, address: SocketAddr) -> Self {
+        self.extra_clusters.push((name.to_string(), address));
+        self
     }
 
     /// Start from another shipped config, e.g. `envoy/original_dst.yaml`.
@@ -153,11 +176,16 @@ impl EnvoySetup {
         self
     }
 
-    /// The bootstrap to write, and in live mode the LDS file (listener moved out of it).
-    fn render_files(&self, dir: &Path) -> (String, Option<String>) {
+    /// The bootstrap to write, in live mode the LDS file (listener moved out of it), and the
+    /// files of [`EnvoySetup::eds`] (name, text) to write next to it.
+    fn render_files(&self, dir: &Path) -> (String, Option<String>, Vec<(&'static str, String)>) {
         let mut doc: Value = serde_yaml_ng::from_str(&self.render()).unwrap();
+        let files = eds::render(self, &mut doc, dir);
         if !self.live {
-            return (serde_yaml_ng::to_string(&doc).unwrap(), None);
+            if doc.get("dynamic_resources").is_some() {
+                set_node(&mut doc);
+            }
+            return (serde_yaml_ng::to_string(&doc).unwrap(), None, files);
         }
         let listeners =
             doc["static_resources"].as_mapping_mut().unwrap().remove("listeners").unwrap();
@@ -174,17 +202,9 @@ impl EnvoySetup {
             Value::Sequence(resources),
         )]))
         .unwrap();
-        let dynamic: Value = serde_yaml_ng::from_str(&format!(
-            "lds_config: {{resource_api_version: V3, path_config_source: {{path: '{}', watched_directory: {{path: '{}'}}}}}}",
-            dir.join("lds.yaml").display(),
-            dir.display()
-        ))
-        .unwrap();
-        doc["dynamic_resources"] = dynamic;
-        // Dynamic resources need a node identity.
-        doc["node"] =
-            serde_yaml_ng::from_str("{id: envoy-lb-test, cluster: envoy-lb-test}").unwrap();
-        (serde_yaml_ng::to_string(&doc).unwrap(), Some(lds))
+        doc["dynamic_resources"]["lds_config"] = watched_file(dir, "lds.yaml");
+        set_node(&mut doc);
+        (serde_yaml_ng::to_string(&doc).unwrap(), Some(lds), files)
     }
 
     /// envoy/envoy.yaml with loopback port-0 listeners, the built .wasm, this plugin config
@@ -198,6 +218,21 @@ impl EnvoySetup {
         }
         serde_yaml_ng::to_string(&doc).unwrap()
     }
+}
+
+/// A V3 config source reading `dir/name`, reloaded when a file is renamed into `dir`.
+fn watched_file(dir: &Path, name: &str) -> Value {
+    serde_yaml_ng::from_str(&format!(
+        "{{resource_api_version: V3, path_config_source: {{path: '{}', watched_directory: {{path: '{}'}}}}}}",
+        dir.join(name).display(),
+        dir.display()
+    ))
+    .unwrap()
+}
+
+/// Dynamic resources need a node identity.
+fn set_node(doc: &mut Value) {
+    doc["node"] = serde_yaml_ng::from_str("{id: envoy-lb-test, cluster: envoy-lb-test}").unwrap();
 }
 
 /// The shipped envoy/envoy.yaml, with admin and listener on loopback port 0, the cluster
@@ -267,14 +302,19 @@ pub struct Envoy {
     dir: tempfile::TempDir,
     pub admin: SocketAddr,
     pub listener: SocketAddr,
+    /// The version_info of the last EDS file written ([`Envoy::set_endpoints`]).
+    eds_version: u64,
 }
 
 fn spawn(setup: &EnvoySetup, dir: &Path) -> Child {
     let cfg = dir.join("envoy.yaml");
-    let (bootstrap, lds) = setup.render_files(dir);
+    let (bootstrap, lds, files) = setup.render_files(dir);
     std::fs::write(&cfg, bootstrap).unwrap();
     if let Some(lds) = lds {
         std::fs::write(dir.join("lds.yaml"), lds).unwrap();
+    }
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
     }
     let log = std::fs::File::create(dir.join("envoy.log")).unwrap();
     Command::new(envoy_bin())
@@ -310,29 +350,38 @@ fn tail(text: &str, lines: usize) -> String {
 
 impl Envoy {
     /// Starts Envoy and waits until `/ready` answers 200; panics with the log otherwise.
-    pub async fn start(setup: EnvoySetup) -> Envoy {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = spawn(&setup, dir.path());
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let admin = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!(
-                    "Envoy exited ({status}) while starting:\n{}",
-                    tail(&read_log(dir.path()), 40)
-                );
-            }
-            if let Ok(text) = std::fs::read_to_string(dir.path().join("admin.txt")) {
-                if let Ok(addr) = text.trim().parse::<SocketAddr>() {
-                    break addr;
+    /// A setup with an admin cluster is started again on another admin port (a few times) if
+    /// its port was taken meanwhile.
+    pub async fn start(mut setup: EnvoySetup) -> Envoy {
+        let mut attempt = 1;
+        let (child, dir, admin, deadline) = 'spawn: loop {
+            eds::choose_admin_port(&mut setup, attempt);
+            let dir = tempfile::tempdir().unwrap();
+            let mut child = spawn(&setup, dir.path());
+            let deadline = Instant::now() + READY_TIMEOUT;
+            let admin = loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    let log = read_log(dir.path());
+                    if eds::admin_port_taken(&setup, &log) && attempt < eds::ADMIN_PORT_ATTEMPTS {
+                        attempt += 1;
+                        continue 'spawn;
+                    }
+                    panic!("Envoy exited ({status}) while starting:\n{}", tail(&log, 40));
                 }
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("Envoy did not start in time:\n{}", tail(&read_log(dir.path()), 40));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+                if let Ok(text) = std::fs::read_to_string(dir.path().join("admin.txt")) {
+                    if let Ok(addr) = text.trim().parse::<SocketAddr>() {
+                        break addr;
+                    }
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    panic!("Envoy did not start in time:\n{}", tail(&read_log(dir.path()), 40));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            break (child, dir, admin, deadline);
         };
-        let mut envoy = Envoy { child, setup, dir, admin, listener: admin };
+        let mut envoy = Envoy { child, setup, dir, admin, listener: admin, eds_version: 1 };
         let client = client();
         loop {
             let ready = client.get(envoy.admin_url("/ready")).send().await;
@@ -350,13 +399,24 @@ impl Envoy {
     }
 
     /// Starts Envoy with a config it must refuse; returns its exit status and whole log.
-    pub async fn start_refused(setup: EnvoySetup) -> (ExitStatus, String) {
-        let dir = tempfile::tempdir().unwrap();
+    pub async fn start_refused(mut setup: EnvoySetup) -> (ExitStatus, String) {
+        let mut attempt = 1;
+        eds::choose_admin_port(&mut setup, attempt);
+        let mut dir = tempfile::tempdir().unwrap();
         let mut child = spawn(&setup, dir.path());
-        let deadline = Instant::now() + READY_TIMEOUT;
+        let mut deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Some(status) = child.try_wait().unwrap() {
-                return (status, read_log(dir.path()));
+                let log = read_log(dir.path());
+                if eds::admin_port_taken(&setup, &log) && attempt < eds::ADMIN_PORT_ATTEMPTS {
+                    attempt += 1;
+                    eds::choose_admin_port(&mut setup, attempt);
+                    dir = tempfile::tempdir().unwrap();
+                    child = spawn(&setup, dir.path());
+                    deadline = Instant::now() + READY_TIMEOUT;
+                    continue;
+                }
+                return (status, log);
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
@@ -371,7 +431,7 @@ impl Envoy {
     }
 
     /// The body of an admin GET.
-    async fn admin_get(&self, path: &str) -> String {
+    pub async fn admin_get(&self, path: &str) -> String {
         client().get(self.admin_url(path)).send().await.unwrap().text().await.unwrap()
     }
 
@@ -400,7 +460,7 @@ impl Envoy {
         let ok_before = self.stat("listener_manager.lds.update_success").await;
         let bad_before = self.stat("listener_manager.lds.update_rejected").await;
         self.setup.plugin_config = plugin_config;
-        let (_, lds) = self.setup.render_files(self.dir.path());
+        let (_, lds, _) = self.setup.render_files(self.dir.path());
         let tmp = self.dir.path().join("lds.yaml.tmp");
         std::fs::write(&tmp, lds.unwrap()).unwrap();
         std::fs::rename(&tmp, self.dir.path().join("lds.yaml")).unwrap();
