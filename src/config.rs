@@ -137,6 +137,22 @@ struct RawBackend {
 }
 
 impl Config {
+    /// Where the pool comes from, for log lines: `3 backends`, or with discovery `backends of
+    /// cluster pool through admin cluster envoy_admin (eds, every 1000 ms; 1 listed)`.
+    pub fn pool_summary(&self) -> String {
+        match &self.discovery {
+            None => format!("{} backends", self.pool.len()),
+            Some(d) => format!(
+                "backends of cluster {} through admin cluster {} ({}, every {} ms; {} listed)",
+                d.cluster,
+                d.admin_cluster,
+                d.source.name(),
+                d.interval_ms,
+                self.overrides.len()
+            ),
+        }
+    }
+
     /// Parses and validates the plugin configuration bytes.
     pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
         let raw: Obj<RawConfig> = read::parse(bytes)?;

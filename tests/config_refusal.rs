@@ -106,7 +106,9 @@ fn cases() -> Vec<Case> {
         case("maglev table not prime", with(r#""algorithm": "maglev", "hash_on": {"source_ip": true}, "maglev": {"table_size": 65536}"#), "$.maglev.table_size", "65536 is not a prime"),
         // Missing required fields.
         case("no cluster", format!(r#"{{"backends": {b}}}"#), "$", "missing field `cluster`"),
-        case("no backends", r#"{"cluster": "pool"}"#.into(), "$", "missing field `backends`"),
+        case("no backends", r#"{"cluster": "pool"}"#.into(), "$.backends", "is empty or missing; valid: at least one backend, or a \"discovery\" block"),
+        case("discovery through the steered cluster", r#"{"cluster": "pool", "discovery": {"admin_cluster": "pool"}}"#.into(), "$.discovery.admin_cluster", "is the cluster the filter steers to"),
+        case("discovery timeout over its interval", r#"{"cluster": "pool", "discovery": {"admin_cluster": "a", "interval_ms": 500, "timeout_ms": 900}}"#.into(), "$.discovery.timeout_ms", "valid: 1 to 500"),
         case("backend without id", r#"{"cluster": "pool", "backends": [{"address": "127.0.0.1:9001"}]}"#.into(), "$.backends[0]", "missing field `id`"),
         case("backend without address", r#"{"cluster": "pool", "backends": [{"id": "b1", "address": "127.0.0.1:9001"}, {"id": "b2"}]}"#.into(), "$.backends[1]", "missing field `address`"),
         case("ring_hash without hash_on", with(r#""algorithm": "ring_hash""#), "$.hash_on", "is required with algorithm ring_hash"),

@@ -274,7 +274,13 @@ fn bad_configs_are_refused_by_both() {
     let cases: Vec<(&str, Value, &str)> = vec![
         ("not an object", json!([1, 2]), "$"),
         ("empty object", json!({}), "$"),
-        ("missing backends", json!({"cluster": "pool"}), "$"),
+        ("missing backends", json!({"cluster": "pool"}), "$.backends"),
+        ("empty backends without discovery", json!({"cluster": "pool", "backends": []}), "$.backends"),
+        ("discovery without admin_cluster", json!({"cluster": "pool", "discovery": {}}), "$.discovery"),
+        ("discovery unknown member", json!({"cluster": "pool", "discovery": {"admin_cluster": "a", "every": 1}}), "$.discovery.every"),
+        ("discovery source unknown", json!({"cluster": "pool", "discovery": {"admin_cluster": "a", "source": "dns"}}), "$.discovery.source"),
+        ("discovery interval too short", json!({"cluster": "pool", "discovery": {"admin_cluster": "a", "interval_ms": 99}}), "$.discovery.interval_ms"),
+        ("discovery response cap too small", json!({"cluster": "pool", "discovery": {"admin_cluster": "a", "max_response_bytes": 4095}}), "$.discovery.max_response_bytes"),
         ("missing cluster", json!({"backends": m["backends"]}), "$"),
         ("unknown top-level member", with(&m, json!({"clustr": "x"})), "$.clustr"),
         ("cluster not a string", with(&m, json!({"cluster": 7})), "$.cluster"),
@@ -429,6 +435,12 @@ fn good_configs_are_accepted_by_both() {
     let secret = |c: char| c.to_string().repeat(32);
     let cases: Vec<(&str, Value)> = vec![
         ("minimal", m.clone()),
+        ("discovery alone", json!({"cluster": "pool", "discovery": {"admin_cluster": "envoy_admin"}})),
+        ("discovery with every member and overrides", json!({"cluster": "pool",
+            "discovery": {"admin_cluster": "a", "cluster": "dns", "source": "clusters", "interval_ms": 100,
+                "timeout_ms": 100, "max_response_bytes": 4096},
+            "backends": [{"id": "blue", "address": "10.0.0.1:80", "weight": 3, "backup": true}]})),
+        ("discovery with empty backends", json!({"cluster": "pool", "discovery": {"admin_cluster": "a"}, "backends": []})),
         ("round_robin with weights, backup, drain", with(&m, json!({"algorithm": "round_robin", "backends": [
             {"id": "a", "address": "10.0.0.1:8080", "weight": 10000},
             {"id": "b", "address": "10.0.0.2:8080", "weight": 1, "backup": true},

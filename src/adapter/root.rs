@@ -183,9 +183,9 @@ impl RootContext for Root {
         match Config::from_json(&bytes) {
             Ok(config) => {
                 log::info!(
-                    "configured: cluster {}, {} backends, algorithm {}, mode {}, header {} (max_hosts {}), health checks {}, outlier detection {}",
+                    "configured: cluster {}, {}, algorithm {}, mode {}, header {} (max_hosts {}), health checks {}, outlier detection {}",
                     config.cluster,
-                    config.pool.len(),
+                    config.pool_summary(),
                     config.algorithm.name(),
                     config.target.mode.name(),
                     config.target.header,

@@ -39,9 +39,9 @@ fn main() -> ExitCode {
 fn check(name: &str, bytes: &[u8]) -> Result<String, String> {
     match Config::from_json(bytes) {
         Ok(config) => Ok(format!(
-            "ok: {name}: algorithm {}, {} backends, target mode {}",
+            "ok: {name}: algorithm {}, {}, target mode {}",
             config.algorithm.name(),
-            config.pool.len(),
+            config.pool_summary(),
             config.target.mode.name(),
         )),
         Err(e) => Err(format!("invalid plugin config: {e}")),
@@ -71,6 +71,13 @@ mod tests {
         assert_eq!(
             check("tiny.json", tiny.as_bytes()),
             Ok("ok: tiny.json: algorithm least_request, 1 backends, target mode override_host"
+                .to_string())
+        );
+        let live = br#"{"cluster": "pool", "discovery": {"admin_cluster": "envoy_admin"}}"#;
+        assert_eq!(
+            check("live.json", live),
+            Ok("ok: live.json: algorithm round_robin, backends of cluster pool through admin \
+                cluster envoy_admin (eds, every 1000 ms; 0 listed), target mode override_host"
                 .to_string())
         );
         // Far beyond the largest double: refused where serde_json refuses it.

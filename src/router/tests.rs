@@ -475,5 +475,5 @@ fn earlier_tries_are_bounded_in_every_mode() {
     assert_eq!(t.attributable(3, TargetMode::ClusterHeader), 3);
 }
 
-mod in_flight;
 mod discovery;
+mod in_flight;

@@ -108,7 +108,10 @@ fn endpoints_that_stay_keep_their_ejection_in_flight_and_sessions() {
     let cookie = answer.set_cookie.unwrap();
     let cookie = cookie.split(';').next().unwrap().to_string();
     let (_, mut held2) = b.steer(None, Some(&cookie), now).unwrap();
-    assert_eq!(b.last_picks().next().unwrap(), crate::discovery::pool::derived_id(pinned_host.parse().unwrap()));
+    assert_eq!(
+        b.last_picks().next().unwrap(),
+        crate::discovery::pool::derived_id(pinned_host.parse().unwrap())
+    );
     // Another endpoint fails once: ejected (consecutive_errors 1).
     let (s, mut failing) = a.steer(None, None, now).unwrap();
     let failed_host = s.value.split(',').next().unwrap().to_string();
@@ -139,7 +142,10 @@ fn endpoints_that_stay_keep_their_ejection_in_flight_and_sessions() {
     assert_eq!(counters.get(&a.store, i), 2, "in flight (both of b's requests) moved with it");
     // The session stays on its endpoint.
     let (_, mut again) = b.steer(None, Some(&cookie), now).unwrap();
-    assert_eq!(b.last_picks().next().unwrap(), crate::discovery::pool::derived_id(pinned_host.parse().unwrap()));
+    assert_eq!(
+        b.last_picks().next().unwrap(),
+        crate::discovery::pool::derived_id(pinned_host.parse().unwrap())
+    );
     b.on_end(&mut again, now);
     // Requests from before the change release exactly once.
     b.on_end(&mut held, now);
@@ -187,4 +193,50 @@ fn shared_keys_stay_bounded_across_a_thousand_rollouts() {
     assert_eq!(hosts(&a).len(), 3);
     assert_eq!(hosts(&b).len(), 3);
     eprintln!("{} shared-data keys after 1,000 rollouts", store.len());
+}
+
+/// least_time's estimate of an endpoint that stays is carried into the new balancer; a new
+/// endpoint starts from the default and, with slow start, ramps up while the others do not.
+#[test]
+fn latency_is_carried_and_new_endpoints_ramp_up() {
+    let store = Rc::new(MemoryStore::new());
+    let extra = r#","algorithm":"least_time","slow_start_ms":10000"#;
+    let mut a = vm(&store, 1, extra, 0);
+    let mut eps = vec![addr(1), addr(2)];
+    // Ticks 200 ms apart, as Envoy's (the proxy's clock moves at most 1 s per tick).
+    let mut now = S;
+    for _ in 0..60 {
+        tick_all(&mut [&mut a], now, &eps);
+        now += 200 * MS;
+    }
+    // 10.0.0.2 answers in 900 ms.
+    let (_, mut t) = a.steer(None, None, now).unwrap();
+    let slow = a.config().pool.iter().position(|x| x.host == addr(1)).unwrap();
+    if t.backend != slow {
+        a.on_end(&mut t, now);
+        let (_, t2) = a.steer(None, None, now).unwrap();
+        t = t2;
+    }
+    assert_eq!(t.backend, slow);
+    // (The proxy's clock moves on ticks; between them by at most a small step.)
+    let _ = a.tick(now + 900 * MS);
+    a.on_response(&mut t, None, 200, 1, now + 900 * MS);
+    a.on_end(&mut t, now + 900 * MS);
+    let mono = a.clock.at(now + 900 * MS);
+    let before = a.balancer.latency_ns(slow, mono).unwrap();
+    assert!(before >= 800e6, "{before}");
+    eps.insert(0, addr(0));
+    for _ in 0..12 {
+        now += 200 * MS;
+        tick_all(&mut [&mut a], now, &eps);
+    }
+    let slow = a.config().pool.iter().position(|x| x.host == addr(1)).unwrap();
+    let fresh = a.config().pool.iter().position(|x| x.host == addr(0)).unwrap();
+    let mono = a.clock.at(now);
+    let after = a.balancer.latency_ns(slow, mono).unwrap();
+    assert!(after >= 0.5 * before, "the estimate stays: {before} -> {after}");
+    assert!(a.balancer.latency_ns(fresh, mono).unwrap() < 0.5 * before);
+    let av = a.availability.as_ref().unwrap();
+    assert!(av.weight_percent(fresh) < 100, "the new endpoint ramps up");
+    assert_eq!(av.weight_percent(slow), 100, "the others do not");
 }
