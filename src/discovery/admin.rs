@@ -64,7 +64,7 @@
 //! EDS `health_status` strings map one to one (`UNKNOWN`, `HEALTHY`, `UNHEALTHY`, `DRAINING`,
 //! `TIMEOUT`, `DEGRADED`; absent or unrecognised → Unknown).
 //!
-//! Bounds: the answer is streamed through serde visitors, so memory is O(endpoints kept), at
+//! Bounds: the answer is streamed through one serde visitor ([`Walk`]), so memory is O(endpoints kept), at
 //! most [`MAX_BACKENDS`](crate::backend::MAX_BACKENDS) of them, whatever the body holds; other
 //! clusters' hosts and every unknown field are skipped without being materialised. More distinct
 //! endpoints than that is [`AdminError::TooManyEndpoints`]. Nesting is bounded by serde_json's
@@ -75,7 +75,6 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
 
 use super::{Endpoint, EnvoyHealth};
 use crate::backend::MAX_BACKENDS;
@@ -175,27 +174,32 @@ fn percent_encode_into(s: &str, out: &mut String) {
 
 /// The endpoints of `cluster` in a `/config_dump?include_eds&resource=…` answer ([`eds_path`]).
 pub fn parse_eds(body: &[u8], cluster: &str) -> Result<Vec<Endpoint>, AdminError> {
-    parse(body, EdsAnswer { cluster, found: None })
+    parse(body, cluster, At::EdsAnswer)
 }
 
 /// The hosts of `cluster` in a `/clusters?format=json` answer ([`CLUSTERS_PATH`],
 /// [`clusters_path`]).
 pub fn parse_clusters(body: &[u8], cluster: &str) -> Result<Vec<Endpoint>, AdminError> {
-    parse(body, ClustersAnswer { cluster, found: None })
+    parse(body, cluster, At::ClustersAnswer)
 }
 
-/// What both answers share: a top-level object read by `answer`, which keeps the first
-/// matching cluster's endpoints.
-fn parse<'de, A>(body: &'de [u8], answer: A) -> Result<Vec<Endpoint>, AdminError>
-where
-    A: Visitor<'de, Value = Found>,
-{
+/// What both answers share: a top-level object, read by [`Walk`] from `root` on, which keeps
+/// the first matching cluster's endpoints.
+fn parse(body: &[u8], cluster: &str, root: At) -> Result<Vec<Endpoint>, AdminError> {
+    let mut state = State {
+        cluster,
+        found: None,
+        collector: Collector::default(),
+        matches: None,
+        priority: 0,
+        host: RawHost::default(),
+    };
     let mut de = serde_json::Deserializer::from_slice(body);
-    let found = de.deserialize_map(answer).and_then(|found| de.end().map(|()| found));
-    match found {
-        Ok(Some(collected)) => collected.finish(),
-        Ok(None) => Err(AdminError::UnknownCluster),
-        Err(e) => Err(AdminError::Malformed(reason(&e))),
+    let read = Walk { at: root, st: &mut state }.deserialize(&mut de).and_then(|()| de.end());
+    match (read, state.found) {
+        (Ok(()), Some(collected)) => collected.finish(),
+        (Ok(()), None) => Err(AdminError::UnknownCluster),
+        (Err(e), _) => Err(AdminError::Malformed(reason(&e))),
     }
 }
 
@@ -214,15 +218,13 @@ fn reason(e: &serde_json::Error) -> String {
     out
 }
 
-/// The collected endpoints of the cluster, once found.
-type Found = Option<Collector>;
-
 /// One cluster's endpoints, gathered while the answer streams by: distinct addresses in the
 /// order listed, at most `MAX_BACKENDS` kept; past that only counted.
 #[derive(Default)]
 struct Collector {
     endpoints: Vec<Endpoint>,
-    seen: HashSet<SocketAddr>,
+    /// FNV, as the snapshot's own sets of addresses (`snapshot.rs`): one hasher in the filter.
+    seen: HashSet<SocketAddr, fnv::FnvBuildHasher>,
     /// Endpoints listed with a usable address, repeats included.
     listed: usize,
     overflow: bool,
@@ -238,7 +240,7 @@ impl Collector {
         if self.endpoints.len() >= MAX_BACKENDS {
             self.overflow = true;
             self.endpoints = Vec::new();
-            self.seen = HashSet::new();
+            self.seen = HashSet::default();
             return;
         }
         self.seen.insert(endpoint.address);
@@ -262,522 +264,464 @@ impl Collector {
     }
 }
 
-// ---- the leaves: small typed structs, unknown fields skipped ----
+// ---- the schema: what each value is, by where it sits ----
+//
+// One visitor type, [`Walk`], reads every value of an answer, told by [`At`] what the value
+// is; [`MEMBERS`] says which members of each object are followed. A visitor type per shape
+// (serde-derived structs and a visitor per object, before) made serde_json instantiate its
+// reading code once per type: 21 KB more of the wasm filter (`make build`), for the same
+// reading. Same rules as the derived structs had: `null` is absent where the field was an
+// `Option`, a repeated member of a leaf object is an error, unknown members are skipped
+// (`IgnoredAny`); an array where an object is expected is an error everywhere (serde derive
+// also read a struct from an array, by position).
 
-/// `envoy.config.core.v3.Address`: only `socket_address` is followed (`pipe`,
-/// `envoy_internal_address` are skipped).
-#[derive(Deserialize)]
-struct RawAddress {
-    #[serde(default)]
-    socket_address: Option<RawSocketAddress>,
+/// Where a value sits in an answer: what it must be, and what is kept of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum At {
+    // `/config_dump?include_eds&resource=…`: `{"configs": [{"endpoint_config": CLA}, …]}`.
+    EdsAnswer,
+    Configs,
+    EdsConfig,
+    /// `envoy.config.endpoint.v3.ClusterLoadAssignment`: `cluster_name`, `endpoints[]`.
+    Cla,
+    Localities,
+    /// `envoy.config.endpoint.v3.LocalityLbEndpoints`: `lb_endpoints[]`, `priority`.
+    Locality,
+    LocalityPriority,
+    LbEndpoints,
+    /// `envoy.config.endpoint.v3.LbEndpoint`.
+    LbEndpoint,
+    Endpoint,
+    // `/clusters?format=json`: `{"cluster_statuses": [ClusterStatus, …]}`.
+    ClustersAnswer,
+    ClusterStatuses,
+    /// `envoy.admin.v3.ClusterStatus`: `name`, `host_statuses[]`.
+    ClusterStatus,
+    Hosts,
+    /// `envoy.admin.v3.HostStatus` (its `stats`, `locality`, `hostname`… skipped).
+    Host,
+    HostPriority,
+    /// `envoy.admin.v3.HostHealthStatus`: false flags are omitted.
+    HostHealth,
+    /// One of its flags (a bit of [`RawHost::flags`]).
+    Flag(u8),
+    // Both.
+    /// A cluster's name: compared, not kept.
+    Name,
+    /// `envoy.config.core.v3.Address`: only `socket_address` is followed (`pipe`,
+    /// `envoy_internal_address` are skipped).
+    Address,
+    SocketAddress,
+    /// An address string, parsed as an IP literal (a hostname, or anything else: none).
+    Ip,
+    Port,
+    Weight,
+    /// `envoy.config.core.v3.HealthStatus`, by name or number; unrecognised values are Unknown.
+    Health,
 }
 
-#[derive(Deserialize)]
-struct RawSocketAddress {
-    #[serde(default)]
-    address: Option<Ip>,
-    #[serde(default)]
-    port_value: Option<Num>,
-}
+/// `/clusters` health flags ([`health`]).
+const FAILED_ACTIVE_HC: u8 = 1;
+const FAILED_OUTLIER: u8 = 1 << 1;
+const FAILED_ACTIVE_DEGRADED: u8 = 1 << 2;
+const PENDING_DYNAMIC_REMOVAL: u8 = 1 << 3;
+const PENDING_ACTIVE_HC: u8 = 1 << 4;
+const EXCLUDED_IMMEDIATE_HC_FAIL: u8 = 1 << 5;
+const ACTIVE_HC_TIMEOUT: u8 = 1 << 6;
+const FAILED_DEGRADED_OUTLIER: u8 = 1 << 7;
 
-/// An address string, parsed as an IP literal where it is read (`None`: a hostname, or
-/// anything else).
-struct Ip(Option<IpAddr>);
+/// The members followed: (object, key, what its value is). Any other member is skipped unread.
+const MEMBERS: [(At, &str, At); 29] = [
+    (At::EdsAnswer, "configs", At::Configs),
+    (At::EdsConfig, "endpoint_config", At::Cla),
+    (At::Cla, "cluster_name", At::Name),
+    (At::Cla, "endpoints", At::Localities),
+    (At::Locality, "lb_endpoints", At::LbEndpoints),
+    (At::Locality, "priority", At::LocalityPriority),
+    (At::LbEndpoint, "endpoint", At::Endpoint),
+    (At::LbEndpoint, "health_status", At::Health),
+    (At::LbEndpoint, "load_balancing_weight", At::Weight),
+    (At::Endpoint, "address", At::Address),
+    (At::ClustersAnswer, "cluster_statuses", At::ClusterStatuses),
+    (At::ClusterStatus, "name", At::Name),
+    (At::ClusterStatus, "host_statuses", At::Hosts),
+    (At::Host, "address", At::Address),
+    (At::Host, "weight", At::Weight),
+    (At::Host, "priority", At::HostPriority),
+    (At::Host, "health_status", At::HostHealth),
+    (At::HostHealth, "failed_active_health_check", At::Flag(FAILED_ACTIVE_HC)),
+    (At::HostHealth, "failed_outlier_check", At::Flag(FAILED_OUTLIER)),
+    (At::HostHealth, "failed_active_degraded_check", At::Flag(FAILED_ACTIVE_DEGRADED)),
+    (At::HostHealth, "pending_dynamic_removal", At::Flag(PENDING_DYNAMIC_REMOVAL)),
+    (At::HostHealth, "pending_active_hc", At::Flag(PENDING_ACTIVE_HC)),
+    (At::HostHealth, "excluded_via_immediate_hc_fail", At::Flag(EXCLUDED_IMMEDIATE_HC_FAIL)),
+    (At::HostHealth, "active_hc_timeout", At::Flag(ACTIVE_HC_TIMEOUT)),
+    (At::HostHealth, "failed_degraded_outlier_detection", At::Flag(FAILED_DEGRADED_OUTLIER)),
+    (At::HostHealth, "eds_health_status", At::Health),
+    (At::Address, "socket_address", At::SocketAddress),
+    (At::SocketAddress, "address", At::Ip),
+    (At::SocketAddress, "port_value", At::Port),
+];
 
-impl<'de> Deserialize<'de> for Ip {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Ip;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an address string")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Ip, E> {
-                Ok(Ip(v.parse().ok()))
-            }
+// A bit per member in [`Walk::visit_map`]'s `seen`.
+const _: () = assert!(MEMBERS.len() <= 32);
+
+impl At {
+    /// The element of a list.
+    fn element(self) -> Option<At> {
+        match self {
+            At::Configs => Some(At::EdsConfig),
+            At::Localities => Some(At::Locality),
+            At::LbEndpoints => Some(At::LbEndpoint),
+            At::ClusterStatuses => Some(At::ClusterStatus),
+            At::Hosts => Some(At::Host),
+            _ => None,
         }
-        d.deserialize_str(V)
     }
-}
 
-fn socket_address(address: Option<RawAddress>) -> Option<SocketAddr> {
-    let sa = address?.socket_address?;
-    let ip = sa.address?.0?;
-    let port = u16::try_from(sa.port_value?.0).ok().filter(|&p| p != 0)?;
-    Some(SocketAddr::new(ip, port))
-}
+    /// `null` reads as absent (proto3 JSON; an `Option` field of the types this replaced).
+    fn nullable(self) -> bool {
+        matches!(
+            self,
+            At::Endpoint
+                | At::Address
+                | At::SocketAddress
+                | At::Ip
+                | At::Port
+                | At::Weight
+                | At::LocalityPriority
+                | At::HostPriority
+                | At::Health
+                | At::HostHealth
+        )
+    }
 
-/// A proto3 JSON uint32: a number, or a decimal string.
-struct Num(u32);
+    /// A repeated member is an error ("duplicate field", as serde derive has it). The objects
+    /// that do not refuse repeats read the last name, and every list.
+    fn members_once(self) -> bool {
+        matches!(
+            self,
+            At::LbEndpoint
+                | At::Endpoint
+                | At::Address
+                | At::SocketAddress
+                | At::Host
+                | At::HostHealth
+        )
+    }
 
-impl<'de> Deserialize<'de> for Num {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Num;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a uint32, as a number or a string")
+    fn expected(self) -> &'static str {
+        match self {
+            At::EdsAnswer => "a config_dump object",
+            At::EdsConfig => "an endpoint config object",
+            At::Cla => "a ClusterLoadAssignment object",
+            At::Locality => "a LocalityLbEndpoints object",
+            At::LbEndpoint => "an LbEndpoint object",
+            At::Endpoint => "an Endpoint object",
+            At::ClustersAnswer => "a clusters object",
+            At::ClusterStatus => "a ClusterStatus object",
+            At::Host => "a HostStatus object",
+            At::HostHealth => "a HostHealthStatus object",
+            At::Address => "an Address object",
+            At::SocketAddress => "a SocketAddress object",
+            At::Configs | At::Localities | At::LbEndpoints | At::ClusterStatuses | At::Hosts => {
+                "an array"
             }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Num, E> {
-                u32::try_from(v).map(Num).map_err(|_| E::custom("number out of uint32 range"))
+            At::Flag(_) => "a boolean",
+            At::Name => "a cluster name",
+            At::Ip => "an address string",
+            At::Port | At::Weight | At::LocalityPriority | At::HostPriority => {
+                "a uint32, as a number or a string"
             }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Num, E> {
-                u32::try_from(v).map(Num).map_err(|_| E::custom("number out of uint32 range"))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Num, E> {
-                v.parse().map(Num).map_err(|_| E::custom("string is not a uint32"))
-            }
+            At::Health => "a HealthStatus name or number",
         }
-        d.deserialize_any(V)
     }
 }
 
-/// `envoy.config.core.v3.HealthStatus`, by name or number; unrecognised values are Unknown.
-struct Health(EnvoyHealth);
-
-impl<'de> Deserialize<'de> for Health {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Health;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a HealthStatus name or number")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Health, E> {
-                Ok(Health(match v {
-                    1 => EnvoyHealth::Healthy,
-                    2 => EnvoyHealth::Unhealthy,
-                    3 => EnvoyHealth::Draining,
-                    4 => EnvoyHealth::Timeout,
-                    5 => EnvoyHealth::Degraded,
-                    _ => EnvoyHealth::Unknown,
-                }))
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Health, E> {
-                Ok(Health(EnvoyHealth::Unknown))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Health, E> {
-                Ok(Health(match v {
-                    "HEALTHY" => EnvoyHealth::Healthy,
-                    "UNHEALTHY" => EnvoyHealth::Unhealthy,
-                    "DRAINING" => EnvoyHealth::Draining,
-                    "TIMEOUT" => EnvoyHealth::Timeout,
-                    "DEGRADED" => EnvoyHealth::Degraded,
-                    _ => EnvoyHealth::Unknown,
-                }))
-            }
-        }
-        d.deserialize_any(V)
-    }
+/// What the walk keeps: the first matching cluster's endpoints, and the cluster, locality group
+/// and endpoint being read (they do not nest).
+struct State<'c> {
+    cluster: &'c str,
+    found: Option<Collector>,
+    /// The endpoints of the cluster being read, kept (bounded) until its name is known.
+    collector: Collector,
+    /// Whether the cluster being read is `cluster`: `None` until its name is read.
+    matches: Option<bool>,
+    /// The `priority` of the locality group being read.
+    priority: u32,
+    host: RawHost,
 }
 
-/// `envoy.config.endpoint.v3.LbEndpoint`.
-#[derive(Deserialize)]
-struct RawLbEndpoint {
-    #[serde(default)]
-    endpoint: Option<RawEndpoint>,
-    #[serde(default)]
-    health_status: Option<Health>,
-    #[serde(default)]
-    load_balancing_weight: Option<Num>,
-}
-
-#[derive(Deserialize)]
-struct RawEndpoint {
-    #[serde(default)]
-    address: Option<RawAddress>,
-}
-
-impl RawLbEndpoint {
-    /// Priority 0 until its locality group ends ([`Collector::set_priority_from`]).
-    fn into_endpoint(self) -> Option<Endpoint> {
-        Some(Endpoint {
-            address: socket_address(self.endpoint?.address)?,
-            weight: weight(self.load_balancing_weight),
-            priority: 0,
-            health: self.health_status.map_or(EnvoyHealth::Unknown, |h| h.0),
-        })
-    }
-}
-
-/// Absent or 0 → 1 (Envoy: `HostImplBase::weight` stores `max(1, w)`).
-fn weight(w: Option<Num>) -> u32 {
-    w.map_or(1, |w| w.0.max(1))
-}
-
-/// `envoy.admin.v3.HostStatus` (its `stats`, `locality`, `hostname`… skipped).
-#[derive(Deserialize)]
+/// An `LbEndpoint` or a `HostStatus` as read: its members, flattened (a member appears at most
+/// once, so nothing is overwritten).
+#[derive(Default)]
 struct RawHost {
-    #[serde(default)]
-    address: Option<RawAddress>,
-    #[serde(default)]
-    weight: Option<Num>,
-    #[serde(default)]
-    priority: Option<Num>,
-    #[serde(default)]
-    health_status: Option<RawHostHealth>,
-}
-
-/// `envoy.admin.v3.HostHealthStatus`: false flags are omitted.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct RawHostHealth {
-    failed_active_health_check: bool,
-    failed_outlier_check: bool,
-    failed_active_degraded_check: bool,
-    pending_dynamic_removal: bool,
-    pending_active_hc: bool,
-    excluded_via_immediate_hc_fail: bool,
-    active_hc_timeout: bool,
-    failed_degraded_outlier_detection: bool,
-    eds_health_status: Option<Health>,
-}
-
-impl RawHostHealth {
-    /// The rules of the module doc, in order (most severe first).
-    fn health(&self) -> EnvoyHealth {
-        let eds = self.eds_health_status.as_ref().map_or(EnvoyHealth::Unknown, |h| h.0);
-        if self.active_hc_timeout {
-            EnvoyHealth::Timeout
-        } else if self.failed_active_health_check
-            || self.failed_outlier_check
-            || self.excluded_via_immediate_hc_fail
-            || self.pending_active_hc
-            || eds == EnvoyHealth::Unhealthy
-        {
-            EnvoyHealth::Unhealthy
-        } else if eds == EnvoyHealth::Timeout {
-            EnvoyHealth::Timeout
-        } else if eds == EnvoyHealth::Draining || self.pending_dynamic_removal {
-            EnvoyHealth::Draining
-        } else if self.failed_active_degraded_check
-            || self.failed_degraded_outlier_detection
-            || eds == EnvoyHealth::Degraded
-        {
-            EnvoyHealth::Degraded
-        } else {
-            eds
-        }
-    }
+    ip: Option<IpAddr>,
+    port: Option<u32>,
+    weight: Option<u32>,
+    priority: Option<u32>,
+    health: Option<EnvoyHealth>,
+    flags: u8,
 }
 
 impl RawHost {
-    fn into_endpoint(self) -> Option<Endpoint> {
+    /// `None` without a usable address. An `LbEndpoint` has no priority until its locality
+    /// group ends ([`Collector::set_priority_from`]) and no flags: its `health_status` maps one
+    /// to one.
+    fn endpoint(&self) -> Option<Endpoint> {
+        let port = u16::try_from(self.port?).ok().filter(|&p| p != 0)?;
         Some(Endpoint {
-            address: socket_address(self.address)?,
-            weight: weight(self.weight),
-            priority: self.priority.map_or(0, |p| p.0),
-            health: self.health_status.unwrap_or_default().health(),
+            address: SocketAddr::new(self.ip?, port),
+            // Absent or 0 → 1 (Envoy: `HostImplBase::weight` stores `max(1, w)`).
+            weight: self.weight.map_or(1, |w| w.max(1)),
+            priority: self.priority.unwrap_or(0),
+            health: health(self.flags, self.health.unwrap_or(EnvoyHealth::Unknown)),
         })
     }
 }
 
-// ---- the structure: visitors that stream lists and keep only the cluster asked for ----
-
-/// A key of an object, compared without allocating; `Other` for any key not followed.
-#[derive(Deserialize)]
-#[serde(field_identifier, rename_all = "snake_case")]
-enum Key {
-    Configs,
-    EndpointConfig,
-    ClusterName,
-    Endpoints,
-    LbEndpoints,
-    Priority,
-    ClusterStatuses,
-    Name,
-    HostStatuses,
-    #[serde(other)]
-    Other,
+/// The rules of the module doc, in order (most severe first); `eds` as is without flags.
+fn health(flags: u8, eds: EnvoyHealth) -> EnvoyHealth {
+    let any = |mask: u8| flags & mask != 0;
+    if any(ACTIVE_HC_TIMEOUT) {
+        EnvoyHealth::Timeout
+    } else if any(FAILED_ACTIVE_HC
+        | FAILED_OUTLIER
+        | EXCLUDED_IMMEDIATE_HC_FAIL
+        | PENDING_ACTIVE_HC)
+        || eds == EnvoyHealth::Unhealthy
+    {
+        EnvoyHealth::Unhealthy
+    } else if eds == EnvoyHealth::Timeout {
+        EnvoyHealth::Timeout
+    } else if eds == EnvoyHealth::Draining || any(PENDING_DYNAMIC_REMOVAL) {
+        EnvoyHealth::Draining
+    } else if any(FAILED_ACTIVE_DEGRADED | FAILED_DEGRADED_OUTLIER) || eds == EnvoyHealth::Degraded
+    {
+        EnvoyHealth::Degraded
+    } else {
+        eds
+    }
 }
 
-/// Skips the value of a key that is not followed, without keeping any of it.
-fn skip<'de, A: MapAccess<'de>>(map: &mut A) -> Result<(), A::Error> {
-    map.next_value::<IgnoredAny>().map(|_| ())
+fn health_number(v: u64) -> EnvoyHealth {
+    match v {
+        1 => EnvoyHealth::Healthy,
+        2 => EnvoyHealth::Unhealthy,
+        3 => EnvoyHealth::Draining,
+        4 => EnvoyHealth::Timeout,
+        5 => EnvoyHealth::Degraded,
+        _ => EnvoyHealth::Unknown,
+    }
 }
 
-/// Reads a string and says whether it equals the cluster name (nothing is kept).
-struct NameIs<'c>(&'c str);
+fn health_name(v: &str) -> EnvoyHealth {
+    match v {
+        "HEALTHY" => EnvoyHealth::Healthy,
+        "UNHEALTHY" => EnvoyHealth::Unhealthy,
+        "DRAINING" => EnvoyHealth::Draining,
+        "TIMEOUT" => EnvoyHealth::Timeout,
+        "DEGRADED" => EnvoyHealth::Degraded,
+        _ => EnvoyHealth::Unknown,
+    }
+}
 
-impl<'de> DeserializeSeed<'de> for NameIs<'_> {
-    type Value = bool;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+// ---- the walk: one visitor, streaming lists and keeping only the cluster asked for ----
+
+/// Reads the value at `at` into the state. Unknown members, other clusters' lists once their
+/// name is known not to match, and every cluster after the one found are skipped unread.
+struct Walk<'s, 'c> {
+    at: At,
+    st: &'s mut State<'c>,
+}
+
+impl<'de> DeserializeSeed<'de> for Walk<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl Walk<'_, '_> {
+    /// A proto3 JSON uint32 (a number, or a decimal string) into its place.
+    fn number<E: de::Error>(self, v: Result<u32, E>) -> Result<(), E> {
+        let v = v?;
+        match self.at {
+            At::Port => self.st.host.port = Some(v),
+            At::Weight => self.st.host.weight = Some(v),
+            At::HostPriority => self.st.host.priority = Some(v),
+            At::LocalityPriority => self.st.priority = v,
+            _ => return Err(E::invalid_type(de::Unexpected::Unsigned(v.into()), &self)),
+        }
+        Ok(())
+    }
+
+    fn is_number(&self) -> bool {
+        matches!(self.at, At::Port | At::Weight | At::HostPriority | At::LocalityPriority)
+    }
+}
+
+impl<'de> Visitor<'de> for Walk<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.at.expected())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        match self.at {
+            At::Port => self.st.host.port = None,
+            At::Weight => self.st.host.weight = None,
+            At::HostPriority => self.st.host.priority = None,
+            At::LocalityPriority => self.st.priority = 0,
+            At::Ip => self.st.host.ip = None,
+            At::Health => self.st.host.health = None,
+            at if at.nullable() => {}
+            _ => return Err(E::invalid_type(de::Unexpected::Unit, &self)),
+        }
+        Ok(())
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        match self.at {
+            At::Flag(bit) if v => self.st.host.flags |= bit,
+            At::Flag(_) => {}
+            _ => return Err(E::invalid_type(de::Unexpected::Bool(v), &self)),
+        }
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        if self.at == At::Health {
+            self.st.host.health = Some(health_number(v));
+            Ok(())
+        } else if self.is_number() {
+            let v = u32::try_from(v).map_err(|_| E::custom("number out of uint32 range"));
+            self.number(v)
+        } else {
+            Err(E::invalid_type(de::Unexpected::Unsigned(v), &self))
+        }
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        if self.at == At::Health {
+            self.st.host.health = Some(EnvoyHealth::Unknown);
+            Ok(())
+        } else if self.is_number() {
+            let v = u32::try_from(v).map_err(|_| E::custom("number out of uint32 range"));
+            self.number(v)
+        } else {
+            Err(E::invalid_type(de::Unexpected::Signed(v), &self))
+        }
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        match self.at {
+            At::Name => self.st.matches = Some(v == self.st.cluster),
+            At::Ip => self.st.host.ip = v.parse().ok(),
+            At::Health => self.st.host.health = Some(health_name(v)),
+            _ if self.is_number() => {
+                return self.number(v.parse().map_err(|_| E::custom("string is not a uint32")))
+            }
+            _ => return Err(E::invalid_type(de::Unexpected::Str(v), &self)),
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let Some(element) = self.at.element() else {
+            return Err(de::Error::invalid_type(de::Unexpected::Seq, &self));
+        };
+        let Walk { at, st } = self;
+        loop {
+            let more = if at == At::ClusterStatuses && st.found.is_some() {
+                seq.next_element::<IgnoredAny>()?.is_some()
+            } else {
+                seq.next_element_seed(Walk { at: element, st: &mut *st })?.is_some()
+            };
+            if !more {
+                return Ok(());
+            }
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let at = self.at;
+        if at.element().is_some() || !MEMBERS.iter().any(|&(object, ..)| object == at) {
+            return Err(de::Error::invalid_type(de::Unexpected::Map, &self));
+        }
+        let st = self.st;
+        let start = st.collector.endpoints.len();
+        match at {
+            At::Cla | At::ClusterStatus => {
+                st.collector = Collector::default();
+                st.matches = None;
+            }
+            At::Locality => st.priority = 0,
+            At::LbEndpoint | At::Host => st.host = RawHost::default(),
+            _ => {}
+        }
+        let mut seen = 0u32;
+        while let Some(member) = map.next_key_seed(Member(at))? {
+            let Some((bit, key, value)) = member else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            if at.members_once() && seen & bit != 0 {
+                return Err(de::Error::duplicate_field(key));
+            }
+            seen |= bit;
+            let skip = match value {
+                At::Localities | At::Hosts => st.matches == Some(false),
+                At::Cla => st.found.is_some(),
+                _ => false,
+            };
+            if skip {
+                map.next_value::<IgnoredAny>()?;
+            } else {
+                map.next_value_seed(Walk { at: value, st: &mut *st })?;
+            }
+        }
+        match at {
+            // proto3 omits an empty name: a cluster named "" matches a map without one.
+            At::Cla | At::ClusterStatus if st.matches.unwrap_or(st.cluster.is_empty()) => {
+                st.found = Some(std::mem::take(&mut st.collector));
+            }
+            At::Locality => st.collector.set_priority_from(start, st.priority),
+            At::LbEndpoint | At::Host => {
+                let endpoint = st.host.endpoint();
+                st.collector.push(endpoint);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// A member's key, looked up in [`MEMBERS`] for the object at `.0` without allocating: a bit
+/// of its own (for repeats), its key and what its value is; `None` for a member not followed.
+struct Member(At);
+
+type Followed = Option<(u32, &'static str, At)>;
+
+impl<'de> DeserializeSeed<'de> for Member {
+    type Value = Followed;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Followed, D::Error> {
         d.deserialize_str(self)
     }
 }
 
-impl Visitor<'_> for NameIs<'_> {
-    type Value = bool;
+impl Visitor<'_> for Member {
+    type Value = Followed;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a cluster name")
+        f.write_str("a member name")
     }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
-        Ok(v == self.0)
-    }
-}
-
-/// A JSON array read element by element by `S` (the shared shape of the list visitors below):
-/// no element outlives its turn.
-struct Seq<'s, S>(&'s mut S);
-
-/// What reads the elements of a [`Seq`], one at a time, into itself.
-trait Elements<'de> {
-    /// Reads the next element; `false` at the end of the list.
-    fn next<A: SeqAccess<'de>>(&mut self, seq: &mut A) -> Result<bool, A::Error>;
-}
-
-impl<'de, S: Elements<'de>> DeserializeSeed<'de> for Seq<'_, S> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de, S: Elements<'de>> Visitor<'de> for Seq<'_, S> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an array")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while self.0.next(&mut seq)? {}
-        Ok(())
-    }
-}
-
-/// Reads one cluster's map (a `ClusterLoadAssignment` or a `ClusterStatus`): its name and its
-/// endpoint list, in either order. Once the name is known not to match, the list is skipped;
-/// before that it is collected (bounded) and dropped at the end if the name does not match.
-fn read_cluster<'de, A, F>(
-    mut map: A,
-    cluster: &str,
-    name_key: fn(&Key) -> bool,
-    list_key: fn(&Key) -> bool,
-    mut read_list: F,
-) -> Result<Option<Collector>, A::Error>
-where
-    A: MapAccess<'de>,
-    F: FnMut(&mut A, &mut Collector) -> Result<(), A::Error>,
-{
-    let mut matches: Option<bool> = None;
-    let mut collector = Collector::default();
-    while let Some(key) = map.next_key::<Key>()? {
-        if name_key(&key) {
-            matches = Some(map.next_value_seed(NameIs(cluster))?);
-        } else if list_key(&key) && matches != Some(false) {
-            read_list(&mut map, &mut collector)?;
-        } else {
-            skip(&mut map)?;
-        }
-    }
-    // proto3 omits an empty name: a cluster named "" matches a map without one.
-    let matches = matches.unwrap_or(cluster.is_empty());
-    Ok(matches.then_some(collector))
-}
-
-/// `/config_dump?include_eds&resource=…`: `{"configs": [{"endpoint_config": CLA, …}, …]}`.
-struct EdsAnswer<'c> {
-    cluster: &'c str,
-    found: Found,
-}
-
-impl<'de> Visitor<'de> for EdsAnswer<'_> {
-    type Value = Found;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a config_dump object")
-    }
-    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Found, A::Error> {
-        while let Some(key) = map.next_key::<Key>()? {
-            match key {
-                Key::Configs => map.next_value_seed(Seq(&mut self))?,
-                _ => skip(&mut map)?,
-            }
-        }
-        Ok(self.found)
-    }
-}
-
-/// One element of `configs`: an object whose `endpoint_config` is a `ClusterLoadAssignment`.
-impl<'de> Elements<'de> for EdsAnswer<'_> {
-    fn next<A: SeqAccess<'de>>(&mut self, seq: &mut A) -> Result<bool, A::Error> {
-        seq.next_element_seed(EdsConfig(self)).map(|e| e.is_some())
-    }
-}
-
-struct EdsConfig<'a, 'c>(&'a mut EdsAnswer<'c>);
-
-impl<'de> DeserializeSeed<'de> for EdsConfig<'_, '_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for EdsConfig<'_, '_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an endpoint config object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<Key>()? {
-            match key {
-                Key::EndpointConfig if self.0.found.is_none() => {
-                    self.0.found = map.next_value_seed(Cla(self.0.cluster))?;
-                }
-                _ => skip(&mut map)?,
-            }
-        }
-        Ok(())
-    }
-}
-
-/// `envoy.config.endpoint.v3.ClusterLoadAssignment`: `cluster_name`, `endpoints[]`.
-struct Cla<'c>(&'c str);
-
-impl<'de> DeserializeSeed<'de> for Cla<'_> {
-    type Value = Found;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Found, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Cla<'_> {
-    type Value = Found;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a ClusterLoadAssignment object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Found, A::Error> {
-        read_cluster(
-            map,
-            self.0,
-            |k| matches!(k, Key::ClusterName),
-            |k| matches!(k, Key::Endpoints),
-            |map, collector| map.next_value_seed(Seq(&mut Localities(collector))),
-        )
-    }
-}
-
-/// `endpoints[]`: `LocalityLbEndpoints` objects.
-struct Localities<'a>(&'a mut Collector);
-
-impl<'de> Elements<'de> for Localities<'_> {
-    fn next<A: SeqAccess<'de>>(&mut self, seq: &mut A) -> Result<bool, A::Error> {
-        seq.next_element_seed(Locality(self.0)).map(|e| e.is_some())
-    }
-}
-
-/// `envoy.config.endpoint.v3.LocalityLbEndpoints`: `lb_endpoints[]`, `priority`.
-struct Locality<'a>(&'a mut Collector);
-
-impl<'de> DeserializeSeed<'de> for Locality<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Locality<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a LocalityLbEndpoints object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let start = self.0.endpoints.len();
-        let mut priority = 0;
-        while let Some(key) = map.next_key::<Key>()? {
-            match key {
-                Key::LbEndpoints => map.next_value_seed(Seq(&mut LbEndpoints(self.0)))?,
-                Key::Priority => priority = map.next_value::<Option<Num>>()?.map_or(0, |p| p.0),
-                _ => skip(&mut map)?,
-            }
-        }
-        self.0.set_priority_from(start, priority);
-        Ok(())
-    }
-}
-
-/// `lb_endpoints[]`.
-struct LbEndpoints<'a>(&'a mut Collector);
-
-impl<'de> Elements<'de> for LbEndpoints<'_> {
-    fn next<A: SeqAccess<'de>>(&mut self, seq: &mut A) -> Result<bool, A::Error> {
-        let Some(e) = seq.next_element::<RawLbEndpoint>()? else { return Ok(false) };
-        self.0.push(e.into_endpoint());
-        Ok(true)
-    }
-}
-
-/// `/clusters?format=json`: `{"cluster_statuses": [ClusterStatus, …]}`.
-struct ClustersAnswer<'c> {
-    cluster: &'c str,
-    found: Found,
-}
-
-impl<'de> Visitor<'de> for ClustersAnswer<'_> {
-    type Value = Found;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a clusters object")
-    }
-    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Found, A::Error> {
-        while let Some(key) = map.next_key::<Key>()? {
-            match key {
-                Key::ClusterStatuses => map.next_value_seed(Seq(&mut self))?,
-                _ => skip(&mut map)?,
-            }
-        }
-        Ok(self.found)
-    }
-}
-
-/// One element of `cluster_statuses`; skipped whole once the cluster is found.
-impl<'de> Elements<'de> for ClustersAnswer<'_> {
-    fn next<A: SeqAccess<'de>>(&mut self, seq: &mut A) -> Result<bool, A::Error> {
-        if self.found.is_some() {
-            return seq.next_element::<IgnoredAny>().map(|e| e.is_some());
-        }
-        match seq.next_element_seed(ClusterStatus(self.cluster))? {
-            None => Ok(false),
-            Some(found) => {
-                self.found = found;
-                Ok(true)
-            }
-        }
-    }
-}
-
-/// `envoy.admin.v3.ClusterStatus`: `name`, `host_statuses[]`.
-struct ClusterStatus<'c>(&'c str);
-
-impl<'de> DeserializeSeed<'de> for ClusterStatus<'_> {
-    type Value = Found;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Found, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ClusterStatus<'_> {
-    type Value = Found;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a ClusterStatus object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Found, A::Error> {
-        read_cluster(
-            map,
-            self.0,
-            |k| matches!(k, Key::Name),
-            |k| matches!(k, Key::HostStatuses),
-            |map, collector| map.next_value_seed(Seq(&mut Hosts(collector))),
-        )
-    }
-}
-
-/// `host_statuses[]`.
-struct Hosts<'a>(&'a mut Collector);
-
-impl<'de> Elements<'de> for Hosts<'_> {
-    fn next<A: SeqAccess<'de>>(&mut self, seq: &mut A) -> Result<bool, A::Error> {
-        let Some(h) = seq.next_element::<RawHost>()? else { return Ok(false) };
-        self.0.push(h.into_endpoint());
-        Ok(true)
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Followed, E> {
+        Ok(MEMBERS
+            .iter()
+            .zip(0..)
+            .find(|&(&(object, key, _), _)| object == self.0 && key == v)
+            .map(|(&(_, key, value), i)| (1u32 << i, key, value)))
     }
 }
 

@@ -10,33 +10,24 @@ use EnvoyHealth::*;
 
 const ISTIO: &str = "outbound|8080||backend.demo.svc.cluster.local";
 
-const EDS: [&str; 2] =
-    [include_str!("../testdata/eds_1.40.0.json"), include_str!("../testdata/eds_1.36.4.json")];
-const EDS_ISTIO: [&str; 2] = [
-    include_str!("../testdata/eds_istio_1.40.0.json"),
-    include_str!("../testdata/eds_istio_1.36.4.json"),
-];
-const EDS_HC: [&str; 2] = [
-    include_str!("../testdata/eds_hc_1.40.0.json"),
-    include_str!("../testdata/eds_hc_1.36.4.json"),
-];
-const EDS_STATIC: [&str; 2] = [
-    include_str!("../testdata/eds_static_1.40.0.json"),
-    include_str!("../testdata/eds_static_1.36.4.json"),
-];
-const EDS_NOMATCH: [&str; 2] = [
-    include_str!("../testdata/eds_nomatch_1.40.0.json"),
-    include_str!("../testdata/eds_nomatch_1.36.4.json"),
-];
-const CLUSTERS: [&str; 2] = [
-    include_str!("../testdata/clusters_1.40.0.json"),
-    include_str!("../testdata/clusters_1.36.4.json"),
-];
+/// The answers of both Envoy versions captured as `testdata/<name>_<version>.json`.
+macro_rules! captured {
+    ($name:literal) => {
+        [
+            include_str!(concat!("../testdata/", $name, "_1.40.0.json")),
+            include_str!(concat!("../testdata/", $name, "_1.36.4.json")),
+        ]
+    };
+}
+
+const EDS: [&str; 2] = captured!("eds");
+const EDS_ISTIO: [&str; 2] = captured!("eds_istio");
+const EDS_HC: [&str; 2] = captured!("eds_hc");
+const EDS_STATIC: [&str; 2] = captured!("eds_static");
+const EDS_NOMATCH: [&str; 2] = captured!("eds_nomatch");
+const CLUSTERS: [&str; 2] = captured!("clusters");
 /// `filter=^backend$`: 1.40.0 lists only `backend`, 1.36.4 ignores the filter.
-const CLUSTERS_FILTERED: [&str; 2] = [
-    include_str!("../testdata/clusters_filtered_1.40.0.json"),
-    include_str!("../testdata/clusters_filtered_1.36.4.json"),
-];
+const CLUSTERS_FILTERED: [&str; 2] = captured!("clusters_filtered");
 
 fn ep(address: &str, weight: u32, priority: u32, health: EnvoyHealth) -> Endpoint {
     Endpoint { address: address.parse().unwrap(), weight, priority, health }
