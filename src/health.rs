@@ -8,6 +8,7 @@
 //! backends whose id and address did not change ([`HealthTable::carry_over`]).
 
 pub mod prober;
+pub mod schedule;
 
 use std::fmt;
 
@@ -32,6 +33,15 @@ pub struct OutlierPolicy {
     /// Most backends ejected at once, in percent of all backends; one ejection is always
     /// allowed when none is in force and this is above 0 (as in Envoy).
     pub max_ejection_percent: u32,
+}
+
+impl OutlierPolicy {
+    /// Whether one more ejection fits `max_ejection_percent` with `ejected` of `total`
+    /// backends ejected now (one is always allowed when none is, as in Envoy).
+    pub fn allows_another(&self, ejected: usize, total: usize) -> bool {
+        let percent = u128::from(self.max_ejection_percent);
+        (ejected == 0 && percent > 0) || (ejected as u128 + 1) * 100 <= percent * total as u128
+    }
 }
 
 /// How health is judged; configuration, not state (never published).
@@ -333,6 +343,45 @@ impl HealthTable {
         Some(Transition { index, id: e.id().to_string(), change })
     }
 
+    /// Sets `index`'s health as the prober lease holder judged it at `at_ns` (its own record
+    /// of consecutive probe results: `successes`, `failures`). Becoming healthy starts the
+    /// slow-start ramp, unless an ejection is in force.
+    pub fn set_health(
+        &mut self,
+        index: usize,
+        healthy: bool,
+        change: Change,
+        successes: u32,
+        failures: u32,
+        at_ns: u64,
+    ) {
+        let Some(e) = self.entries.get_mut(index) else { return };
+        if healthy && !e.healthy && !e.is_ejected(at_ns) {
+            e.available_since_ns = at_ns;
+        }
+        e.healthy = healthy;
+        e.successes = successes;
+        e.failures = failures;
+        e.last = Some(change);
+    }
+
+    /// A streak of `errors` consecutive failed requests (counted outside the table) ends in
+    /// one more failed outcome: [`HealthTable::request_outcome`] with that streak.
+    pub fn request_outcome_after(
+        &mut self,
+        policy: &HealthPolicy,
+        index: usize,
+        errors: u32,
+        now_ns: u64,
+    ) -> Option<Transition> {
+        let e = self.entries.get_mut(index)?;
+        if e.is_ejected(now_ns) {
+            return None;
+        }
+        e.errors = errors.saturating_sub(1);
+        self.request_outcome(policy, index, true, now_ns)
+    }
+
     /// Applies the outcome of one request served by `index`: a success resets the error
     /// streak; a failure extends it and ejects the backend when the streak reaches the
     /// threshold, unless `max_ejection_percent` would be exceeded (then the streak is kept and
@@ -359,10 +408,7 @@ impl HealthTable {
         if e.errors < outlier.consecutive_errors.max(1) {
             return None;
         }
-        let percent = u128::from(outlier.max_ejection_percent);
-        let allowed = (ejected_now == 0 && percent > 0)
-            || (ejected_now as u128 + 1) * 100 <= percent * total as u128;
-        if !allowed {
+        if !outlier.allows_another(ejected_now, total) {
             return None;
         }
         // The multiplier backs off like Envoy's: every base ejection time spent available since

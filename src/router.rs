@@ -189,6 +189,7 @@ impl Router {
             InFlight::new(&config.cluster, &config.pool, config.balancing.balance_factor.is_some())
         });
         if let Some(counters) = &mut in_flight {
+            store.register_all(counters.keys());
             counters.start(&store, seed, now_ns);
         }
         let by_address =
@@ -254,6 +255,11 @@ impl Router {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Backends in the pool now (a discovered pool's current size).
+    pub fn pool_len(&self) -> usize {
+        self.config.pool.len()
     }
 
     /// The request header that carries the picks.

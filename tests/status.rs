@@ -61,11 +61,11 @@ async fn allowed_clients_get_the_pool_state() {
     assert_eq!(doc["panic"], false);
     assert_eq!(doc["health_checks"], true);
     assert!(doc["config_digest"].as_str().unwrap().len() == 16, "{doc}");
-    // In shared data: the generation, the current configuration's fence, its health table
-    // and prober lease, the proxy's clock, an in-flight counter per backend (least_time
+    // In shared data: the generation, the current configuration's fence, its health table,
+    // the table's version and the prober lease, the proxy's clock, an in-flight counter per backend (least_time
     // weighs in-flight requests) and their owners' heartbeats, and the key record; no cookie
     // secret (one is configured).
-    assert_eq!(doc["shared_data"]["keys"], 10, "{doc}");
+    assert_eq!(doc["shared_data"]["keys"], 11, "{doc}");
     assert!(doc["shared_data"]["bytes"].as_u64().unwrap() > 4 * "envoy_lb/pool/".len() as u64);
     let list = doc["backends"].as_array().unwrap();
     assert_eq!(list.len(), 3);

@@ -26,11 +26,14 @@ const METRICS_TICK: Duration = Duration::from_millis(100);
 pub struct Root {
     context_id: u32,
     router: Rc<RefCell<Option<Router>>>,
+    /// How long the last `on_configure` worked (ns), until the first tick after it has run:
+    /// the work a new configuration takes (configure plus first tick) is logged once.
+    configure_took_ns: Option<u64>,
 }
 
 impl Root {
     pub fn new(context_id: u32) -> Self {
-        Root { context_id, router: Rc::new(RefCell::new(None)) }
+        Root { context_id, router: Rc::new(RefCell::new(None)), configure_took_ns: None }
     }
 
     /// A number that differs per VM and root context: WASI `random_get` (the context id and
@@ -172,6 +175,7 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let started = host::now_ns();
         let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
             Ok(Some(bytes)) => bytes,
             Ok(None) => Vec::new(),
@@ -194,6 +198,7 @@ impl RootContext for Root {
                     if config.outlier_detection.is_some() { "on" } else { "off" },
                 );
                 self.configure(config);
+                self.configure_took_ns = Some(host::now_ns().saturating_sub(started));
                 true
             }
             Err(e) => {
@@ -204,7 +209,19 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        self.tick(host::now_ns());
+        let now = host::now_ns();
+        self.tick(now);
+        if let Some(configure_ns) = self.configure_took_ns.take() {
+            let tick_ns = host::now_ns().saturating_sub(now);
+            let pool = self.router.try_borrow().ok().and_then(|r| r.as_ref().map(Router::pool_len));
+            let took_us = configure_ns.saturating_add(tick_ns) / 1_000;
+            log::info!(
+                "ready: {} backends, configure and first tick took {}.{:03} ms",
+                pool.unwrap_or(0),
+                took_us / 1_000,
+                took_us % 1_000
+            );
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -1,30 +1,56 @@
-//! One pool's health, as every worker VM runs it on its tick: refresh the published health
-//! table (decoded only when its CAS changes) into an [`Availability`] for the router; take or
-//! renew the prober lease; if held, pull back stamps from a clock that ran ahead, end
-//! ejections whose time is up and say which backends are due for a probe (marking them probed
-//! in the table, so a new holder continues the schedule); apply each probe's answer and each request's outcome (passive ejection) to the table.
-//! Host calls (dispatch, timers, logging) stay in the adapter.
+//! One pool's health, as every worker VM runs it on its tick: follow the published health
+//! table into an [`Availability`] for the router; take or renew the prober lease; if held, send
+//! the probes its [`Schedule`] says are due, apply their answers, end ejections whose time is
+//! up; and apply each request's outcome (passive ejection). Host calls (dispatch, timers,
+//! logging) stay in the adapter.
+//!
+//! Cost, for a pool of N backends (what makes it independent of N):
+//! - Shared data holds what every worker needs: the table (health, ejection, ramp start; O(N)
+//!   bytes) is written only when a backend changes state, and read by a worker only when its
+//!   small version key moved. A tick of a VM whose pool did not change reads the lease, the
+//!   version and the current pointer: O(1) host calls, plus the backends on a slow-start ramp.
+//! - The lease holder keeps each backend's consecutive probe results in memory and writes a
+//!   probe's result only when it changes the backend's health (at most [`WRITES_PER_TICK`]
+//!   table writes between two ticks; the rest wait for the tick, which writes them at once): a
+//!   probe costs O(1), a mass outage O(N) per tick, not per probe.
+//! - Probes are spread over the interval by [`Schedule`] (O(log N + due) per tick), and never
+//!   more than [`MAX_PROBES_IN_FLIGHT`] are on their way: the rest wait their turn.
+//! - Passive ejection counts each backend's error streak in its own small key
+//!   ([`keys::health_errors`]): a failed request is one read and one write of it; a success
+//!   one read (and a write when there was a streak); only an ejection writes the table.
 //!
 //! Tables and leases are fenced by configuration ([`crate::state::current`]): a backend that
 //! the current configuration's live prober also checks is read from its table, never probed
 //! or written by another configuration of the same cluster; the rest this prober checks
-//! itself. Per tick: one read of the pointer, and of the other table's lease and table (decoded
-//! only when its CAS changes) while another configuration is current.
+//! itself. Per tick: one read of the pointer, and of the other table's lease and version
+//! while another configuration is current.
 
-use super::{Availability, HealthPolicy, HealthTable, Probe, ProbeFailure, Transition};
+use std::collections::VecDeque;
+
+use super::schedule::Schedule;
+use super::{
+    Availability, BackendHealth, Change, HealthPolicy, HealthTable, Probe, ProbeFailure, Transition,
+};
 use crate::config::{Config, HealthCheck};
 use crate::state::health_table::{self, Snapshot};
 use crate::state::lease::{self, TTL_INTERVALS};
-use crate::state::{current, keys, SharedStore};
+use crate::state::{current, keys, SharedStore, StoreError};
 
 use crate::MS;
 /// Lease renewal period without active checks (passive ejection and slow start only).
 const PASSIVE_LEASE_NS: u64 = 1_000 * MS;
+/// Probes on their way at once, at most. Probes are callouts through the pool's cluster, so
+/// its circuit breakers (`max_requests`, `max_pending_requests`, 1,024 each by default) must
+/// leave room for this many beside the traffic (docs/health.md).
+pub const MAX_PROBES_IN_FLIGHT: usize = 256;
+/// Table writes for probe results between two ticks; further changes wait for the tick.
+pub const WRITES_PER_TICK: u32 = 4;
+/// CAS attempts on one error-streak key.
+const STREAK_ATTEMPTS: usize = 16;
 
 /// A probe on its way: who it checks and when it left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Pending {
-    token: u32,
     index: usize,
     sent_ns: u64,
 }
@@ -34,10 +60,51 @@ struct Pending {
 struct Current {
     fence: u64,
     table_key: String,
+    version_key: String,
     lease_key: String,
     snapshot: Snapshot,
     /// Whether its prober lease was live at the last tick.
     live: bool,
+}
+
+/// A probe result that changed a backend's health, not yet in the table.
+#[derive(Debug, Clone, Copy)]
+struct Unpublished {
+    index: usize,
+    healthy: bool,
+    change: Change,
+    at_ns: u64,
+}
+
+/// An error streak value: `[streak u32][key hash u64]`; a value for another backend (a slot
+/// reused) or unreadable reads as no streak.
+fn streak_of(bytes: &[u8], hash: u64) -> u32 {
+    let (Some(streak), Some(owner)) = (bytes.get(..4), bytes.get(4..12)) else { return 0 };
+    let owner = <[u8; 8]>::try_from(owner).map_or(0, u64::from_le_bytes);
+    if owner != hash || bytes.len() != 12 {
+        return 0;
+    }
+    <[u8; 4]>::try_from(streak).map_or(0, u32::from_le_bytes)
+}
+
+/// The ends of the ejections in force at `now` in `table`, sorted.
+fn ejection_ends(table: &HealthTable, now_ns: u64) -> Vec<u64> {
+    let mut ends: Vec<u64> = table
+        .entries()
+        .iter()
+        .filter(|e| e.is_ejected(now_ns))
+        .map(|e| e.ejected_until_ns)
+        .collect();
+    ends.sort_unstable();
+    ends
+}
+
+fn streak_value(streak: u32, hash: u64) -> [u8; 12] {
+    let mut v = [0u8; 12];
+    let (a, b) = v.split_at_mut(4);
+    a.copy_from_slice(&streak.to_le_bytes());
+    b.copy_from_slice(&hash.to_le_bytes());
+    v
 }
 
 pub struct Prober {
@@ -47,9 +114,13 @@ pub struct Prober {
     keys: Vec<String>,
     backups: Vec<bool>,
     drains: Vec<bool>,
+    /// Per backend: the number in its error-streak key (slot or index) and its key's hash.
+    streak_ids: Vec<(usize, u64)>,
     /// Digest of what this configuration's table means: backend keys and health settings.
     fence: u64,
     table_key: String,
+    version_key: String,
+    errors_prefix: String,
     lease_key: String,
     current_key: String,
     cluster: String,
@@ -60,9 +131,40 @@ pub struct Prober {
     /// Per backend: its index in the current configuration's table, when that configuration's
     /// live prober checks it (then it is read from there, not probed or written here).
     covered: Vec<Option<usize>>,
-    /// What the last availability was computed from (for the status page).
+    /// What the last availability was computed from (pool order; for the status page).
     view: Option<HealthTable>,
-    pending: Vec<Pending>,
+    /// The availability computed from `view`, and what makes it change with time alone.
+    availability: Availability,
+    /// Accepted backends on a slow-start ramp (weight below 100%).
+    ramping: Vec<usize>,
+    /// The earliest end of an ejection in `view`.
+    next_expiry_ns: Option<u64>,
+    /// The ends of the ejections in force, sorted, as last seen (view or this VM's write):
+    /// how many are in force at any instant, for `max_ejection_percent`.
+    ejected_until: Vec<u64>,
+    /// The latest stamp in `view` (ramp start, or ejection end beyond the longest ejection):
+    /// when it is ahead of the clock, the holder pulls it back.
+    stamps_ahead_of: u64,
+    /// `view` must be rebuilt (the pool or the covered backends changed).
+    stale: bool,
+    /// `view` was rebuilt since the last [`Prober::refresh`] told its caller.
+    unreported: bool,
+    /// The published table is missing or not keyed by this pool (a new or changed pool): the
+    /// lease holder writes it re-keyed, so every worker starts new backends' ramps alike.
+    misaligned: bool,
+    pending: fnv::FnvHashMap<u32, Pending>,
+    /// Per backend: a probe is on its way, or waiting in `backlog`.
+    probing: Vec<bool>,
+    queued: Vec<bool>,
+    /// Probes due but held back by [`MAX_PROBES_IN_FLIGHT`].
+    backlog: VecDeque<usize>,
+    schedule: Option<Schedule>,
+    /// The lease holder's own record, per backend: consecutive probe successes and failures,
+    /// and health as it judged it (the table's, when it took the lease).
+    streaks: Vec<(u32, u32)>,
+    healthy: Vec<bool>,
+    unpublished: Vec<Unpublished>,
+    writes_since_tick: u32,
     /// Whether the last tick held the lease.
     holder: bool,
 }
@@ -72,6 +174,16 @@ fn fence_of(keys: &[String], policy: &HealthPolicy, check: Option<&HealthCheck>)
     let mut text = keys.join("\n");
     text.push_str(&format!("\n{policy:?}\n{check:?}"));
     crate::hash_key::hash(text.as_bytes())
+}
+
+fn streak_ids(config: &Config, keys: &[String]) -> Vec<(usize, u64)> {
+    config
+        .pool
+        .iter()
+        .zip(keys)
+        .enumerate()
+        .map(|(i, (b, k))| (b.slot.map_or(i, |s| s as usize), crate::hash_key::hash(k.as_bytes())))
+        .collect()
 }
 
 impl Prober {
@@ -90,15 +202,27 @@ impl Prober {
         let fenced: &[String] = if config.discovery.is_some() { &[] } else { &keys };
         let fence = fence_of(fenced, &policy, check.as_ref());
         let cluster = config.cluster.clone();
+        let table_key = keys::health_table(&cluster, fence);
+        let n = keys.len();
+        let schedule = check.as_ref().map(|c| {
+            Schedule::new(
+                keys.iter().map(String::as_str),
+                c.interval_ms.saturating_mul(MS),
+                c.jitter_ms.saturating_mul(MS),
+            )
+        });
         Some(Prober {
             check,
             policy,
-            covered: vec![None; keys.len()],
+            covered: vec![None; n],
+            streak_ids: streak_ids(config, &keys),
             keys,
             backups,
             drains,
             fence,
-            table_key: keys::health_table(&cluster, fence),
+            version_key: keys::health_version(&table_key),
+            errors_prefix: keys::health_errors(&table_key),
+            table_key,
             lease_key: keys::prober_lease(&cluster, fence),
             current_key: keys::health_current(&cluster),
             cluster,
@@ -106,7 +230,23 @@ impl Prober {
             snapshot: Snapshot::new(),
             current: None,
             view: None,
-            pending: Vec::new(),
+            availability: Availability::default(),
+            ramping: Vec::new(),
+            next_expiry_ns: None,
+            ejected_until: Vec::new(),
+            stamps_ahead_of: 0,
+            stale: true,
+            unreported: false,
+            misaligned: true,
+            pending: fnv::FnvHashMap::default(),
+            probing: vec![false; n],
+            queued: vec![false; n],
+            backlog: VecDeque::new(),
+            schedule,
+            streaks: vec![(0, 0); n],
+            healthy: vec![true; n],
+            unpublished: Vec::new(),
+            writes_since_tick: 0,
             holder: false,
         })
     }
@@ -115,24 +255,81 @@ impl Prober {
         self.check.as_ref()
     }
 
+    /// The prefix of this pool's error-streak keys and how many numbers they use (to register
+    /// them as one family).
+    pub fn streak_keys(&self) -> Option<(&str, usize)> {
+        self.policy.outlier?;
+        let count = self.streak_ids.iter().map(|&(n, _)| n + 1).max().unwrap_or(0);
+        Some((&self.errors_prefix, count))
+    }
+
     /// The pool changed to `config.pool` (a discovery snapshot); `moved[i]` is the new index
     /// of old backend `i`, if it stays. Probes on their way keep their backend (or are
-    /// dropped with it); the table is re-keyed at its next write or read, keeping the state
-    /// of every backend that stays and starting new ones healthy at that time (slow start).
+    /// dropped with it), as do the holder's probe streaks; the table is re-keyed at its next
+    /// write or read, keeping the state of every backend that stays and starting new ones
+    /// healthy at that time (slow start). The schedule keeps its place: a backend that stays
+    /// keeps its phase, a new one is probed within an interval.
     pub fn repool(&mut self, config: &Config, moved: &[Option<usize>]) {
         self.keys = config.pool.iter().map(keys::backend).collect();
         self.backups = config.pool.iter().map(|b| b.backup).collect();
         self.drains = config.pool.iter().map(|b| b.drain).collect();
-        self.covered = vec![None; self.keys.len()];
+        self.streak_ids = streak_ids(config, &self.keys);
+        let n = self.keys.len();
+        self.covered = vec![None; n];
         self.current = None;
-        self.pending.retain_mut(|p| match moved.get(p.index).copied().flatten() {
+        let to = |i: usize| moved.get(i).copied().flatten().filter(|&j| j < n);
+        self.pending.retain(|_, p| match to(p.index) {
             Some(i) => {
                 p.index = i;
                 true
             }
             None => false,
         });
+        let mut probing = vec![false; n];
+        for p in self.pending.values() {
+            if let Some(x) = probing.get_mut(p.index) {
+                *x = true;
+            }
+        }
+        self.probing = probing;
+        self.backlog = self.backlog.iter().filter_map(|&i| to(i)).collect();
+        let mut queued = vec![false; n];
+        for &i in &self.backlog {
+            if let Some(q) = queued.get_mut(i) {
+                *q = true;
+            }
+        }
+        self.queued = queued;
+        let (mut streaks, mut healthy) = (vec![(0, 0); n], vec![true; n]);
+        for (old, new) in moved.iter().enumerate() {
+            let Some(new) = new.filter(|&j| j < n) else { continue };
+            if let (Some(s), Some(&v)) = (streaks.get_mut(new), self.streaks.get(old)) {
+                *s = v;
+            }
+            if let (Some(h), Some(&v)) = (healthy.get_mut(new), self.healthy.get(old)) {
+                *h = v;
+            }
+        }
+        self.streaks = streaks;
+        self.healthy = healthy;
+        self.unpublished.retain_mut(|u| match to(u.index) {
+            Some(i) => {
+                u.index = i;
+                true
+            }
+            None => false,
+        });
+        if let (Some(old), Some(c)) = (self.schedule.take(), &self.check) {
+            let mut s = Schedule::new(
+                self.keys.iter().map(String::as_str),
+                c.interval_ms.saturating_mul(MS),
+                c.jitter_ms.saturating_mul(MS),
+            );
+            s.continue_from(&old);
+            self.schedule = Some(s);
+        }
         self.view = None;
+        self.stale = true;
     }
 
     /// This configuration's table key (tests read the published table).
@@ -176,28 +373,35 @@ impl Prober {
         let Some(fence) = fence else {
             if self.current.take().is_some() {
                 self.covered.iter_mut().for_each(|c| *c = None);
+                self.stale = true;
             }
             return;
         };
         let cluster = &self.cluster;
         let other = match &mut self.current {
             Some(c) if c.fence == fence => c,
-            slot => slot.insert(Current {
-                fence,
-                table_key: keys::health_table(cluster, fence),
-                lease_key: keys::prober_lease(cluster, fence),
-                snapshot: Snapshot::new(),
-                live: false,
-            }),
+            slot => {
+                let table_key = keys::health_table(cluster, fence);
+                slot.insert(Current {
+                    fence,
+                    version_key: keys::health_version(&table_key),
+                    table_key,
+                    lease_key: keys::prober_lease(cluster, fence),
+                    snapshot: Snapshot::new(),
+                    live: false,
+                })
+            }
         };
         let lease = store.get(&other.lease_key).ok().flatten();
         let live =
             lease.and_then(|(b, _)| lease::decode(&b)).is_some_and(|l| !l.is_expired(now_ns));
-        let changed = other.snapshot.refresh(store, &other.table_key) || live != other.live;
+        let changed = other.snapshot.refresh_versioned(store, &other.table_key, &other.version_key)
+            || live != other.live;
         other.live = live;
         if !changed {
             return;
         }
+        self.stale = true;
         let index: fnv::FnvHashMap<&str, usize> = match other.snapshot.table() {
             Some(t) if live => {
                 t.entries().iter().enumerate().map(|(i, e)| (e.key.as_str(), i)).collect()
@@ -217,11 +421,55 @@ impl Prober {
     /// Who may be picked now, from the published table (every backend before it exists),
     /// with the backends the current configuration checks taken from its table.
     pub fn availability(&mut self, store: &dyn SharedStore, now_ns: u64) -> Availability {
-        self.snapshot.refresh(store, &self.table_key);
-        let mut table = match self.snapshot.table() {
-            Some(t) if t.has_keys(&self.keys) => t.clone(),
-            Some(t) => HealthTable::carry_over(t, &self.keys, now_ns),
-            None => HealthTable::new(&self.keys, now_ns),
+        self.refresh(store, now_ns);
+        self.availability.clone()
+    }
+
+    /// Brings the availability up to date at `now`: rebuilt (O(N)) only when the published
+    /// table or the covered backends changed, or an ejection's time is up; otherwise only the
+    /// weights of the backends on a slow-start ramp move. Returns what changed.
+    pub fn refresh(&mut self, store: &dyn SharedStore, now_ns: u64) -> Refreshed {
+        self.update(store, now_ns);
+        if std::mem::take(&mut self.unreported) {
+            return Refreshed::Rebuilt;
+        }
+        let Some(view) = &self.view else { return Refreshed::Same };
+        let (policy, slots) = (&self.policy, &mut self.availability.slots);
+        let mut changed = Vec::new();
+        self.ramping.retain(|&i| {
+            let (Some(e), Some(slot)) = (view.get(i), slots.get_mut(i)) else { return false };
+            let w = e.ramp_percent(policy, now_ns);
+            if w != slot.weight_percent {
+                slot.weight_percent = w;
+                changed.push((i, w));
+            }
+            w < 100
+        });
+        if changed.is_empty() {
+            Refreshed::Same
+        } else {
+            Refreshed::Ramped(changed)
+        }
+    }
+
+    /// Rebuilds the view when the table moved, an ejection's time is up or the pool changed.
+    fn update(&mut self, store: &dyn SharedStore, now_ns: u64) {
+        let moved = self.snapshot.refresh_versioned(store, &self.table_key, &self.version_key);
+        let expired = self.next_expiry_ns.is_some_and(|t| t <= now_ns);
+        if moved || expired || self.stale || self.view.is_none() {
+            self.rebuild(now_ns);
+        }
+    }
+
+    fn rebuild(&mut self, now_ns: u64) {
+        self.stale = false;
+        self.unreported = true;
+        let aligned = self.snapshot.table().filter(|t| t.has_keys(&self.keys));
+        self.misaligned = aligned.is_none();
+        let mut table = match (aligned, self.snapshot.table()) {
+            (Some(t), _) => t.clone(),
+            (None, Some(t)) => HealthTable::carry_over(t, &self.keys, now_ns),
+            (None, None) => HealthTable::new(&self.keys, now_ns),
         };
         if let Some(theirs) = self.current.as_ref().and_then(|c| c.snapshot.table()) {
             for (i, j) in self.covered.iter().enumerate() {
@@ -231,14 +479,35 @@ impl Prober {
             }
         }
         let availability = table.availability(&self.policy, now_ns, &self.backups, &self.drains);
+        self.ramping = availability
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.accepted && s.available && s.weight_percent < 100)
+            .map(|(i, _)| i)
+            .collect();
+        let longest = self.policy.outlier.map_or(0, |o| o.max_ejection_ns.max(o.base_ejection_ns));
+        self.next_expiry_ns =
+            table.entries().iter().map(|e| e.ejected_until_ns).filter(|&t| t > 0).min();
+        self.ejected_until = ejection_ends(&table, now_ns);
+        self.stamps_ahead_of = table
+            .entries()
+            .iter()
+            .map(|e| e.available_since_ns.max(e.ejected_until_ns.saturating_sub(longest)))
+            .max()
+            .unwrap_or(0);
+        self.availability = availability;
         self.view = Some(table);
-        availability
     }
 
-    /// Takes or renews the lease; when held, pulls back stamps ahead of `now`
-    /// ([`HealthTable::pull_back`]), ends the ejections whose time is up (returned as
-    /// transitions to log) and returns the backends due for a probe now (not counting
-    /// those with a probe still on its way), marked probed in the table.
+    fn entry(&self, index: usize) -> Option<&BackendHealth> {
+        self.view.as_ref().and_then(|t| t.get(index))
+    }
+
+    /// Takes or renews the lease; when held, writes what waits (probe results past the
+    /// per-tick budget, ejections whose time is up, stamps ahead of `now` pulled back) in one
+    /// table write, and returns the backends due for a probe now (none with a probe still on
+    /// its way; at most [`MAX_PROBES_IN_FLIGHT`] on their way) and the ejections ended.
     pub fn due(&mut self, store: &dyn SharedStore, now_ns: u64) -> (Vec<usize>, Vec<Transition>) {
         self.follow(store, now_ns);
         let interval_ns =
@@ -246,50 +515,102 @@ impl Prober {
         let ttl = interval_ns.saturating_mul(TTL_INTERVALS);
         // Nothing to check here when the current configuration checks every backend.
         let own_work = self.covered.iter().any(Option::is_none);
+        let was_holder = self.holder;
         self.holder =
             own_work && lease::acquire(store, &self.lease_key, self.owner, now_ns, ttl).may_probe();
+        self.writes_since_tick = 0;
         if !self.holder {
-            self.pending.clear();
+            if was_holder {
+                self.drop_holder_state();
+            }
             return (Vec::new(), Vec::new());
         }
-        let jitter_ns = self.check.as_ref().map_or(0, |c| c.jitter_ms.saturating_mul(MS));
-        let (active, pending, covered) = (self.check.is_some(), &self.pending, &self.covered);
-        let policy = self.policy;
-        let done = health_table::modify(store, &self.table_key, &self.keys, now_ns, |t| {
-            t.pull_back(&policy, now_ns);
-            let returned = t.expire(now_ns);
-            if !active {
-                return (Vec::new(), returned);
-            }
-            let last: Vec<u64> = t.entries().iter().map(|e| e.last_probe_ns).collect();
-            let plan = lease::probe_plan(&last, now_ns, interval_ns, jitter_ns);
-            let mine = |i: &usize| covered.get(*i).is_some_and(Option::is_none);
-            let due: Vec<usize> = plan
-                .due
-                .into_iter()
-                .filter(|i| mine(i) && !pending.iter().any(|p| p.index == *i))
+        if !was_holder {
+            // Health as published: this VM judges from here on.
+            self.update(store, now_ns);
+            let view = self.view.as_ref();
+            self.healthy = (0..self.keys.len())
+                .map(|i| view.and_then(|t| t.get(i)).is_none_or(|e| e.healthy))
                 .collect();
-            for &i in &due {
-                // On the interval's grid, so ticks that come a little late (a tick is a
-                // quarter interval) do not stretch the period; never more than half an
-                // interval behind, so a long pause does not turn into a burst.
-                let at = match last.get(i) {
-                    Some(&l) if l > 0 => l.saturating_add(interval_ns),
-                    _ => now_ns,
-                };
-                t.mark_probed(i, at.clamp(now_ns.saturating_sub(interval_ns / 2), now_ns));
+            self.streaks = vec![(0, 0); self.keys.len()];
+            if let Some(s) = &mut self.schedule {
+                s.restart();
             }
-            (due, returned)
-        });
-        done.unwrap_or_default()
+        }
+        let returned = self.publish(store, now_ns).unwrap_or_default();
+        let Some(schedule) = &mut self.schedule else { return (Vec::new(), returned) };
+        let mut fresh = Vec::new();
+        schedule.due(now_ns, &mut fresh);
+        for i in fresh {
+            let mine = self.covered.get(i).is_some_and(Option::is_none);
+            let free = !self.probing.get(i).copied().unwrap_or(true);
+            if let (true, true, Some(q)) = (mine, free, self.queued.get_mut(i)) {
+                if !*q {
+                    *q = true;
+                    self.backlog.push_back(i);
+                }
+            }
+        }
+        let room = MAX_PROBES_IN_FLIGHT.saturating_sub(self.pending.len());
+        let mut due = Vec::with_capacity(room.min(self.backlog.len()));
+        while due.len() < room {
+            let Some(i) = self.backlog.pop_front() else { break };
+            if let Some(q) = self.queued.get_mut(i) {
+                *q = false;
+            }
+            if self.is_covered(i) || self.probing.get(i).copied().unwrap_or(true) {
+                continue;
+            }
+            due.push(i);
+        }
+        (due, returned)
     }
 
-    /// The outcome of one request that `index` served (or failed to): passive ejection. A
-    /// success costs a shared read (decoded only when it changed) and a write only when the
-    /// backend has an error streak to reset: read afresh, since any worker may have just
-    /// extended it (a stale view let interleaved errors count as consecutive). Returns the
-    /// transitions, in order: the end of an ejection whose time was up and that the lease
-    /// holder had not ended yet, then a new ejection.
+    fn drop_holder_state(&mut self) {
+        self.pending.clear();
+        self.probing.iter_mut().for_each(|p| *p = false);
+        self.queued.iter_mut().for_each(|q| *q = false);
+        self.backlog.clear();
+        self.unpublished.clear();
+        if let Some(s) = &mut self.schedule {
+            s.restart();
+        }
+    }
+
+    /// The holder's one table write for this tick, when something needs it: probe results not
+    /// written yet, ejections whose time is up, stamps ahead of `now`. Returns the ejections
+    /// ended (`None`: nothing to write, or the store refused).
+    fn publish(&mut self, store: &dyn SharedStore, now_ns: u64) -> Option<Vec<Transition>> {
+        let expired = self.next_expiry_ns.is_some_and(|t| t <= now_ns);
+        let ahead = self.stamps_ahead_of > now_ns;
+        if self.unpublished.is_empty() && !expired && !ahead && !self.misaligned {
+            return None;
+        }
+        let (policy, unpublished, streaks) = (self.policy, &self.unpublished, &self.streaks);
+        let returned = health_table::modify(store, &self.table_key, &self.keys, now_ns, |t| {
+            t.pull_back(&policy, now_ns);
+            let returned = t.expire(now_ns);
+            for u in unpublished {
+                let (successes, failures) = streaks.get(u.index).copied().unwrap_or_default();
+                t.set_health(u.index, u.healthy, u.change, successes, failures, u.at_ns);
+            }
+            returned
+        });
+        if returned.is_some() {
+            self.misaligned = false;
+            self.unpublished.clear();
+            self.writes_since_tick = self.writes_since_tick.saturating_add(1);
+        }
+        returned
+    }
+
+    /// The outcome of one request that `index` served (or failed to): passive ejection.
+    /// Errors count in the backend's streak key, across workers: a failure is one read and
+    /// one write of it; a success one read, and a write only to reset a streak (read afresh:
+    /// any worker may have just extended it). The streak reaching the threshold ejects the
+    /// backend in the table (one table write). Returns the transitions, in order: the end of
+    /// an ejection whose time was up and that the lease holder had not ended yet, then a new
+    /// ejection. Outcomes of a backend ejected (as this VM last saw the table) are ignored.
     pub fn outcome(
         &mut self,
         store: &dyn SharedStore,
@@ -297,28 +618,78 @@ impl Prober {
         failed: bool,
         now_ns: u64,
     ) -> Vec<Transition> {
-        if self.policy.outlier.is_none() || self.is_covered(index) {
+        let Some(outlier) = self.policy.outlier else { return Vec::new() };
+        if self.is_covered(index) || self.entry(index).is_some_and(|e| e.is_ejected(now_ns)) {
             return Vec::new();
         }
-        if !failed {
-            self.snapshot.refresh(store, &self.table_key);
-            let streak = self.snapshot.table().and_then(|t| t.get(index)).map_or(0, |e| e.errors);
-            if streak == 0 {
+        let Some(&(n, hash)) = self.streak_ids.get(index) else { return Vec::new() };
+        let key = format!("{}{n}", self.errors_prefix);
+        let threshold = outlier.consecutive_errors.max(1);
+        for _ in 0..STREAK_ATTEMPTS {
+            let (streak, cas) = match store.get(&key) {
+                Ok(Some((bytes, cas))) => (streak_of(&bytes, hash), cas),
+                Ok(None) => (0, 0),
+                Err(_) => return Vec::new(),
+            };
+            let next = if failed { streak.saturating_add(1) } else { 0 };
+            if next == streak {
                 return Vec::new();
             }
+            // Past the threshold while `max_ejection_percent` (as this VM last saw the table)
+            // allows no more: the streak is kept, and no table write tried per error.
+            let in_force =
+                self.ejected_until.len() - self.ejected_until.partition_point(|&u| u <= now_ns);
+            let room = outlier.allows_another(in_force, self.keys.len());
+            if next >= threshold && room {
+                return self.eject(store, &key, index, next, hash, now_ns);
+            }
+            match store.set(&key, &streak_value(next, hash), cas) {
+                Ok(()) => return Vec::new(),
+                Err(StoreError::CasMismatch) => continue,
+                Err(StoreError::Host(_)) => return Vec::new(),
+            }
         }
+        Vec::new()
+    }
+
+    /// A streak of `errors` reached the threshold: eject `index` in the table (unless
+    /// `max_ejection_percent` forbids it: then the streak is kept and the next error tries
+    /// again), and reset the streak once ejected.
+    fn eject(
+        &mut self,
+        store: &dyn SharedStore,
+        key: &str,
+        index: usize,
+        errors: u32,
+        hash: u64,
+        now_ns: u64,
+    ) -> Vec<Transition> {
         let policy = self.policy;
-        health_table::modify(store, &self.table_key, &self.keys, now_ns, |t| {
+        let done = health_table::modify(store, &self.table_key, &self.keys, now_ns, |t| {
             let returned = t.end_ejection(index, now_ns);
-            let change = t.request_outcome(&policy, index, failed, now_ns);
-            returned.into_iter().chain(change).collect::<Vec<_>>()
-        })
-        .unwrap_or_default()
+            let change = t.request_outcome_after(&policy, index, errors, now_ns);
+            (returned.into_iter().chain(change).collect::<Vec<_>>(), ejection_ends(t, now_ns))
+        });
+        // What the table says now, until the next rebuild of the view: a refused ejection
+        // (the cap reached) is not tried again at every error.
+        let done = done.map(|(transitions, ends)| {
+            self.ejected_until = ends;
+            transitions
+        });
+        let ejected = done
+            .as_ref()
+            .is_some_and(|d| d.iter().any(|t| matches!(t.change, Change::Ejected { .. })));
+        let streak = if ejected { 0 } else { errors };
+        let _ = store.set(key, &streak_value(streak, hash), 0);
+        done.unwrap_or_default()
     }
 
     /// A probe of `index` was dispatched as `token`.
     pub fn sent(&mut self, token: u32, index: usize, now_ns: u64) {
-        self.pending.push(Pending { token, index, sent_ns: now_ns });
+        if let Some(p) = self.probing.get_mut(index) {
+            *p = true;
+        }
+        self.pending.insert(token, Pending { index, sent_ns: now_ns });
     }
 
     /// A probe of `index` could not be dispatched at all.
@@ -341,8 +712,10 @@ impl Prober {
         status: Option<u16>,
         now_ns: u64,
     ) -> Option<Transition> {
-        let at = self.pending.iter().position(|p| p.token == token)?;
-        let p = self.pending.swap_remove(at);
+        let p = self.pending.remove(&token)?;
+        if let Some(x) = self.probing.get_mut(p.index) {
+            *x = false;
+        }
         let check = self.check.as_ref()?;
         // Envoy's timer and this clock are not the same clock: allow 10% slack.
         let timeout_ns = check.timeout_ms.saturating_mul(MS) / 10 * 9;
@@ -358,6 +731,9 @@ impl Prober {
         self.apply(store, p.index, probe, now_ns)
     }
 
+    /// One probe result, judged against the holder's own record (rise and fall thresholds):
+    /// written to the table only when the backend's health changes, within the per-tick
+    /// budget (else at the next tick).
     fn apply(
         &mut self,
         store: &dyn SharedStore,
@@ -365,11 +741,51 @@ impl Prober {
         probe: Probe,
         now_ns: u64,
     ) -> Option<Transition> {
-        let policy = self.policy;
-        health_table::modify(store, &self.table_key, &self.keys, now_ns, |t| {
-            t.probe_result(&policy, index, probe, now_ns)
-        })
-        .flatten()
+        let active = self.policy.active?;
+        let (streak, healthy) = (self.streaks.get_mut(index)?, self.healthy.get_mut(index)?);
+        let change = match probe {
+            Probe::Ok => {
+                *streak = (streak.0.saturating_add(1), 0);
+                if *healthy || streak.0 < active.healthy_threshold.max(1) {
+                    return None;
+                }
+                *healthy = true;
+                Change::Healthy { successes: streak.0 }
+            }
+            Probe::Failed(last) => {
+                *streak = (0, streak.1.saturating_add(1));
+                if !*healthy || streak.1 < active.unhealthy_threshold.max(1) {
+                    return None;
+                }
+                *healthy = false;
+                Change::Unhealthy { failures: streak.1, last }
+            }
+        };
+        let healthy = *healthy;
+        self.unpublished.push(Unpublished { index, healthy, change, at_ns: now_ns });
+        if self.writes_since_tick < WRITES_PER_TICK {
+            self.publish(store, now_ns);
+        }
+        let id = self.keys.get(index).map_or("", |k| keys::backend_id(k)).to_string();
+        Some(Transition { index, id, change })
+    }
+}
+
+/// What [`Prober::refresh`] changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refreshed {
+    /// Nothing.
+    Same,
+    /// Only slow-start weights: `(index, weight_percent)`.
+    Ramped(Vec<(usize, u8)>),
+    /// Everything may have: take [`Prober::current`] again.
+    Rebuilt,
+}
+
+impl Prober {
+    /// The availability as last refreshed.
+    pub fn current(&self) -> &Availability {
+        &self.availability
     }
 }
 

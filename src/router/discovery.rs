@@ -130,6 +130,10 @@ impl Router {
         self.by_id = pool.iter().enumerate().map(|(i, b)| (b.id.clone(), i)).collect();
         self.config.pool = pool;
         if let Some(counters) = &mut self.in_flight {
+            let cluster = &self.config.cluster;
+            let fresh: Vec<String> =
+                self.config.pool.iter().map(|b| keys::in_flight(cluster, b)).collect();
+            self.store.register_all(fresh.iter().map(String::as_str));
             counters.repool(&self.store, &self.config.cluster, &self.config.pool, &moved);
         }
         self.metrics.repool(&self.config.pool, &moved);
@@ -141,8 +145,11 @@ impl Router {
         match self.prober.as_mut() {
             Some(p) => {
                 p.repool(&self.config, &moved);
-                let availability = p.availability(&self.store, mono_ns);
-                self.availability_is(availability);
+                if let Some((prefix, count)) = p.streak_keys() {
+                    self.store.reserve_family(prefix, count);
+                }
+                let refreshed = p.refresh(&self.store, mono_ns);
+                self.take_refreshed(refreshed);
             }
             None => {
                 let fixed = health::fixed_availability(&self.config, mono_ns);

@@ -4,12 +4,13 @@
 
 use super::{Router, Ticket};
 use crate::config::{Config, TargetMode};
-use crate::health::prober::Prober;
+use crate::health::prober::{Prober, Refreshed};
 use crate::health::{
     ActivePolicy, Availability, Change, HealthPolicy, HealthTable, OutlierPolicy, Transition,
 };
 use crate::metrics::{BackendCounter, Metrics, PoolCounter};
 use crate::state::clock::Clock;
+use crate::state::registry::Registered;
 use crate::state::{keys, SharedStore};
 
 use crate::MS;
@@ -48,11 +49,14 @@ fn policy_of(config: &Config) -> HealthPolicy {
 pub(super) fn prober_for(
     config: &Config,
     seed: u64,
-    store: &dyn SharedStore,
+    store: &Registered<Box<dyn SharedStore>>,
     clock: &mut Clock,
     wall_ns: u64,
 ) -> Option<Prober> {
     let prober = Prober::new(config, policy_of(config), seed)?;
+    if let Some((prefix, count)) = prober.streak_keys() {
+        store.reserve_family(prefix, count);
+    }
     prober.publish_initial(store, clock.sync(store, wall_ns));
     Some(prober)
 }
@@ -146,11 +150,12 @@ impl Router {
                 tick.probes.push((index, b.host.clone()));
             }
         }
-        let availability = prober.availability(&self.store, now_ns);
-        if holder && availability.panic != self.panic_logged {
-            self.panic_logged = availability.panic;
-            let up = availability.slots.iter().filter(|s| s.weight_percent > 0).count();
-            if availability.panic {
+        let refreshed = prober.refresh(&self.store, now_ns);
+        let panic = prober.current().panic;
+        if holder && panic != self.panic_logged {
+            self.panic_logged = panic;
+            let up = prober.current().slots.iter().filter(|s| s.weight_percent > 0).count();
+            if panic {
                 self.metrics.pool(PoolCounter::PanicMode);
                 tick.log.push(format!(
                     "panic mode: fewer than {}% of the primaries are available; picking across \
@@ -161,15 +166,39 @@ impl Router {
                 tick.log.push("panic mode over".to_string());
             }
         }
-        self.availability_is(availability);
+        self.take_refreshed(refreshed);
         tick
+    }
+
+    /// Applies what [`Prober::refresh`] changed to who may be picked: nothing, the weights of
+    /// backends on a slow-start ramp (O(ramping)), or everything (O(N), when the table
+    /// changed).
+    pub(super) fn take_refreshed(&mut self, refreshed: Refreshed) {
+        match refreshed {
+            Refreshed::Same => {}
+            Refreshed::Ramped(weights) => {
+                if let Some(a) = &mut self.availability {
+                    for (i, w) in weights {
+                        if let Some(slot) = a.slots.get_mut(i) {
+                            slot.weight_percent = w;
+                        }
+                    }
+                }
+            }
+            Refreshed::Rebuilt => {
+                if let Some(p) = &self.prober {
+                    let availability = p.current().clone();
+                    self.availability_is(availability);
+                }
+            }
+        }
     }
 
     /// Refreshes who may be picked from the published table (no lease taken).
     pub fn refresh(&mut self, now_ns: u64) {
         if let Some(p) = self.prober.as_mut() {
-            let availability = p.availability(&self.store, self.clock.at(now_ns));
-            self.availability_is(availability);
+            let refreshed = p.refresh(&self.store, self.clock.at(now_ns));
+            self.take_refreshed(refreshed);
         }
     }
 
@@ -197,10 +226,11 @@ impl Router {
     ) -> Option<String> {
         let p = self.prober.as_mut()?;
         let now_ns = self.clock.at(now_ns);
-        let t = p.answered(&self.store, token, status, now_ns);
-        let availability = p.availability(&self.store, now_ns);
-        self.availability_is(availability);
-        t.map(|t| noted(self.metrics.as_mut(), &t))
+        let t = p.answered(&self.store, token, status, now_ns)?;
+        // Health changed: picked up at once by this VM (the others at their next tick).
+        let refreshed = p.refresh(&self.store, now_ns);
+        self.take_refreshed(refreshed);
+        Some(noted(self.metrics.as_mut(), &t))
     }
 
     /// Counts the request's failed tries and, with passive ejection, reports every try: the

@@ -12,7 +12,7 @@
 //! Decoding rejects other versions, unknown tags, invalid UTF-8, truncated or trailing bytes,
 //! and more than [`MAX_BACKENDS`] entries; it never panics.
 
-use super::{SharedStore, StoreError};
+use super::{keys, SharedStore, StoreError};
 use crate::backend::MAX_BACKENDS;
 use crate::health::{BackendHealth, Change, HealthTable, ProbeFailure};
 
@@ -227,7 +227,10 @@ pub fn modify<R>(
             return Some(result);
         }
         match store.set(key, &bytes, cas) {
-            Ok(()) => return Some(result),
+            Ok(()) => {
+                bump_version(store, &keys::health_version(key));
+                return Some(result);
+            }
             Err(StoreError::CasMismatch) => continue,
             Err(StoreError::Host(_)) => return None,
         }
@@ -235,12 +238,29 @@ pub fn modify<R>(
     None
 }
 
-/// A worker's cached copy of the published table, decoded only when its CAS changes.
+/// Moves the table's version after a write, so readers know to read it again. A lost CAS
+/// race means another writer moved it after this write: nothing to retry.
+fn bump_version(store: &dyn SharedStore, key: &str) {
+    let (count, cas) = match store.get(key) {
+        Ok(Some((bytes, cas))) => {
+            let count = <[u8; 8]>::try_from(bytes.as_slice()).map_or(0, u64::from_le_bytes);
+            (count, cas)
+        }
+        Ok(None) => (0, 0),
+        Err(_) => return,
+    };
+    let _ = store.set(key, &count.wrapping_add(1).to_le_bytes(), cas);
+}
+
+/// A worker's cached copy of the published table, read only when its version moves and
+/// decoded only when its CAS changes.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     /// CAS of the value last seen; `None` when none was seen (or the key was missing).
     cas: Option<u32>,
     table: Option<HealthTable>,
+    /// CAS of the version key when the table was last read.
+    version: Option<u32>,
 }
 
 impl Snapshot {
@@ -270,6 +290,23 @@ impl Snapshot {
             }
             Err(_) => false,
         }
+    }
+
+    /// As [`Snapshot::refresh`], but first reads the table's small version key: when its CAS
+    /// is the one seen at the last read, the table (O(backends) bytes) is not read at all.
+    /// Without a version key (a table written by an older filter) the table is read.
+    pub fn refresh_versioned(&mut self, store: &dyn SharedStore, key: &str, version: &str) -> bool {
+        let seen = match store.get(version) {
+            Ok(Some((_, cas))) => Some(cas),
+            Ok(None) => None,
+            Err(_) => return false,
+        };
+        if seen.is_some() && seen == self.version && self.cas.is_some() {
+            return false;
+        }
+        let changed = self.refresh(store, key);
+        self.version = seen;
+        changed
     }
 
     /// The last decoded table, as published (align it with [`HealthTable::carry_over`] when

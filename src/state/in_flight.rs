@@ -103,6 +103,11 @@ impl InFlight {
         }
     }
 
+    /// The keys of the per-backend counters (and of the total, if kept), to register at once.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().chain(self.total_key.iter()).map(String::as_str)
+    }
+
     /// At configure time, before this router steers anything: creates the counters that do
     /// not exist yet (so that changes find a key and are guarded by CAS) and registers this
     /// router as an owner (`seed` differs per VM).

