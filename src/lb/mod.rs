@@ -35,33 +35,47 @@ impl Picks {
         self.len = 0;
     }
 
+    #[inline(always)]
     pub fn capacity(&self) -> usize {
         self.cap
     }
 
+    #[inline(always)]
     pub fn len(&self) -> usize {
         self.len
     }
 
+    #[inline(always)]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
+    #[inline(always)]
     pub fn is_full(&self) -> bool {
         self.len >= self.cap
     }
 
+    #[inline(always)]
     pub fn as_slice(&self) -> &[u32] {
         self.items.get(..self.len).unwrap_or(&[])
     }
 
+    #[inline(always)]
     pub fn contains(&self, index: usize) -> bool {
-        self.as_slice().iter().any(|&i| i as usize == index)
+        let Ok(index) = u32::try_from(index) else { return false };
+        self.as_slice().contains(&index)
     }
 
     /// Appends `index` unless full or already present; returns whether it was added.
+    #[inline(always)]
     pub fn push(&mut self, index: usize) -> bool {
-        if self.is_full() || self.contains(index) {
+        !self.contains(index) && self.push_absent(index)
+    }
+
+    /// [`Picks::push`] for an `index` known not to be present.
+    #[inline(always)]
+    pub(crate) fn push_absent(&mut self, index: usize) -> bool {
+        if self.is_full() {
             return false;
         }
         let Ok(i) = u32::try_from(index) else { return false };
@@ -204,19 +218,12 @@ pub(crate) struct TopK<R> {
     items: [(R, usize); MAX_HOSTS_LIMIT],
     len: usize,
     cap: usize,
-    /// The lowest kept rank once full: nothing at or below it can enter.
-    worst: Option<R>,
 }
 
 impl<R: PartialOrd + Copy + Default> TopK<R> {
     pub(crate) fn new(cap: usize) -> Self {
         let cap = cap.clamp(1, MAX_HOSTS_LIMIT);
-        TopK { items: [(R::default(), 0); MAX_HOSTS_LIMIT], len: 0, cap, worst: None }
-    }
-
-    /// Whether a backend whose rank is at most `bound` could still enter.
-    pub(crate) fn could_take(&self, bound: R) -> bool {
-        self.worst.is_none_or(|w| bound > w)
+        TopK { items: [(R::default(), 0); MAX_HOSTS_LIMIT], len: 0, cap }
     }
 
     /// Offers backend `index` with `rank`; map NaN away first (it would be kept after all).
@@ -234,9 +241,6 @@ impl<R: PartialOrd + Copy + Default> TopK<R> {
             }
         }
         self.len = end;
-        if self.len == self.cap {
-            self.worst = self.items.get(self.len - 1).map(|&(r, _)| r);
-        }
     }
 
     /// Appends the kept backends to `out`, best first.
@@ -245,41 +249,6 @@ impl<R: PartialOrd + Copy + Default> TopK<R> {
             out.push(i);
         }
     }
-}
-
-/// Appends to `out`, until it is full, the accepted backends not yet in it, highest `rank`
-/// first (ties: lower index first). One pass over `n` backends; no allocation.
-#[cfg(test)]
-pub(crate) fn fill_by_rank(
-    out: &mut Picks,
-    n: usize,
-    accept: &dyn Fn(usize) -> bool,
-    rank: impl Fn(usize) -> i64,
-) {
-    fill_by_bounded_rank(out, n, accept, &rank, &rank);
-}
-
-/// [`fill_by_rank`] with a cheap `bound(i) >= rank(i)`: once the window is full, a backend
-/// whose bound cannot beat the worst kept rank is skipped without computing its rank.
-pub(crate) fn fill_by_bounded_rank(
-    out: &mut Picks,
-    n: usize,
-    accept: &dyn Fn(usize) -> bool,
-    bound: impl Fn(usize) -> i64,
-    rank: impl Fn(usize) -> i64,
-) {
-    let want = out.capacity().saturating_sub(out.len());
-    if want == 0 {
-        return;
-    }
-    let mut best = TopK::new(want);
-    for i in 0..n {
-        if !best.could_take(bound(i)) || !accept(i) || out.contains(i) {
-            continue;
-        }
-        best.offer(i, rank(i));
-    }
-    best.push_into(out);
 }
 
 #[cfg(test)]

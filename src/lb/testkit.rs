@@ -44,6 +44,41 @@ impl LoadView for FakeLoad {
     }
 }
 
+/// nginx smooth weighted round robin over the whole pool, written from the algorithm's
+/// description (`ngx_http_upstream_get_peer`): the reference the round robin's turns (and its
+/// retry hosts' scores) are checked against. O(N) per turn.
+pub(crate) struct Nginx {
+    weight: Vec<i64>,
+    current: Vec<i64>,
+}
+
+impl Nginx {
+    pub(crate) fn new(weights: &[u32]) -> Self {
+        Nginx {
+            weight: weights.iter().map(|&w| i64::from(w)).collect(),
+            current: vec![0; weights.len()],
+        }
+    }
+
+    /// The next turn: every score grows by its weight, the highest (lowest index among equal)
+    /// wins and loses the sum of weights. `None` for an empty pool.
+    pub(crate) fn turn(&mut self) -> Option<usize> {
+        let total: i64 = self.weight.iter().sum();
+        for (c, w) in self.current.iter_mut().zip(&self.weight) {
+            *c += w;
+        }
+        let best =
+            (0..self.current.len()).max_by_key(|&i| (self.current[i], std::cmp::Reverse(i)))?;
+        self.current[best] -= total;
+        Some(best)
+    }
+
+    /// Backend `i`'s score at the next turn (the order of the retry hosts).
+    pub(crate) fn score(&self, i: usize) -> i64 {
+        self.current[i] + self.weight[i]
+    }
+}
+
 /// Backends `(id, weight)` in order; backend `i` at `10.0.{i / 256}.{i % 256}:8080`.
 pub(crate) fn pool_of(backends: &[(&str, u32)]) -> Pool {
     Pool::new(

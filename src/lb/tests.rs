@@ -1,10 +1,11 @@
-//! Native tests of the selection contract ([`Picks`], `fill_by_rank`, `TopK`), the two algorithms, the
+//! Native tests of the selection contract ([`Picks`], `TopK`), the two algorithms, the
 //! algorithm factory and the per-VM [`crate::router::Router`].
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::random::WeightedRandom;
 use super::round_robin::SmoothWeighted;
-use super::testkit::{accept_all, is_distinct, pick_in, pool};
+use super::round_robin::MAX_POPS;
+use super::testkit::{accept_all, is_distinct, pick_in, pool, Nginx};
 use super::*;
 use proptest::prelude::*;
 
@@ -41,40 +42,6 @@ fn rr(weights: &[u32]) -> SmoothWeighted {
 
 fn wr(weights: &[u32]) -> WeightedRandom {
     WeightedRandom::new(weights.iter().copied())
-}
-
-/// nginx smooth weighted round robin, written from the algorithm's description: the reference
-/// the implementation's primary picks (and retry-host scores) are checked against.
-struct Nginx {
-    weight: Vec<i64>,
-    current: Vec<i64>,
-}
-
-impl Nginx {
-    fn new(weights: &[u32]) -> Self {
-        Nginx {
-            weight: weights.iter().map(|&w| i64::from(w)).collect(),
-            current: vec![0; weights.len()],
-        }
-    }
-
-    fn next(&mut self, accept: &dyn Fn(usize) -> bool) -> Option<usize> {
-        let mut total = 0;
-        let mut best: Option<usize> = None;
-        for i in 0..self.weight.len() {
-            if !accept(i) {
-                continue;
-            }
-            self.current[i] += self.weight[i];
-            total += self.weight[i];
-            if best.is_none_or(|b| self.current[i] > self.current[b]) {
-                best = Some(i);
-            }
-        }
-        let b = best?;
-        self.current[b] -= total;
-        Some(b)
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -158,49 +125,8 @@ fn picks_clear_empties_and_allows_reuse() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// fill_by_rank
+// TopK
 // ---------------------------------------------------------------------------------------------
-
-fn fill(cap: usize, pre: &[usize], ranks: &[i64], accept: &dyn Fn(usize) -> bool) -> Vec<u32> {
-    let mut out = Picks::with_capacity(cap);
-    for &i in pre {
-        assert!(out.push(i));
-    }
-    fill_by_rank(&mut out, ranks.len(), accept, |i| ranks[i]);
-    out.as_slice().to_vec()
-}
-
-#[test]
-fn fill_by_rank_orders_by_rank_descending() {
-    assert_eq!(fill(3, &[], &[5, 9, 8, 1, 7], &accept_all), vec![1, 2, 4]);
-    assert_eq!(fill(5, &[], &[5, 9, 8, 1, 7], &accept_all), vec![1, 2, 4, 0, 3]);
-    // Negative ranks sort too (no sentinel at 0).
-    assert_eq!(fill(3, &[], &[-5, -1, -3, -100], &accept_all), vec![1, 2, 0]);
-    assert_eq!(fill(2, &[], &[i64::MIN, i64::MAX, 0], &accept_all), vec![1, 2]);
-}
-
-#[test]
-fn fill_by_rank_breaks_ties_by_lower_index() {
-    assert_eq!(fill(3, &[], &[2, 2, 2, 2, 2], &accept_all), vec![0, 1, 2]);
-    assert_eq!(fill(4, &[], &[1, 3, 1, 3, 1], &accept_all), vec![1, 3, 0, 2]);
-}
-
-#[test]
-fn fill_by_rank_skips_not_accepted_and_already_picked() {
-    let ranks = [5, 9, 8, 1, 7];
-    assert_eq!(fill(3, &[], &ranks, &|i| i != 1), vec![2, 4, 0]);
-    assert_eq!(fill(3, &[2], &ranks, &accept_all), vec![2, 1, 4]);
-    assert_eq!(fill(4, &[3], &ranks, &|i| i != 1), vec![3, 2, 4, 0]);
-    assert_eq!(fill(3, &[], &ranks, &|_| false), Vec::<u32>::new());
-}
-
-#[test]
-fn fill_by_rank_respects_capacity() {
-    assert_eq!(fill(10, &[], &[3, 5, 4], &accept_all), vec![1, 2, 0]);
-    assert_eq!(fill(1, &[], &[3, 5, 4], &accept_all), vec![1]);
-    // Already full: unchanged.
-    assert_eq!(fill(2, &[0, 2], &[3, 5, 4], &accept_all), vec![0, 2]);
-}
 
 #[test]
 fn top_k_keeps_the_top_ranks_in_order_ties_by_their_second_key() {
@@ -218,34 +144,6 @@ fn top_k_keeps_the_top_ranks_in_order_ties_by_their_second_key() {
     let mut out = Picks::with_capacity(10);
     tied.push_into(&mut out);
     assert_eq!(out.as_slice(), &[1, 2, 0]);
-}
-
-proptest! {
-    /// Against a reference: stable sort of the eligible indexes by rank descending.
-    #[test]
-    fn fill_by_rank_matches_a_sort(
-        ranks in prop::collection::vec(-5i64..5, 0..40),
-        mask in prop::collection::vec(any::<bool>(), 40),
-        pre in prop::collection::vec(0usize..40, 0..4),
-        cap in 0usize..12,
-    ) {
-        let n = ranks.len();
-        let accept = |i: usize| mask[i];
-        let mut out = Picks::with_capacity(cap);
-        let mut expected: Vec<usize> = Vec::new();
-        for &i in pre.iter().filter(|&&i| i < n) {
-            if out.push(i) {
-                expected.push(i);
-            }
-        }
-        let mut eligible: Vec<usize> = (0..n).filter(|&i| mask[i] && !expected.contains(&i)).collect();
-        eligible.sort_by_key(|&i| std::cmp::Reverse(ranks[i]));
-        let room = out.capacity() - expected.len();
-        expected.extend(eligible.into_iter().take(room));
-        fill_by_rank(&mut out, n, &accept, |i| ranks[i]);
-        let got: Vec<usize> = out.as_slice().iter().map(|&i| i as usize).collect();
-        prop_assert_eq!(got, expected);
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -504,10 +402,12 @@ proptest! {
         }
     }
 
-    /// Against the nginx reference, with a different accept mask per request: the primary is
-    /// the reference's pick; picks are distinct, accepted, and as many as capacity allows.
+    /// Against the nginx reference over the whole pool, with a different accept mask per
+    /// request: the primary is the first accepted of the reference's next turns (the refused
+    /// ones are charged, at most MAX_POPS of them); retry hosts are the next-highest scores,
+    /// highest first; picks are distinct, accepted, and as many as capacity allows.
     #[test]
-    fn swrr_matches_nginx_reference_under_changing_accept(
+    fn swrr_follows_nginx_charging_refused_turns_under_changing_accept(
         weights in weights_strategy(),
         masks in prop::collection::vec(prop::collection::vec(prop::bool::weighted(0.8), 20), 1..200),
         cap in 1usize..=12,
@@ -519,19 +419,19 @@ proptest! {
             let accept = |i: usize| mask[i];
             let accepted = (0..weights.len()).filter(|&i| mask[i]).count();
             let p = pick(&mut b, &accept, &mut rng, cap);
-            prop_assert_eq!(p.first().copied(), reference.next(&accept));
+            let primary = (0..MAX_POPS).map(|_| reference.turn().unwrap()).find(|&i| accept(i));
             prop_assert!(is_distinct(&p), "not distinct: {:?}", p);
-            // Retry hosts are the next-highest scores (current + weight), highest first; the
-            // order among equal scores is free.
-            let score = |i: usize| reference.current[i] + reference.weight[i];
-            let retry_scores: Vec<i64> = p.iter().skip(1).map(|&i| score(i)).collect();
+            prop_assert!(p.iter().all(|&i| i < weights.len() && mask[i]), "not accepted: {:?}", p);
+            prop_assert_eq!(p.len(), accepted.min(cap.clamp(1, MAX_HOSTS_LIMIT)));
+            // Past MAX_POPS refused turns the picks come from the rotating scan.
+            let Some(primary) = primary else { continue };
+            prop_assert_eq!(p[0], primary);
+            let retry_scores: Vec<i64> = p.iter().skip(1).map(|&i| reference.score(i)).collect();
             prop_assert!(retry_scores.windows(2).all(|w| w[0] >= w[1]), "retries {:?} scores {:?}", p, retry_scores);
-            let left_out = (0..weights.len()).filter(|&i| mask[i] && !p.contains(&i)).map(score).max();
+            let left_out = (0..weights.len()).filter(|&i| mask[i] && !p.contains(&i)).map(|i| reference.score(i)).max();
             if let (Some(&lowest), Some(best_left)) = (retry_scores.last(), left_out) {
                 prop_assert!(lowest >= best_left, "retries {:?} skip a higher score {}", p, best_left);
             }
-            prop_assert!(p.iter().all(|&i| i < weights.len() && mask[i]), "not accepted: {:?}", p);
-            prop_assert_eq!(p.len(), accepted.min(cap.clamp(1, MAX_HOSTS_LIMIT)));
         }
     }
 }
@@ -773,22 +673,6 @@ fn load_blind_algorithms_say_so() {
         assert_eq!(b.latency_ns(0, 1), None);
     }
     assert_eq!((NoLoad.in_flight(0), NoLoad.total_in_flight()), (0, 0));
-}
-
-/// Once the window is full, a backend whose bound cannot beat the worst kept rank costs no
-/// rank computation.
-#[test]
-fn fill_by_bounded_rank_skips_ranks_that_cannot_win() {
-    let ranked = std::cell::Cell::new(0);
-    let mut out = Picks::with_capacity(2);
-    // Ranks fall with the index: after the first two, no bound beats the window.
-    let rank = |i: usize| {
-        ranked.set(ranked.get() + 1);
-        -(i as i64)
-    };
-    fill_by_bounded_rank(&mut out, 100, &|_| true, |i| -(i as i64), rank);
-    assert_eq!(out.as_slice(), [0, 1]);
-    assert_eq!(ranked.get(), 2);
 }
 
 /// When the fast draws keep landing on an excluded heavy backend, the exact fallback still
