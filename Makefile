@@ -9,7 +9,9 @@ WASM_TARGET   := wasm32-wasip1
 WASM          := target/$(WASM_TARGET)/release/envoy_lb.wasm
 PYTHON        ?= python3
 # benches/envoy.rs, benches/latency.rs: interleaved rounds (default 7) and wrk seconds per
-# measurement (default 3 and 5).
+# measurement (default 3 and 5); benches/scale.rs: default 3 rounds of 3 s (about 30 minutes;
+# BENCH_SCALE_SIZES, BENCH_SCALE_VARIANTS and BENCH_SCALE_CONNECTIONS, read from the
+# environment, narrow or change it: docs/testing.md).
 BENCH_ROUNDS  ?=
 BENCH_SECONDS ?=
 # fuzz/run.sh: seconds per fuzz target; FUZZ_RUNS=N also stops each after N execs, and
@@ -39,7 +41,9 @@ help:
 	@echo "             validate a plugin config (JSON) with the filter's own code, natively"
 	@echo "make bench   criterion ns per pick (native), then Envoy CPU/request and RSS per variant"
 	@echo "             vs native LB and a no-op wasm filter, p50/p99 latency with a slow backend"
-	@echo "             (least_time vs native least_request) -> bench/RESULTS.md (BENCH_ROUNDS=7)"
+	@echo "             (least_time vs native least_request), and the scale table: 3 to 10,000"
+	@echo "             backends x every algorithm, CPU/request, idle CPU, configure time, RSS"
+	@echo "             -> bench/RESULTS.md (BENCH_ROUNDS=7; the scale table 3, ~30 min)"
 	@echo "make fuzz    each cargo-fuzz target for FUZZ_SECONDS=$(FUZZ_SECONDS) (nightly, installs"
 	@echo "             cargo-fuzz if missing) -> execs and crashes in fuzz/RESULTS.md"
 	@echo "make soak    a real Envoy for SOAK_SECONDS=$(SOAK_SECONDS) under load, one backend stopped every"
@@ -141,6 +145,7 @@ bench: build noop-filter envoy wrk
 	cargo bench --bench pick
 	cargo bench --bench envoy
 	cargo bench --bench latency
+	cargo bench --bench scale
 
 soak: build envoy
 	SOAK_SECONDS=$(SOAK_SECONDS) SOAK_OUT=$(CURDIR)/bench/SOAK.md cargo bench --bench soak

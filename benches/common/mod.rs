@@ -1,13 +1,16 @@
 //! What the Envoy benches share: starting an Envoy per variant, loading it (with `wrk` in the
 //! CPU bench; the latency bench has its own client), reading its CPU time and counters, and
 //! writing bench/RESULTS.md. Included by benches/envoy.rs (CPU per request, [`cpu`]),
-//! benches/latency.rs (client latency with a slow backend, [`latency`]) and
-//! tests/bench_smoke.rs (both, one short round), each of which declares `mod support`
+//! benches/latency.rs (client latency with a slow backend, [`latency`]), benches/scale.rs
+//! (3 to 10,000 backends, [`scale`], backends in child processes: [`shards`]) and
+//! tests/bench_smoke.rs (all three, one short round), each of which declares `mod support`
 //! (tests/support/mod.rs) at its root.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod cpu;
 pub mod latency;
+pub mod scale;
+pub mod shards;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,6 +26,8 @@ pub const CONNECTIONS: u32 = 16;
 pub const HASH_HEADER: &str = "x-user: user-42";
 /// Where the latency section of bench/RESULTS.md starts; the CPU bench keeps it.
 pub const LATENCY_HEADING: &str = "## Latency-aware balancing";
+/// Where the scale section (benches/scale.rs) starts; the CPU and latency benches keep it.
+pub const SCALE_HEADING: &str = "## Scale:";
 
 /// How a variant's Envoy is configured.
 pub enum Kind {
@@ -452,10 +457,12 @@ pub fn run_header(start: &RunStart) -> String {
     )
 }
 
-/// Writes the CPU section (the file's head) to `out`, keeping a latency section already there.
+/// Writes the CPU section (the file's head) to `out`, keeping a latency or scale section
+/// already there (and what follows the first of them).
 pub fn write_cpu_section(out: &Path, md: &str) {
     let old = std::fs::read_to_string(out).unwrap_or_default();
-    let kept = old.find(LATENCY_HEADING).map_or("", |at| &old[at..]);
+    let first = [LATENCY_HEADING, SCALE_HEADING].iter().filter_map(|h| old.find(h)).min();
+    let kept = first.map_or("", |at| &old[at..]);
     let sep = if kept.is_empty() { "" } else { "\n" };
     write(out, &format!("{}{sep}{kept}", md.trim_end_matches('\n').to_owned() + "\n"));
 }
@@ -464,11 +471,22 @@ pub fn write_cpu_section(out: &Path, md: &str) {
 /// heading), keeping what precedes and what follows it: sections written by hand, such as
 /// the profile, stay.
 pub fn write_latency_section(out: &Path, md: &str) {
-    assert!(md.starts_with(LATENCY_HEADING));
+    replace_section(out, LATENCY_HEADING, md);
+}
+
+/// Replaces (or appends) the scale section of `out` as [`write_latency_section`] does its own.
+pub fn write_scale_section(out: &Path, md: &str) {
+    replace_section(out, SCALE_HEADING, md);
+}
+
+/// Replaces the section of `out` that starts with `heading` (up to the next `## ` heading), or
+/// appends `md` when there is none; what precedes and what follows stays.
+fn replace_section(out: &Path, heading: &str, md: &str) {
+    assert!(md.starts_with(heading));
     let old = std::fs::read_to_string(out).unwrap_or_default();
-    let (head, tail) = match old.find(LATENCY_HEADING) {
+    let (head, tail) = match old.find(heading) {
         Some(at) => {
-            let after = at + LATENCY_HEADING.len();
+            let after = at + heading.len();
             let end = old[after..].find("\n## ").map_or(old.len(), |e| after + e + 1);
             (&old[..at], &old[end..])
         }
