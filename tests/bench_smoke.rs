@@ -1,7 +1,8 @@
-//! One short round of each Envoy bench (benches/envoy.rs, benches/latency.rs), so the harness
-//! keeps working: the bench code itself (benches/common/) runs here with small parameters,
-//! into a temporary file that must then hold every variant's row with positive figures.
-//! Needs wrk (`make wrk`), the no-op filter (`make noop-filter`), Envoy and the built filter.
+//! One short round of each Envoy bench (benches/envoy.rs, benches/latency.rs, benches/scale.rs),
+//! so the harness keeps working: the bench code itself (benches/common/) runs here with small
+//! parameters, into a temporary file that must then hold every variant's row with positive
+//! figures. Needs wrk (`make wrk`), the no-op filter (`make noop-filter`), Envoy and the built
+//! filter. The two runs take turns: each loads the machine.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -10,9 +11,14 @@ mod support;
 mod common;
 
 use std::path::Path;
+use std::process::Command;
 use std::time::Instant;
 
-use common::{cpu, latency, Params, LATENCY_HEADING};
+use common::scale::{self, ScaleParams, Upstream};
+use common::{cpu, latency, shards, Params, LATENCY_HEADING, SCALE_HEADING};
+
+/// One bench run at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn params(out: &Path, workers: &[u32]) -> Params {
     Params { rounds: 1, seconds: 1, warmup_seconds: 0, workers: workers.to_vec(), out: out.into() }
@@ -32,6 +38,7 @@ fn row(md: &str, name: &str, workers: u32) -> Vec<f64> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn envoy_benches_run_one_short_round() {
+    let _serial = SERIAL.lock().await;
     let t0 = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("RESULTS.md");
@@ -91,5 +98,112 @@ fn a_latency_run_keeps_the_sections_after_it() {
         format!(
             "# Envoy benchmark\n\nCPU table\n\n{LATENCY_HEADING}: new\n\nnew rows\n\n## Profile\n\nby hand\n"
         )
+    );
+}
+
+/// A backend shard of the scale bench (benches/common/shards.rs) when this test binary is
+/// started as one by [`scale_bench_runs_one_short_round`]; nothing otherwise.
+#[test]
+fn scale_bench_backend_shard() {
+    shards::serve_if_shard();
+}
+
+/// The scale bench with N = 3 and 100, Envoy's native round robin and envoy-lb round_robin with
+/// health checks and outlier detection, one round of 1 s: every cell measured, no failure.
+#[tokio::test(flavor = "multi_thread")]
+async fn scale_bench_runs_one_short_round() {
+    let _serial = SERIAL.lock().await;
+    let t0 = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("RESULTS.md");
+    std::fs::write(&out, format!("# Envoy benchmark\n\nCPU\n\n{LATENCY_HEADING}: old\n\nrows\n"))
+        .unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let params = ScaleParams {
+        rounds: 1,
+        seconds: 1,
+        idle_seconds: 1,
+        warmup_max_seconds: 4,
+        warmup_step_seconds: 1,
+        sizes: vec![3, 100],
+        workers: vec![1, 2],
+        keys: "ad".into(),
+        upstream: Upstream::KeepAlive,
+        out: out.clone(),
+        launcher: Box::new(move || {
+            let mut c = Command::new(&exe);
+            c.args(["scale_bench_backend_shard", "--exact", "--nocapture", "--test-threads=1"]);
+            c
+        }),
+    };
+    scale::run(&params).await;
+    let md = std::fs::read_to_string(&out).unwrap();
+    assert!(md.starts_with("# Envoy benchmark\n\nCPU\n\n"), "other sections lost:\n{md}");
+    assert_eq!(md.matches(SCALE_HEADING).count(), 1, "{md}");
+    let variants: Vec<_> = scale::variants().into_iter().filter(|v| "ad".contains(v.key)).collect();
+    assert_eq!(variants.len(), 2);
+    for w in [1, 2] {
+        for v in &variants {
+            let name = format!("({}) {}", v.key, v.name);
+            let rows: Vec<&str> =
+                md.lines().filter(|l| l.starts_with(&format!("| {name} | {w} |"))).collect();
+            // CPU, idle CPU, configure time, memory, connections.
+            assert_eq!(rows.len(), 5, "{name} x{w}:\n{md}");
+            // CPU per request: median [min–max] ×ratio for N = 3 and 100.
+            let cpu: Vec<f64> = rows[0]
+                .split('|')
+                .skip(3)
+                .filter_map(|c| c.split_whitespace().next().and_then(|n| n.parse().ok()))
+                .collect();
+            assert_eq!(cpu.len(), 2, "{}", rows[0]);
+            assert!(cpu.iter().all(|&f| f > 0.0), "{}", rows[0]);
+            // Configure time only where the filter runs.
+            let configure_ms = rows[2].split('|').nth(3).unwrap().trim();
+            assert_eq!(configure_ms == "–", v.key == 'a', "{}", rows[2]);
+        }
+    }
+    assert!(md.contains("\nNone: every cell answered only 2xx"), "{md}");
+    assert!(md.contains("Goal (issue #16)"), "{md}");
+    eprintln!("bench smoke: scale bench {:.0} s", t0.elapsed().as_secs_f64());
+}
+
+/// A pool that does not fit the open-file limit is measured at the largest size that does:
+/// at 20,000 files, 10,000 backends fit one worker; two workers (or one, and probes) 9,500;
+/// two workers and probes 6,500.
+#[test]
+fn scale_sizes_that_do_not_fit_are_made_smaller() {
+    use common::Kind;
+    let (native, probed) = (Kind::Native, Kind::Ours(serde_json::json!({"health_check": {}})));
+    let fit = |kind: &Kind, workers| scale::fitting(10_000, scale::pools(kind, workers), 20_000);
+    assert_eq!(fit(&native, 1), 10_000);
+    assert_eq!(fit(&native, 2), 9_500);
+    assert_eq!(fit(&probed, 1), 9_500);
+    assert_eq!(fit(&probed, 2), 6_500);
+    assert_eq!(scale::fitting(1_000, 3, 20_000), 1_000);
+}
+
+/// The scale section replaces its old self and keeps the sections before and after it; a new
+/// CPU section keeps it.
+#[test]
+fn a_scale_run_keeps_the_other_sections() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("RESULTS.md");
+    let old = format!(
+        "# Envoy benchmark\n\nCPU\n\n{LATENCY_HEADING}: l\n\nrows\n\n{SCALE_HEADING} old\n\nold \
+         rows\n\n## Profile\n\nby hand\n"
+    );
+    std::fs::write(&out, &old).unwrap();
+    common::write_scale_section(&out, &format!("{SCALE_HEADING} new\n\nnew rows\n"));
+    let want = format!(
+        "# Envoy benchmark\n\nCPU\n\n{LATENCY_HEADING}: l\n\nrows\n\n{SCALE_HEADING} new\n\nnew \
+         rows\n\n## Profile\n\nby hand\n"
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), want);
+    // Without a latency section the CPU bench keeps the scale section and what follows it.
+    std::fs::write(&out, format!("# old CPU\n\n{SCALE_HEADING} s\n\nrows\n")).unwrap();
+    common::write_cpu_section(&out, "# new CPU\n");
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        format!("# new CPU\n\n{SCALE_HEADING} s\n\nrows\n")
     );
 }
