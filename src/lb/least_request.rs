@@ -42,13 +42,7 @@ impl LeastRequest {
     }
 
     fn score(weight: &[f64], bias: f64, i: usize, in_flight: u64) -> f64 {
-        let w = weight.get(i).copied().unwrap_or(0.0);
-        let load = in_flight as f64 + 1.0;
-        if bias == 1.0 {
-            w / load
-        } else {
-            w / load.powf(bias)
-        }
+        weight.get(i).copied().unwrap_or(0.0) / (in_flight as f64 + 1.0).powf(bias)
     }
 }
 
@@ -56,7 +50,15 @@ impl Balancer for LeastRequest {
     fn pick(&mut self, ctx: &mut PickCtx<'_>, out: &mut Picks) {
         let LeastRequest { weight, bias, p2c } = self;
         let (weight, bias) = (&*weight, *bias);
-        p2c.pick(ctx, out, |i, in_flight, _| -Self::score(weight, bias, i, in_flight));
+        if bias == 1.0 {
+            // Its own cost function: no `powf` (an optimizer may merge `x.powf(1.0)` with `x`
+            // in the other direction, calling `pow` for every candidate).
+            p2c.pick(ctx, out, |i, in_flight, _| {
+                -weight.get(i).copied().unwrap_or(0.0) / (in_flight as f64 + 1.0)
+            });
+        } else {
+            p2c.pick(ctx, out, |i, in_flight, _| -Self::score(weight, bias, i, in_flight));
+        }
     }
 
     fn uses_load(&self) -> bool {

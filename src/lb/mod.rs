@@ -63,7 +63,15 @@ impl Picks {
     #[inline(always)]
     pub fn contains(&self, index: usize) -> bool {
         let Ok(index) = u32::try_from(index) else { return false };
-        self.as_slice().contains(&index)
+        // A plain loop over at most 10: inlined, unlike `<[u32]>::contains` at opt-level "z".
+        let mut k = 0;
+        while k < self.len {
+            if self.items.get(k) == Some(&index) {
+                return true;
+            }
+            k += 1;
+        }
+        false
     }
 
     /// Appends `index` unless full or already present; returns whether it was added.
@@ -204,6 +212,7 @@ pub fn build(config: &AlgorithmConfig, pool: &Pool, now_ns: u64) -> Box<dyn Bala
 /// A per-request pseudo-random order of backend indexes for breaking equal scores: the
 /// splitmix64 finaliser of `salt + i * golden ratio`, a bijection of `i` for a fixed salt, so
 /// distinct backends never tie twice and every pair is ordered independently of the others.
+#[inline(always)]
 pub(crate) fn tie_break(i: usize, salt: u64) -> u64 {
     let mut z = salt.wrapping_add((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -211,8 +220,16 @@ pub(crate) fn tie_break(i: usize, salt: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// A random number below `n` (> 0): the high half of a 64 × 64-bit product, biased by at most
+/// `n / 2^64`, negligible for pool sizes (Lemire's multiply-shift without its rejection step).
+#[inline(always)]
+pub(crate) fn below(rng: &mut fastrand::Rng, n: usize) -> usize {
+    ((u128::from(rng.u64(..)) * n as u128) >> 64) as usize
+}
+
 /// The best `cap` (1..=[`MAX_HOSTS_LIMIT`]) backends offered so far, highest rank first; an
-/// equal rank goes after those already kept. Fixed capacity: no allocation.
+/// equal rank goes after those already kept. Kept in the balancer (no allocation, nothing to
+/// initialize per pick); [`TopK::reset`] starts a pick.
 #[derive(Debug, Clone)]
 pub(crate) struct TopK<R> {
     items: [(R, usize); MAX_HOSTS_LIMIT],
@@ -221,29 +238,47 @@ pub(crate) struct TopK<R> {
 }
 
 impl<R: PartialOrd + Copy + Default> TopK<R> {
-    pub(crate) fn new(cap: usize) -> Self {
-        let cap = cap.clamp(1, MAX_HOSTS_LIMIT);
-        TopK { items: [(R::default(), 0); MAX_HOSTS_LIMIT], len: 0, cap }
+    pub(crate) fn new() -> Self {
+        TopK { items: [(R::default(), 0); MAX_HOSTS_LIMIT], len: 0, cap: 1 }
+    }
+
+    /// Empties it to keep the best `cap`, clamped to 1..=[`MAX_HOSTS_LIMIT`].
+    #[inline(always)]
+    pub(crate) fn reset(&mut self, cap: usize) {
+        self.len = 0;
+        self.cap = cap.clamp(1, MAX_HOSTS_LIMIT);
     }
 
     /// Offers backend `index` with `rank`; map NaN away first (it would be kept after all).
+    #[inline(always)]
     pub(crate) fn offer(&mut self, index: usize, rank: R) {
-        let Some(kept) = self.items.get(..self.len) else { return };
-        let pos = kept.iter().position(|&(r, _)| rank > r).unwrap_or(self.len);
-        if pos >= self.cap {
-            return;
-        }
-        let end = (self.len + 1).min(self.cap);
-        if let Some(window) = self.items.get_mut(pos..end) {
-            window.rotate_right(1);
-            if let Some(slot) = window.first_mut() {
-                *slot = (rank, index);
+        // Insertion from the end: shift the kept ranks below `rank` down by one.
+        let mut pos = self.len.min(self.cap - 1);
+        if pos + 1 == self.cap && self.len == self.cap {
+            match self.items.get(pos) {
+                Some(&(r, _)) if rank > r => {}
+                _ => return,
             }
         }
-        self.len = end;
+        while pos > 0 {
+            match self.items.get(pos - 1) {
+                Some(&(r, i)) if rank > r => {
+                    if let Some(slot) = self.items.get_mut(pos) {
+                        *slot = (r, i);
+                    }
+                    pos -= 1;
+                }
+                _ => break,
+            }
+        }
+        if let Some(slot) = self.items.get_mut(pos) {
+            *slot = (rank, index);
+        }
+        self.len = (self.len + 1).min(self.cap);
     }
 
     /// Appends the kept backends to `out`, best first.
+    #[inline(always)]
     pub(crate) fn push_into(&self, out: &mut Picks) {
         for &(_, i) in self.items.iter().take(self.len) {
             out.push(i);

@@ -2,8 +2,10 @@
 //! samples `d` distinct accepted backends uniformly at random, reads their in-flight counts
 //! (one host call each) and ranks them by the algorithm's cost, lowest first, equal costs in a
 //! random order; `d == 0` ranks every accepted backend. Retry hosts after the ranked ones are
-//! further distinct accepted backends in random order, whose load is not read. O(d) per pick
-//! (O(n) only in the sampler's exact fallback or a full scan); no allocation.
+//! further distinct accepted backends in random order, whose load is not read. O(d + capacity)
+//! per pick: at most 4 random draws per wanted backend; O(n) only when they mostly miss (fewer
+//! than about a quarter of the pool accepted: the sampler's exact pass) or for a full scan;
+//! no allocation.
 //!
 //! Sampling two instead of one shrinks the worst queue exponentially, and two is nearly as good
 //! as a full scan (M. Mitzenmacher, "The Power of Two Choices in Randomized Load Balancing",
@@ -11,22 +13,26 @@
 //! and Finagle (`P2CPeakEwma`), the choice knows nothing of the load metric: `least_request`
 //! and `least_time` are cost functions fed to it.
 
-use super::{tie_break, PickCtx, Picks, TopK};
-use crate::config::MAX_HOSTS_LIMIT;
+use super::{below, tie_break, PickCtx, Picks, TopK};
 
 /// Random draws per wanted candidate before the exact fallback pass.
 const DRAWS_PER_CHOICE: usize = 4;
+/// Most candidates compared per pick (the config allows 100).
+pub(crate) const MAX_CHOICES: usize = 128;
 
 /// Power of `d` choices over one pool; `d == 0` is a full scan.
 #[derive(Debug, Clone)]
 pub(crate) struct P2c {
     choices: usize,
     sampler: Sampler,
+    /// The candidates of the current pick, ranked (lowest cost, then a random key, first).
+    best: TopK<(f64, u64)>,
 }
 
 impl P2c {
     pub(crate) fn new(backends: usize, choices: usize) -> Self {
-        P2c { choices, sampler: Sampler::new(backends) }
+        let choices = choices.min(MAX_CHOICES);
+        P2c { choices, sampler: Sampler::new(backends), best: TopK::new() }
     }
 
     /// Clears `out`, then fills it: the candidates by `cost(index, in_flight, now_ns)`, lowest
@@ -39,25 +45,38 @@ impl P2c {
     ) {
         out.clear();
         let (accept, now_ns) = (ctx.accept, ctx.now_ns);
-        let salt = ctx.rng.u64(..);
-        let mut best = TopK::new(out.capacity());
+        let best = &mut self.best;
+        best.reset(out.capacity());
         let load = &mut *ctx.load;
-        let offer = |i: usize| {
+        let mut rank = |i: usize| {
             let score = -cost(i, load.in_flight(i), now_ns);
-            let score = if score.is_nan() { f64::NEG_INFINITY } else { score };
-            best.offer(i, (score, tie_break(i, salt)));
+            if score.is_nan() {
+                f64::NEG_INFINITY
+            } else {
+                score
+            }
         };
         let sampler = &mut self.sampler;
         if self.choices == 0 {
-            (0..sampler.mark.len()).filter(|&i| accept(i)).for_each(offer);
+            // Index order: equal costs are ordered by a random key per pick.
+            let salt = ctx.rng.u64(..);
+            for i in (0..sampler.mark.len()).filter(|&i| accept(i)) {
+                best.offer(i, (rank(i), tie_break(i, salt)));
+            }
             // Every accepted backend was ranked: nothing is left to fill with.
             best.push_into(out);
             return;
         }
+        // The candidates come in random order and an equal cost keeps the first offered:
+        // equal costs are broken at random without a key.
         sampler.begin();
-        sampler.sample(self.choices, accept, ctx.rng, offer);
+        sampler.sample(self.choices, accept, ctx.rng, |i| best.offer(i, (rank(i), 0)));
         best.push_into(out);
-        sampler.fill_random(out, accept, ctx.rng);
+        let want = out.capacity().saturating_sub(out.len());
+        // Every backend in `out` was drawn: the draws are new.
+        sampler.sample(want, accept, ctx.rng, |i| {
+            out.push_absent(i);
+        });
     }
 }
 
@@ -95,10 +114,10 @@ impl Sampler {
     }
 
     /// Visits up to `count` backends not yet drawn in this pick for which `accept` holds, each
-    /// uniform over those remaining, and marks them drawn; returns how many were visited.
-    /// Rejection draws first (bounded); then an exact pass: count what remains, then Knuth's
-    /// selection sampling (TAOCP vol. 2, 3.4.2, Algorithm S), which keeps each remaining
-    /// backend with probability needed / left. Visits fewer only when fewer remain.
+    /// uniform over those remaining, in random order, and marks them drawn; returns how many
+    /// were visited. Rejection draws first ([`Sampler::draw`]), then the exact pass
+    /// ([`Sampler::exact`]), whose index-ordered result is shuffled. Visits fewer only when
+    /// fewer remain.
     fn sample(
         &mut self,
         count: usize,
@@ -106,24 +125,70 @@ impl Sampler {
         rng: &mut fastrand::Rng,
         mut visit: impl FnMut(usize),
     ) -> usize {
+        let drawn = self.draw(count, accept, rng, &mut visit);
+        if drawn >= count {
+            return drawn;
+        }
+        let mut exact = [0usize; MAX_CHOICES];
+        let mut len = 0;
+        self.exact(count - drawn, accept, rng, |i| {
+            if let Some(slot) = exact.get_mut(len) {
+                *slot = i;
+                len += 1;
+            }
+        });
+        let exact = exact.get_mut(..len).unwrap_or(&mut []);
+        rng.shuffle(exact);
+        exact.iter().for_each(|&i| visit(i));
+        drawn + len
+    }
+
+    /// Up to `count` rejection draws of backends not yet drawn and accepted, at most
+    /// [`DRAWS_PER_CHOICE`] tries per wanted one; returns how many were visited. The order of
+    /// visits is random.
+    fn draw(
+        &mut self,
+        count: usize,
+        accept: &dyn Fn(usize) -> bool,
+        rng: &mut fastrand::Rng,
+        mut visit: impl FnMut(usize),
+    ) -> usize {
         let n = self.mark.len();
-        if n == 0 || count == 0 {
+        if n == 0 {
             return 0;
         }
         let mut taken = 0;
         for _ in 0..count.saturating_mul(DRAWS_PER_CHOICE) {
             if taken == count {
-                return taken;
+                break;
             }
-            let i = rng.usize(0..n);
+            let i = below(rng, n);
             if self.is_free(i) && accept(i) {
                 self.take(i);
                 visit(i);
                 taken += 1;
             }
         }
+        taken
+    }
+
+    /// The exact pass, O(n): counts the accepted backends not yet drawn, then Knuth's selection
+    /// sampling (TAOCP vol. 2, 3.4.2, Algorithm S) keeps each with probability needed / left.
+    /// Visits `count` of them (all when fewer remain), in index order.
+    fn exact(
+        &mut self,
+        count: usize,
+        accept: &dyn Fn(usize) -> bool,
+        rng: &mut fastrand::Rng,
+        mut visit: impl FnMut(usize),
+    ) -> usize {
+        if count == 0 {
+            return 0;
+        }
+        let n = self.mark.len();
         let mut left = (0..n).filter(|&i| self.is_free(i) && accept(i)).count();
-        let mut need = count.saturating_sub(taken).min(left);
+        let mut need = count.min(left);
+        let mut taken = 0;
         for i in 0..n {
             if need == 0 || left == 0 {
                 break;
@@ -140,31 +205,6 @@ impl Sampler {
             left -= 1;
         }
         taken
-    }
-
-    /// Appends to `out`, until it is full, accepted backends not yet drawn in this pick, in
-    /// random order. Every backend already in `out` must have been drawn.
-    fn fill_random(
-        &mut self,
-        out: &mut Picks,
-        accept: &dyn Fn(usize) -> bool,
-        rng: &mut fastrand::Rng,
-    ) {
-        let want = out.capacity().saturating_sub(out.len());
-        let mut drawn = [0usize; MAX_HOSTS_LIMIT];
-        let mut len = 0;
-        self.sample(want, accept, rng, |i| {
-            if let Some(slot) = drawn.get_mut(len) {
-                *slot = i;
-                len += 1;
-            }
-        });
-        // The exact pass yields index order; shuffle so every retry position is random.
-        let drawn = drawn.get_mut(..len).unwrap_or(&mut []);
-        rng.shuffle(drawn);
-        for &i in drawn.iter() {
-            out.push(i);
-        }
     }
 }
 

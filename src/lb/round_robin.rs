@@ -40,7 +40,7 @@
 //! amortized repairs above; O(1) with equal weights. Worst case, most of the pool refused:
 //! O(N). No allocation after construction.
 
-use super::{tie_break, Balancer, PickCtx, Picks};
+use super::{below, tie_break, Balancer, PickCtx, Picks};
 
 /// Turns of the schedule read for one primary pick before the rotating scan takes over.
 pub(crate) const MAX_POPS: usize = 64;
@@ -433,13 +433,6 @@ impl SmoothWeighted {
         // Groups exhausted or too many refused (or backends of weight 0, in no class).
         self.scan_fill(out, accept);
     }
-}
-
-/// A random number below `n` (> 0): the high half of a 64 × 64-bit product, with a bias below
-/// `n / 2^64`, negligible for pool sizes.
-#[inline]
-fn below(rng: &mut fastrand::Rng, n: usize) -> usize {
-    ((u128::from(rng.u64(..)) * n as u128) >> 64) as usize
 }
 
 /// Removes and returns the candidate of highest score (ties: random per pick). The list is

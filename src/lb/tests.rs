@@ -130,20 +130,29 @@ fn picks_clear_empties_and_allows_reuse() {
 
 #[test]
 fn top_k_keeps_the_top_ranks_in_order_ties_by_their_second_key() {
-    let mut best = TopK::new(3);
+    let mut best = TopK::new();
+    best.reset(3);
     for (i, score) in [(0, 1.0), (1, 5.0), (2, f64::NEG_INFINITY), (3, 3.0), (4, 4.0), (5, 0.5)] {
         best.offer(i, (score, 0u64));
     }
     let mut out = Picks::with_capacity(10);
     best.push_into(&mut out);
     assert_eq!(out.as_slice(), &[1, 4, 3]);
-    let mut tied = TopK::new(3);
+    let mut tied = TopK::new();
+    tied.reset(3);
     tied.offer(0, (1.0, 5u64));
     tied.offer(1, (1.0, 9));
     tied.offer(2, (1.0, 7));
     let mut out = Picks::with_capacity(10);
     tied.push_into(&mut out);
     assert_eq!(out.as_slice(), &[1, 2, 0]);
+    // Reset for the next pick: empty, with the new capacity.
+    tied.reset(1);
+    tied.offer(4, (0.0, 0));
+    tied.offer(5, (2.0, 0));
+    let mut out = Picks::with_capacity(10);
+    tied.push_into(&mut out);
+    assert_eq!(out.as_slice(), &[5]);
 }
 
 // ---------------------------------------------------------------------------------------------
