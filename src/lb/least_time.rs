@@ -84,13 +84,33 @@ impl PeakEwma {
 }
 
 /// Least time over one pool: one [`PeakEwma`] per backend, local to this worker VM.
+///
+/// Picks compare `estimate × (in_flight + 1) / weight` without an exponential per candidate:
+/// every estimate decays with the same constant, so at any `now` it is
+/// `scaled × e^(−(now − anchor) / decay)` with `scaled = estimate × e^((updated − anchor) / decay)`
+/// kept per backend (one exponential per observation), and the common factor does not change
+/// the order. This holds while `now` is at or after every estimate's last update (a monotonic
+/// clock); otherwise the estimates are decayed one by one. The anchor moves to the latest update
+/// when that is [`MAX_SCALED_EXPONENT`] decay times past it (rescaling every backend, O(n) once
+/// per that many decay times), so scaled values stay finite.
 #[derive(Debug, Clone)]
 pub struct LeastTime {
     ewma: Vec<PeakEwma>,
     weight: Vec<f64>,
     error_penalty_ns: u64,
     p2c: P2c,
+    /// Per backend, its estimate rescaled to `anchor_ns` (see above).
+    scaled: Vec<f64>,
+    anchor_ns: u64,
+    /// The decay constant of every estimate, in nanoseconds (>= 1).
+    decay_ns: f64,
+    /// The latest time any estimate was set.
+    latest_ns: u64,
 }
+
+/// How far (in decay times) an estimate's last update may be past the anchor before the anchor
+/// moves: e^256 ≈ 10^111, far from overflow.
+const MAX_SCALED_EXPONENT: f64 = 256.0;
 
 impl LeastTime {
     /// Every backend starts at `default_rtt_ns` at `now_ns`. `decay_ns` is the estimates' time
@@ -103,11 +123,16 @@ impl LeastTime {
         now_ns: u64,
     ) -> LeastTime {
         let ewma = vec![PeakEwma::new(default_rtt_ns, decay_ns, now_ns); pool.len()];
+        let scaled = ewma.iter().map(|e| e.estimate_ns).collect();
         LeastTime {
             ewma,
             weight: pool.weights().map(f64::from).collect(),
             error_penalty_ns,
             p2c: P2c::new(pool.len(), CHOICES),
+            scaled,
+            anchor_ns: now_ns,
+            decay_ns: decay_ns.max(1) as f64,
+            latest_ns: now_ns,
         }
     }
 
@@ -118,20 +143,59 @@ impl LeastTime {
 
     /// `estimate × (in_flight + 1) / weight`; a zero weight costs infinitely much.
     fn cost(ewma: &[PeakEwma], weight: &[f64], i: usize, in_flight: u64, now_ns: u64) -> f64 {
+        let estimate = ewma.get(i).map_or(0.0, |e| e.estimate_at(now_ns));
+        Self::per_weight(estimate, weight, i, in_flight)
+    }
+
+    /// `value × (in_flight + 1) / weight`; a zero weight costs infinitely much.
+    #[inline(always)]
+    fn per_weight(value: f64, weight: &[f64], i: usize, in_flight: u64) -> f64 {
         let w = weight.get(i).copied().unwrap_or(0.0);
         if w <= 0.0 {
             return f64::INFINITY;
         }
-        let estimate = ewma.get(i).map_or(0.0, |e| e.estimate_at(now_ns));
-        estimate * (in_flight as f64 + 1.0) / w
+        value * (in_flight as f64 + 1.0) / w
+    }
+
+    /// `estimate × e^((updated − anchor) / decay)` of one estimate.
+    fn scale(&self, e: &PeakEwma) -> f64 {
+        let since = (i128::from(e.updated_ns) - i128::from(self.anchor_ns)) as f64;
+        e.estimate_ns * (since / self.decay_ns).exp()
+    }
+
+    /// Records that `backend`'s estimate was set (observed or carried over).
+    fn rescale(&mut self, backend: usize) {
+        let Some(&e) = self.ewma.get(backend) else { return };
+        self.latest_ns = self.latest_ns.max(e.updated_ns);
+        let past = e.updated_ns.saturating_sub(self.anchor_ns) as f64 / self.decay_ns;
+        let all = if past > MAX_SCALED_EXPONENT {
+            self.anchor_ns = e.updated_ns;
+            0..self.ewma.len()
+        } else {
+            backend..backend + 1
+        };
+        for i in all {
+            let Some(v) = self.ewma.get(i).map(|e| self.scale(e)) else { continue };
+            if let Some(s) = self.scaled.get_mut(i) {
+                *s = v;
+            }
+        }
     }
 }
 
 impl Balancer for LeastTime {
     fn pick(&mut self, ctx: &mut PickCtx<'_>, out: &mut Picks) {
-        let LeastTime { ewma, weight, p2c, .. } = self;
-        let (ewma, weight) = (&*ewma, &*weight);
-        p2c.pick(ctx, out, |i, in_flight, now_ns| Self::cost(ewma, weight, i, in_flight, now_ns));
+        let LeastTime { ewma, weight, p2c, scaled, .. } = self;
+        let (ewma, weight, scaled) = (&*ewma, &*weight, &*scaled);
+        if ctx.now_ns >= self.latest_ns {
+            p2c.pick(ctx, out, |i, in_flight, _| {
+                Self::per_weight(scaled.get(i).copied().unwrap_or(0.0), weight, i, in_flight)
+            });
+        } else {
+            p2c.pick(ctx, out, |i, in_flight, now_ns| {
+                Self::cost(ewma, weight, i, in_flight, now_ns)
+            });
+        }
     }
 
     fn uses_load(&self) -> bool {
@@ -150,10 +214,14 @@ impl Balancer for LeastTime {
         self.ewma.get(backend).copied()
     }
 
+    /// Takes over the estimate and the time it was set; it decays with this balancer's
+    /// constant, like every other estimate here.
     fn relearn(&mut self, backend: usize, learned: PeakEwma) {
+        let decay_ns = self.decay_ns;
         if let Some(e) = self.ewma.get_mut(backend) {
-            *e = learned;
+            *e = PeakEwma { decay_ns, ..learned };
         }
+        self.rescale(backend);
     }
 
     fn observe(&mut self, backend: usize, outcome: Outcome, now_ns: u64) {
@@ -165,6 +233,7 @@ impl Balancer for LeastTime {
         if let Some(e) = self.ewma.get_mut(backend) {
             e.observe(rtt_ns, now_ns);
         }
+        self.rescale(backend);
     }
 }
 

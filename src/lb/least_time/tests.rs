@@ -386,3 +386,91 @@ fn the_balancer_reports_its_estimates() {
     assert!((idle - 30.0 * MS as f64 * (-1.0f64).exp()).abs() < 1.0, "{idle}");
     assert_eq!(b.latency_ns(2, SEC), None);
 }
+
+/// The order of two accepted backends `a`, `b` by the exact cost at `now`: `Some(true)` when
+/// `a` costs less; `None` on a tie, or when a cost has decayed to a subnormal number (below
+/// 2.2e-308 ns, hundreds of decay times idle), where rounding decides.
+fn exact_order(lb: &LeastTime, load: &FakeLoad, a: usize, b: usize, now: u64) -> Option<bool> {
+    let cost = |i: usize| LeastTime::cost(&lb.ewma, &lb.weight, i, load.in_flight[i], now);
+    let (ca, cb) = (cost(a), cost(b));
+    (ca != cb && ca.min(cb) >= f64::MIN_POSITIVE).then_some(ca < cb)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Picks compare rescaled estimates (no exponential per candidate); in time order, and
+    /// across anchor moves (gaps of up to 600 decay times), they order any two backends as the
+    /// exact cost `estimate × (in_flight + 1) / weight` does.
+    #[test]
+    fn rescaled_comparisons_order_as_the_exact_cost(
+        steps in proptest::collection::vec((0usize..4, 1u64..200 * MS, 0u64..3, prop_oneof![0u64..2 * TAU, 0u64..600 * TAU]), 1..60),
+        seed in any::<u64>(),
+    ) {
+        let mut lb = LeastTime::new(&pool(&[1, 2, 3, 1]), 30 * MS, TAU, SEC, 0);
+        let mut load = FakeLoad::new(&[0; 4]);
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut now = 0;
+        for (backend, rtt, in_flight, dt) in steps {
+            now += dt;
+            lb.observe(backend, ok(rtt), now);
+            load.in_flight[backend] = in_flight;
+            prop_assert!(lb.scaled.iter().all(|s| s.is_finite() && *s >= 0.0), "{:?}", lb.scaled);
+            let later = now + rng.u64(0..3 * TAU);
+            for (a, b) in [(0, 1), (1, 2), (2, 3), (0, 3)] {
+                let accept = |i: usize| i == a || i == b;
+                let got = pick(&mut lb, &mut load, &accept, &mut rng, 2, later);
+                if let Some(a_first) = exact_order(&lb, &load, a, b, later) {
+                    prop_assert_eq!(got[0] == a, a_first, "{:?} at {}: {:?}", got, later, lb.scaled);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_anchor_moves_and_scaled_estimates_stay_finite() {
+    let mut lb = least_time(&[1, 1]);
+    // 1000 decay times apart: past e^709 the old scale would overflow.
+    lb.observe(0, ok(10 * MS), 1000 * TAU);
+    lb.observe(1, ok(20 * MS), 2000 * TAU);
+    assert!(lb.scaled.iter().all(|s| s.is_finite()), "{:?}", lb.scaled);
+    assert_eq!(lb.anchor_ns, 2000 * TAU);
+    // Backend 0's 10 ms set 1000 decay times ago is 0 now; backend 1 costs 20 ms.
+    let mut load = FakeLoad::new(&[0, 0]);
+    let mut rng = fastrand::Rng::with_seed(1);
+    assert_eq!(pick(&mut lb, &mut load, &accept_all, &mut rng, 2, 2000 * TAU), vec![0, 1]);
+}
+
+#[test]
+fn a_pick_before_the_latest_observation_decays_each_estimate_exactly() {
+    // Backend 1 observed at 10 s (2 µs averaged into its 30 ms default decayed by e^-10:
+    // 3.36 µs), then a pick "at 9 s" (a clock going backwards): backend 1's estimate does not
+    // decay (its update is in the future), backend 0's 30 ms set at 0 reads 30 ms e^-9 = 3.70 µs.
+    // Backend 1 is cheaper; the rescaled form would grow it by e (9.1 µs) and rank it second.
+    let mut lb = least_time(&[1, 1]);
+    lb.observe(1, ok(2_000), 10 * SEC);
+    let (b0, b1) = (lb.estimate_at(0, 9 * SEC).unwrap(), lb.estimate_at(1, 9 * SEC).unwrap());
+    assert!(b1 < b0 && b1 * std::f64::consts::E > b0, "{b0} {b1}");
+    let mut load = FakeLoad::new(&[0, 0]);
+    let mut rng = fastrand::Rng::with_seed(2);
+    assert_eq!(pick(&mut lb, &mut load, &accept_all, &mut rng, 2, 9 * SEC), vec![1, 0]);
+    // In time order again (at 10 s): 3.36 µs against 30 ms e^-10 = 1.36 µs.
+    assert_eq!(pick(&mut lb, &mut load, &accept_all, &mut rng, 2, 10 * SEC), vec![0, 1]);
+}
+
+#[test]
+fn a_carried_over_estimate_decays_with_this_balancers_constant() {
+    let mut lb = least_time(&[1, 1]);
+    // Learned elsewhere with a 10 s constant: 100 ms at 2 s.
+    let mut other = PeakEwma::new(100 * MS, 10 * SEC, 0);
+    other.observe(100 * MS, 2 * SEC);
+    lb.relearn(0, other);
+    assert_eq!(lb.estimate_at(0, 2 * SEC), Some(100e6));
+    let later = lb.estimate_at(0, 2 * SEC + TAU).unwrap();
+    assert!(close(later, 100e6 * (-1.0f64).exp(), 1e-12), "{later}");
+    // And it ranks: 100 ms e^-1 = 36.8 ms against backend 1's 30 ms e^-3 = 1.5 ms.
+    let mut load = FakeLoad::new(&[0, 0]);
+    let mut rng = fastrand::Rng::with_seed(3);
+    assert_eq!(pick(&mut lb, &mut load, &accept_all, &mut rng, 2, 3 * SEC), vec![1, 0]);
+}
