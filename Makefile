@@ -143,6 +143,7 @@ wrk:
 
 bench: build noop-filter envoy wrk
 	cargo bench --bench pick
+	cargo bench --bench core_scale
 	cargo bench --bench envoy
 	cargo bench --bench latency
 	cargo bench --bench scale
