@@ -1,5 +1,6 @@
 //! `make bench` (native part): nanoseconds per pick for every algorithm at 10 / 100 / 1000
-//! backends, the Maglev table build for 1000 backends, and one request's steering with sticky
+//! backends, round robin's worst case (every weight different: as many classes as backends),
+//! the Maglev table build for 1000 backends, and one request's steering with sticky
 //! cookies: the worst a client can send (8 forged cookies against 8 secrets of 1 KB) and the
 //! usual case (1 valid cookie). Load reads come from an in-memory view here; inside Envoy each
 //! read is a shared-data host call (measured by the Envoy benchmarks, not here).
@@ -11,7 +12,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use envoy_lb::backend::{Backend, Pool};
 use envoy_lb::config::{Algorithm, AlgorithmConfig, Config, HashOn, ALGORITHMS};
-use envoy_lb::lb::{self, LoadView, PickCtx, Picks};
+use envoy_lb::lb::{self, Balancer, LoadView, PickCtx, Picks};
 use envoy_lb::router::{NoMetrics, Router};
 use envoy_lb::state::memory::MemoryStore;
 use envoy_lb::sticky;
@@ -81,6 +82,34 @@ fn picks(c: &mut Criterion) {
     group.finish();
 }
 
+/// Round robin when every backend has its own weight (1, 8, 15, ...): its kinetic tournament
+/// then has one class per backend, the most work a pick can take with every backend accepted.
+fn round_robin_distinct_weights(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pick_distinct_weights");
+    group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    for n in [100usize, 1000] {
+        let weights = (0..n).map(|i| 1 + 7 * i as u32);
+        let mut balancer = lb::round_robin::SmoothWeighted::new(weights);
+        let mut rng = fastrand::Rng::with_seed(1);
+        let mut out = Picks::with_capacity(3);
+        group.bench_function(BenchmarkId::new("round_robin", n), |b| {
+            b.iter(|| {
+                let accept = |_: usize| true;
+                let mut ctx = PickCtx {
+                    accept: &accept,
+                    rng: &mut rng,
+                    key: None,
+                    load: &mut lb::NoLoad,
+                    now_ns: 0,
+                };
+                balancer.pick(&mut ctx, &mut out);
+                black_box(out.as_slice().first().copied())
+            })
+        });
+    }
+    group.finish();
+}
+
 fn maglev_build(c: &mut Criterion) {
     let pool = pool(1000);
     let config = config(Algorithm::Maglev);
@@ -143,5 +172,5 @@ fn sticky_cookies(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, picks, maglev_build, sticky_cookies);
+criterion_group!(benches, picks, round_robin_distinct_weights, maglev_build, sticky_cookies);
 criterion_main!(benches);

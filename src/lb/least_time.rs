@@ -15,6 +15,10 @@
 //!
 //! Outcomes: a response observes its time; a failed one (5xx, 429) at least `error_penalty_ns`,
 //! so a backend that fails fast does not attract traffic; no response observes the penalty.
+//!
+//! Work: a pick is [`P2c`]'s, O(1) with no exponential (the estimates are compared rescaled to
+//! a common time, see [`LeastTime`]); an observation costs one exponential, and once per 256
+//! decay times one O(n) rescaling.
 
 use super::p2c::P2c;
 use super::{Balancer, Outcome, PickCtx, Picks};

@@ -2,10 +2,11 @@
 //! samples `d` distinct accepted backends uniformly at random, reads their in-flight counts
 //! (one host call each) and ranks them by the algorithm's cost, lowest first, equal costs in a
 //! random order; `d == 0` ranks every accepted backend. Retry hosts after the ranked ones are
-//! further distinct accepted backends in random order, whose load is not read. O(d + capacity)
-//! per pick: at most 4 random draws per wanted backend; O(n) only when they mostly miss (fewer
-//! than about a quarter of the pool accepted: the sampler's exact pass) or for a full scan;
-//! no allocation.
+//! further distinct accepted backends in random order, whose load is not read. Equal costs need
+//! no random key: the candidates are drawn in random order and the first drawn keeps its place.
+//! O(d + capacity) per pick: at most 4 random draws per wanted backend; O(n) only when they
+//! mostly miss (fewer than about a quarter of the pool accepted: the sampler's exact pass) or
+//! for a full scan (`d == 0`, which orders equal costs by a random key); no allocation.
 //!
 //! Sampling two instead of one shrinks the worst queue exponentially, and two is nearly as good
 //! as a full scan (M. Mitzenmacher, "The Power of Two Choices in Randomized Load Balancing",
