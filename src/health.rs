@@ -129,6 +129,35 @@ impl fmt::Display for Transition {
     }
 }
 
+/// One probe result against a backend's consecutive `(successes, failures)` and its health:
+/// rise after `healthy_threshold` successes, fall after `unhealthy_threshold` failures
+/// (thresholds below 1 act as 1). Returns the change, if the health changed.
+pub fn judge(
+    active: ActivePolicy,
+    streaks: &mut (u32, u32),
+    healthy: &mut bool,
+    probe: Probe,
+) -> Option<Change> {
+    match probe {
+        Probe::Ok => {
+            *streaks = (streaks.0.saturating_add(1), 0);
+            if *healthy || streaks.0 < active.healthy_threshold.max(1) {
+                return None;
+            }
+            *healthy = true;
+            Some(Change::Healthy { successes: streaks.0 })
+        }
+        Probe::Failed(last) => {
+            *streaks = (0, streaks.1.saturating_add(1));
+            if !*healthy || streaks.1 < active.unhealthy_threshold.max(1) {
+                return None;
+            }
+            *healthy = false;
+            Some(Change::Unhealthy { failures: streaks.1, last })
+        }
+    }
+}
+
 /// Health of one backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendHealth {
@@ -299,14 +328,9 @@ impl HealthTable {
         HealthTable { entries }
     }
 
-    /// Records that a probe of `index` was sent at `now` (schedule continuity).
-    pub fn mark_probed(&mut self, index: usize, now_ns: u64) {
-        if let Some(e) = self.entries.get_mut(index) {
-            e.last_probe_ns = now_ns;
-        }
-    }
-
-    /// Applies one active probe result.
+    /// Applies one active probe result to the entry's own streaks (the lease holder keeps
+    /// them in memory instead; both judge with [`judge`]).
+    #[cfg(test)]
     pub fn probe_result(
         &mut self,
         policy: &HealthPolicy,
@@ -316,31 +340,13 @@ impl HealthTable {
     ) -> Option<Transition> {
         let active = policy.active?;
         let e = self.entries.get_mut(index)?;
-        let change = match probe {
-            Probe::Ok => {
-                e.failures = 0;
-                e.successes = e.successes.saturating_add(1);
-                if e.healthy || e.successes < active.healthy_threshold.max(1) {
-                    return None;
-                }
-                e.healthy = true;
-                if !e.is_ejected(now_ns) {
-                    e.available_since_ns = now_ns;
-                }
-                Change::Healthy { successes: e.successes }
-            }
-            Probe::Failed(last) => {
-                e.successes = 0;
-                e.failures = e.failures.saturating_add(1);
-                if !e.healthy || e.failures < active.unhealthy_threshold.max(1) {
-                    return None;
-                }
-                e.healthy = false;
-                Change::Unhealthy { failures: e.failures, last }
-            }
-        };
-        e.last = Some(change);
-        Some(Transition { index, id: e.id().to_string(), change })
+        let (mut streaks, mut healthy) = ((e.successes, e.failures), e.healthy);
+        let change = judge(active, &mut streaks, &mut healthy, probe);
+        (e.successes, e.failures) = streaks;
+        let change = change?;
+        self.set_health(index, healthy, change, streaks.0, streaks.1, now_ns);
+        let id = self.entries.get(index)?.id().to_string();
+        Some(Transition { index, id, change })
     }
 
     /// Sets `index`'s health as the prober lease holder judged it at `at_ns` (its own record

@@ -48,9 +48,10 @@ pub const WRITES_PER_TICK: u32 = 4;
 /// CAS attempts on one error-streak key.
 const STREAK_ATTEMPTS: usize = 16;
 
-/// A probe on its way: who it checks and when it left.
+/// A probe on its way: its callout token, who it checks and when it left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Pending {
+    token: u32,
     index: usize,
     sent_ns: u64,
 }
@@ -152,7 +153,8 @@ pub struct Prober {
     /// The published table is missing or not keyed by this pool (a new or changed pool): the
     /// lease holder writes it re-keyed, so every worker starts new backends' ramps alike.
     misaligned: bool,
-    pending: fnv::FnvHashMap<u32, Pending>,
+    /// At most [`MAX_PROBES_IN_FLIGHT`]: a scan is O(1) in the pool's size.
+    pending: Vec<Pending>,
     /// Per backend: a probe is on its way, or waiting in `backlog`.
     probing: Vec<bool>,
     queued: Vec<bool>,
@@ -238,7 +240,7 @@ impl Prober {
             stale: true,
             unreported: false,
             misaligned: true,
-            pending: fnv::FnvHashMap::default(),
+            pending: Vec::new(),
             probing: vec![false; n],
             queued: vec![false; n],
             backlog: VecDeque::new(),
@@ -278,7 +280,7 @@ impl Prober {
         self.covered = vec![None; n];
         self.current = None;
         let to = |i: usize| moved.get(i).copied().flatten().filter(|&j| j < n);
-        self.pending.retain(|_, p| match to(p.index) {
+        self.pending.retain_mut(|p| match to(p.index) {
             Some(i) => {
                 p.index = i;
                 true
@@ -286,7 +288,7 @@ impl Prober {
             None => false,
         });
         let mut probing = vec![false; n];
-        for p in self.pending.values() {
+        for p in &self.pending {
             if let Some(x) = probing.get_mut(p.index) {
                 *x = true;
             }
@@ -420,6 +422,7 @@ impl Prober {
 
     /// Who may be picked now, from the published table (every backend before it exists),
     /// with the backends the current configuration checks taken from its table.
+    #[cfg(test)]
     pub fn availability(&mut self, store: &dyn SharedStore, now_ns: u64) -> Availability {
         self.refresh(store, now_ns);
         self.availability.clone()
@@ -516,8 +519,11 @@ impl Prober {
         // Nothing to check here when the current configuration checks every backend.
         let own_work = self.covered.iter().any(Option::is_none);
         let was_holder = self.holder;
-        self.holder =
-            own_work && lease::acquire(store, &self.lease_key, self.owner, now_ns, ttl).may_probe();
+        let (status, before) = match own_work {
+            true => lease::acquire_from(store, &self.lease_key, self.owner, now_ns, ttl),
+            false => (lease::LeaseStatus::Busy, None),
+        };
+        self.holder = status.may_probe();
         self.writes_since_tick = 0;
         if !self.holder {
             if was_holder {
@@ -533,8 +539,18 @@ impl Prober {
                 .map(|i| view.and_then(|t| t.get(i)).is_none_or(|e| e.healthy))
                 .collect();
             self.streaks = vec![(0, 0); self.keys.len()];
+            // Taken over from a holder that stopped renewing: its last tick was its lease's
+            // expiry less the ttl; the rounds after it are this VM's to send (after a ttl of
+            // silence, every backend is due: one round at once, within the in-flight cap).
+            let last = before
+                .filter(|l| l.owner != self.owner && status == lease::LeaseStatus::Taken)
+                .map(|l| l.expires_ns.saturating_sub(ttl))
+                .filter(|&t| t > 0 && t <= now_ns);
             if let Some(s) = &mut self.schedule {
-                s.restart();
+                match last {
+                    Some(t) => s.resume_from(t),
+                    None => s.restart(),
+                }
             }
         }
         let returned = self.publish(store, now_ns).unwrap_or_default();
@@ -689,7 +705,7 @@ impl Prober {
         if let Some(p) = self.probing.get_mut(index) {
             *p = true;
         }
-        self.pending.insert(token, Pending { index, sent_ns: now_ns });
+        self.pending.push(Pending { token, index, sent_ns: now_ns });
     }
 
     /// A probe of `index` could not be dispatched at all.
@@ -712,7 +728,8 @@ impl Prober {
         status: Option<u16>,
         now_ns: u64,
     ) -> Option<Transition> {
-        let p = self.pending.remove(&token)?;
+        let at = self.pending.iter().position(|p| p.token == token)?;
+        let p = self.pending.swap_remove(at);
         if let Some(x) = self.probing.get_mut(p.index) {
             *x = false;
         }
@@ -743,24 +760,7 @@ impl Prober {
     ) -> Option<Transition> {
         let active = self.policy.active?;
         let (streak, healthy) = (self.streaks.get_mut(index)?, self.healthy.get_mut(index)?);
-        let change = match probe {
-            Probe::Ok => {
-                *streak = (streak.0.saturating_add(1), 0);
-                if *healthy || streak.0 < active.healthy_threshold.max(1) {
-                    return None;
-                }
-                *healthy = true;
-                Change::Healthy { successes: streak.0 }
-            }
-            Probe::Failed(last) => {
-                *streak = (0, streak.1.saturating_add(1));
-                if !*healthy || streak.1 < active.unhealthy_threshold.max(1) {
-                    return None;
-                }
-                *healthy = false;
-                Change::Unhealthy { failures: streak.1, last }
-            }
-        };
+        let change = super::judge(active, streak, healthy, probe)?;
         let healthy = *healthy;
         self.unpublished.push(Unpublished { index, healthy, change, at_ns: now_ns });
         if self.writes_since_tick < WRITES_PER_TICK {

@@ -31,6 +31,11 @@ pub struct Schedule {
     held: BinaryHeap<(std::cmp::Reverse<u64>, u32)>,
     /// Every round up to this instant has been handed out; `None` before the first call.
     cursor_ns: Option<u64>,
+    /// After [`Schedule::restart`], the first call takes up the rounds whose jitter was still
+    /// running (the previous holder held them back and is gone) but not those due before.
+    resume: bool,
+    /// After [`Schedule::resume_from`]: rounds due by this instant are skipped once.
+    resume_after: Option<u64>,
 }
 
 impl Schedule {
@@ -57,6 +62,8 @@ impl Schedule {
             order,
             held: BinaryHeap::new(),
             cursor_ns: None,
+            resume: false,
+            resume_after: None,
         }
     }
 
@@ -65,6 +72,16 @@ impl Schedule {
     pub fn restart(&mut self) {
         self.cursor_ns = None;
         self.held.clear();
+        self.resume = true;
+    }
+
+    /// Takes over from a holder whose last tick was at `last_ns` (at most an interval back):
+    /// the rounds that fell due after it are sent at the next call, the earlier ones were its
+    /// to send.
+    pub fn resume_from(&mut self, last_ns: u64) {
+        self.held.clear();
+        self.cursor_ns = Some(last_ns.saturating_sub(2 * self.jitter_ns));
+        self.resume_after = Some(last_ns);
     }
 
     /// Takes over where `old` (the schedule of the pool before it changed) was: backends keep
@@ -77,7 +94,19 @@ impl Schedule {
     /// (a pause of more than an interval sends one round, not several). The first call after
     /// [`Schedule::new`] or [`Schedule::restart`] only sets the cursor.
     pub fn due(&mut self, now_ns: u64, out: &mut Vec<usize>) {
-        let Some(from) = self.cursor_ns.replace(now_ns) else { return };
+        let resume = std::mem::take(&mut self.resume) && self.jitter_ns > 0;
+        let Some(from) = self.cursor_ns.replace(now_ns).or_else(|| {
+            // Rounds that began within the last 2j may still be held back by their jitter.
+            resume.then(|| now_ns.saturating_sub(2 * self.jitter_ns))
+        }) else {
+            return;
+        };
+        // Resuming, what fell due by then was the previous holder's to send.
+        let skip_until = match self.resume_after.take() {
+            Some(last) => last,
+            None if resume => now_ns,
+            None => 0,
+        };
         if now_ns <= from {
             self.cursor_ns = Some(from);
             return;
@@ -96,6 +125,9 @@ impl Schedule {
             let round = now_ns.saturating_sub(into);
             // Held back by [0, 2j]: centred on `phase + j`, the round moves by up to ± j.
             let at = round.saturating_add(mix(h ^ round) % (2 * jitter + 1));
+            if at <= skip_until {
+                return;
+            }
             if at <= now_ns {
                 out.push(index as usize);
             } else {
@@ -130,15 +162,6 @@ impl Schedule {
             self.held.pop();
             out.push(index as usize);
         }
-    }
-
-    /// Backends in the schedule.
-    pub fn len(&self) -> usize {
-        self.order.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
     }
 }
 

@@ -1,9 +1,8 @@
 //! The prober lease: one shared-data value `{owner, expires_ns}` naming the single VM of the
 //! proxy that runs active checks, taken with CAS and confirmed by re-reading, renewed every
 //! tick, free once expired (a dead or replaced VM hands over; an expiry too far ahead to come
-//! from a live holder is cut to one TTL, see [`cut`]); and the per-backend probe
-//! schedule, computed from the last probe times kept in the published health table so that a
-//! new holder continues the schedule instead of probing everything again.
+//! from a live holder is cut to one TTL, see [`cut`]). Who is probed when is the holder's
+//! [`Schedule`](crate::health::schedule::Schedule), the same on every VM.
 //!
 //! Value format (versioned): `[1u8][owner u64][expires_ns u64]`, little-endian.
 //!
@@ -112,11 +111,36 @@ pub fn acquire(
     now_ns: u64,
     ttl_ns: u64,
 ) -> LeaseStatus {
+    acquire_from(store, key, owner, now_ns, ttl_ns).0
+}
+
+/// [`acquire`], also returning the lease found before this call's write: for a VM that takes
+/// over ([`LeaseStatus::Taken`]), `expires_ns - ttl` of the previous lease is when its holder
+/// last renewed it (its last tick), where the new holder's work takes up.
+pub fn acquire_from(
+    store: &dyn SharedStore,
+    key: &str,
+    owner: u64,
+    now_ns: u64,
+    ttl_ns: u64,
+) -> (LeaseStatus, Option<Lease>) {
     let (stored, cas) = match read(store, key) {
         Ok(Some((stored, cas))) => (stored, Some(cas)),
         Ok(None) => (None, None),
-        Err(_) => return LeaseStatus::StoreFailed,
+        Err(_) => return (LeaseStatus::StoreFailed, None),
     };
+    (claimed(store, key, owner, now_ns, ttl_ns, stored, cas), stored)
+}
+
+fn claimed(
+    store: &dyn SharedStore,
+    key: &str,
+    owner: u64,
+    now_ns: u64,
+    ttl_ns: u64,
+    stored: Option<Lease>,
+    cas: Option<u32>,
+) -> LeaseStatus {
     let Some(next) = claim(stored, owner, now_ns, ttl_ns) else {
         if let (Some(cut), Some(cas)) = (stored.and_then(|l| cut(l, now_ns, ttl_ns)), cas) {
             let _ = store.set(key, &encode(cut), cas);
@@ -137,62 +161,6 @@ pub fn acquire(
         Ok(_) => LeaseStatus::Busy,
         Err(_) => LeaseStatus::StoreFailed,
     }
-}
-
-/// The probes to send now and when the next one falls due.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ProbePlan {
-    /// Backend indexes due now, in index order.
-    pub due: Vec<usize>,
-    /// The earliest due time among the backends not due now; `None` when all are due.
-    pub next_due_ns: Option<u64>,
-}
-
-/// When backend `index`, last probed at `last_probe_ns` (0: never), is due: at once if never
-/// probed, else one interval later shifted by a jitter in `[-j, +j]` with
-/// `j = min(jitter, interval / 2)`. The shift is a function of `(index, last_probe_ns)`, so
-/// every VM computes the same due time from the published table.
-pub fn due_at(index: usize, last_probe_ns: u64, interval_ns: u64, jitter_ns: u64) -> u64 {
-    if last_probe_ns == 0 {
-        return 0;
-    }
-    let j = jitter_ns.min(interval_ns / 2);
-    let base = last_probe_ns.saturating_add(interval_ns);
-    if j == 0 {
-        return base;
-    }
-    // j <= interval / 2, so the span cannot overflow.
-    let span = j.saturating_mul(2).saturating_add(1);
-    let r = mix(last_probe_ns ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let offset = r % span;
-    base.saturating_sub(j).saturating_add(offset)
-}
-
-/// The plan at `now` from each backend's last probe time (in pool order).
-pub fn probe_plan(
-    last_probe_ns: &[u64],
-    now_ns: u64,
-    interval_ns: u64,
-    jitter_ns: u64,
-) -> ProbePlan {
-    let mut plan = ProbePlan::default();
-    for (index, &last) in last_probe_ns.iter().enumerate() {
-        let at = due_at(index, last, interval_ns, jitter_ns);
-        if at <= now_ns {
-            plan.due.push(index);
-        } else {
-            plan.next_due_ns = Some(plan.next_due_ns.map_or(at, |n| n.min(at)));
-        }
-    }
-    plan
-}
-
-/// splitmix64 finaliser: a cheap, well-spread hash of one word.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]

@@ -26,13 +26,18 @@ const REPAIR_TICKS: u32 = 20;
 /// of a known key cost one hash lookup.
 pub struct Registered<S> {
     inner: S,
-    /// Keys known to be in the record.
-    known: RefCell<fnv::FnvHashSet<String>>,
+    /// Keys known to be in the record (for [`Registered::repair`]), and their hashes (for
+    /// the lookup on every write).
+    known: RefCell<Vec<String>>,
+    known_hashes: RefCell<fnv::FnvHashSet<u64>>,
     /// Numbered families known to be in the record: `(prefix, count)`.
     families: RefCell<Vec<(String, usize)>>,
     /// Ticks left during which [`Registered::repair`] re-checks the record.
     repair_ticks: Cell<u32>,
 }
+
+/// Given the record, the lines to add to it and the lines to drop from it.
+type Wanted<'a> = dyn Fn(&[u8]) -> (Vec<String>, Vec<Vec<u8>>) + 'a;
 
 /// The record's line for the family `prefix0 .. prefix{count-1}`.
 fn family_line(prefix: &str, count: usize) -> String {
@@ -52,7 +57,8 @@ impl<S: SharedStore> Registered<S> {
     pub fn new(inner: S) -> Self {
         Registered {
             inner,
-            known: RefCell::new(fnv::FnvHashSet::default()),
+            known: RefCell::new(Vec::new()),
+            known_hashes: RefCell::new(fnv::FnvHashSet::default()),
             families: RefCell::new(Vec::new()),
             repair_ticks: Cell::new(0),
         }
@@ -62,7 +68,7 @@ impl<S: SharedStore> Registered<S> {
     /// attempt (re-reading after each write: a missing record is written by every racer, and
     /// only the last write survives). `wanted(record)` returns the lines to add and the
     /// lines to drop. `false` if the store failed.
-    fn update(&self, wanted: impl Fn(&[u8]) -> (Vec<String>, Vec<Vec<u8>>)) -> bool {
+    fn update(&self, wanted: &Wanted<'_>) -> bool {
         self.repair_ticks.set(REPAIR_TICKS);
         for _ in 0..MAX_ATTEMPTS {
             let (record, cas) = match self.inner.get(keys::REGISTRY) {
@@ -99,18 +105,20 @@ impl<S: SharedStore> Registered<S> {
     /// Records every key of `keys` not recorded yet, in one write of the record.
     pub fn register_all<'a>(&self, keys: impl IntoIterator<Item = &'a str>) {
         let fresh: Vec<&str> = {
-            let known = self.known.borrow();
-            keys.into_iter().filter(|k| !k.contains('\n') && !known.contains(*k)).collect()
+            let known = self.known_hashes.borrow();
+            let fresh = keys.into_iter().filter(|k| !k.contains('\n'));
+            fresh.filter(|k| !known.contains(&hash(k.as_bytes()))).collect()
         };
         if fresh.is_empty() {
             return;
         }
-        let ok = self.update(|record| {
-            let present: fnv::FnvHashSet<&[u8]> = lines(record).collect();
-            let add = fresh.iter().filter(|k| !present.contains(k.as_bytes()));
+        let ok = self.update(&|record| {
+            let present = hashes(record);
+            let add = fresh.iter().filter(|k| !present.contains(&hash(k.as_bytes())));
             (add.map(|k| k.to_string()).collect(), Vec::new())
         });
         if ok {
+            self.known_hashes.borrow_mut().extend(fresh.iter().map(|k| hash(k.as_bytes())));
             self.known.borrow_mut().extend(fresh.iter().map(|k| k.to_string()));
         }
     }
@@ -122,7 +130,7 @@ impl<S: SharedStore> Registered<S> {
             return;
         }
         let line = family_line(prefix, count);
-        let ok = self.update(|record| {
+        let ok = self.update(&|record| {
             let mut drop = Vec::new();
             for l in lines(record) {
                 if let Some((p, c)) = parse_family(l) {
@@ -173,20 +181,20 @@ impl<S: SharedStore> Registered<S> {
             Ok(None) => Vec::new(),
             Err(_) => return,
         };
-        let present: fnv::FnvHashSet<&[u8]> = lines(&record).collect();
+        let present = hashes(&record);
         let missing: Vec<String> = {
             let known = self.known.borrow();
             let families = self.families.borrow();
             let keys = known.iter().cloned();
             let lines = families.iter().map(|(p, c)| family_line(p, *c));
-            keys.chain(lines).filter(|k| !present.contains(k.as_bytes())).collect()
+            keys.chain(lines).filter(|k| !present.contains(&hash(k.as_bytes()))).collect()
         };
         if missing.is_empty() {
             return;
         }
-        self.update(|record| {
-            let present: fnv::FnvHashSet<&[u8]> = lines(record).collect();
-            let add = missing.iter().filter(|k| !present.contains(k.as_bytes()));
+        self.update(&|record| {
+            let present = hashes(record);
+            let add = missing.iter().filter(|k| !present.contains(&hash(k.as_bytes())));
             (add.cloned().collect(), Vec::new())
         });
     }
@@ -199,11 +207,23 @@ impl<S: SharedStore> SharedStore for Registered<S> {
 
     fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError> {
         // A key with a line break cannot be recorded; the filter's keys have none.
-        if !self.known.borrow().contains(key) && !self.in_family(key) && !key.contains('\n') {
+        let known = self.known_hashes.borrow().contains(&hash(key.as_bytes()));
+        if !known && !self.in_family(key) && !key.contains('\n') {
             self.register_all([key]);
         }
         self.inner.set(key, value, cas)
     }
+}
+
+/// A key's 64-bit hash: the record's lines and the known keys are compared by it (a collision,
+/// odds 2^-64 per pair, would leave one key out of the footprint, nothing else).
+fn hash(key: &[u8]) -> u64 {
+    crate::hash_key::hash(key)
+}
+
+/// The hashes of the record's lines.
+fn hashes(record: &[u8]) -> fnv::FnvHashSet<u64> {
+    lines(record).map(hash).collect()
 }
 
 fn lines(record: &[u8]) -> impl Iterator<Item = &[u8]> {

@@ -182,8 +182,10 @@ fn modify_creates_aligns_and_skips_unchanged_writes() {
     assert!(t.has_keys(&k2));
     // Garbage is replaced by a fresh table.
     store.set(KEY, b"junk", 0).unwrap();
-    modify(&store, KEY, &k, 13, |t| t.mark_probed(0, 13)).unwrap();
-    assert_eq!(read(&store, KEY).unwrap().unwrap().0.get(0).unwrap().last_probe_ns, 13);
+    modify(&store, KEY, &k, 13, |t| t.request_outcome(&p, 0, true, 13)).unwrap();
+    let (t, _) = read(&store, KEY).unwrap().unwrap();
+    assert!(t.has_keys(&k));
+    assert_eq!(t.get(0).unwrap().errors, 1, "a fresh table, one error on it");
 }
 
 /// Lets another writer slip in between this writer's read and its write, `races` times; counts

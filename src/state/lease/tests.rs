@@ -1,13 +1,12 @@
 //! The prober lease over the CAS-enforcing in-memory store: contention (including two VMs
 //! creating the missing key at once), renewal, expiry and takeover; and the probe
-//! schedule: once per interval per backend, continued across a change of holder.
+//! schedule under it: once per interval per backend, continued across a change of holder.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::cell::Cell;
 
 use super::*;
-use crate::health::HealthTable;
-use crate::state::health_table;
+use crate::health::schedule::Schedule;
 use crate::state::memory::hooked::Hooked;
 use crate::state::memory::MemoryStore;
 
@@ -17,13 +16,6 @@ const TTL: u64 = 3_000;
 /// [`acquire`], answering only whether the lease is held afterwards.
 fn try_acquire(store: &dyn SharedStore, key: &str, owner: u64, now_ns: u64, ttl_ns: u64) -> bool {
     acquire(store, key, owner, now_ns, ttl_ns).is_held()
-}
-
-/// The lease as its holder leaves it when it stops renewing and `TTL` has passed: expired.
-fn expire(store: &MemoryStore, key: &str) {
-    let (value, cas) = store.get(key).unwrap().unwrap();
-    let owner = decode(&value).unwrap().owner;
-    store.set(key, &encode(Lease { owner, expires_ns: 0 }), cas).unwrap();
 }
 
 #[test]
@@ -132,57 +124,55 @@ fn cas_guards_a_takeover_race() {
     assert_eq!(acquire(&a_view, KEY, 1, 5, TTL), LeaseStatus::Busy);
 }
 
-#[test]
-fn never_probed_backends_are_due_at_once() {
-    let plan = probe_plan(&[0, 0, 0], 5, 1000, 100);
-    assert_eq!(plan.due, [0, 1, 2]);
-    assert_eq!(plan.next_due_ns, None);
-    let plan = probe_plan(&[0, 10, 20], 15, 1000, 0);
-    assert_eq!(plan, ProbePlan { due: vec![0], next_due_ns: Some(1010) });
-}
-
-#[test]
-fn jitter_stays_within_bounds_and_is_the_same_for_every_vm() {
-    for i in 0..50 {
-        for last in [1u64, 7, 1_000, 123_456_789] {
-            let at = due_at(i, last, 1_000, 200);
-            assert!((last + 800..=last + 1_200).contains(&at), "{i} {last} {at}");
-            assert_eq!(at, due_at(i, last, 1_000, 200));
-            // Jitter is capped at half the interval.
-            let capped = due_at(i, last, 1_000, 5_000);
-            assert!((last + 500..=last + 1_500).contains(&capped));
-        }
-    }
-}
-
 use crate::MS;
 const INTERVAL: u64 = 5_000 * MS;
 const JITTER: u64 = 500 * MS;
 const TICK: u64 = 100 * MS;
-const TABLE: &str = "envoy_lb/pool/health";
 
 fn keys(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("b{i}@10.0.0.{}:80", i + 1)).collect()
 }
 
-/// One tick of VM `owner`: take or renew the lease; if it may probe, plan from the published
-/// table, "send" the due probes (recorded in `sent`), publish their times.
-fn tick(store: &MemoryStore, owner: u64, now: u64, sent: &mut Vec<(usize, u64)>) {
-    if !acquire(store, KEY, owner, now, TTL_INTERVALS * INTERVAL).may_probe() {
+/// One VM: its owner id and its copy of the probe schedule.
+struct Vm {
+    owner: u64,
+    schedule: Schedule,
+    held: bool,
+}
+
+fn vm(owner: u64) -> Vm {
+    let k = keys(8);
+    Vm {
+        owner,
+        schedule: Schedule::new(k.iter().map(String::as_str), INTERVAL, JITTER),
+        held: false,
+    }
+}
+
+/// One tick of `vm`: take or renew the lease; if it may probe, "send" the probes its schedule
+/// says are due (recorded in `sent`). A VM that takes the lease starts its schedule afresh.
+fn tick(store: &MemoryStore, vm: &mut Vm, now: u64, sent: &mut Vec<(usize, u64)>) {
+    let ttl = TTL_INTERVALS * INTERVAL;
+    let (status, before) = acquire_from(store, KEY, vm.owner, now, ttl);
+    if !status.may_probe() {
+        vm.held = false;
         return;
     }
-    let k = keys(8);
-    health_table::modify(store, TABLE, &k, now, |t: &mut HealthTable| {
-        let last: Vec<u64> = t.entries().iter().map(|e| e.last_probe_ns).collect();
-        let plan = probe_plan(&last, now, INTERVAL, JITTER);
-        for &i in &plan.due {
-            t.mark_probed(i, now);
+    if !vm.held {
+        // As the prober does: take up after the previous holder's last renewal.
+        let last = before
+            .filter(|l| l.owner != vm.owner && status == LeaseStatus::Taken)
+            .map(|l| l.expires_ns.saturating_sub(ttl))
+            .filter(|&t| t > 0 && t <= now);
+        match last {
+            Some(t) => vm.schedule.resume_from(t),
+            None => vm.schedule.restart(),
         }
-        plan.due
-    })
-    .unwrap()
-    .into_iter()
-    .for_each(|i| sent.push((i, now)));
+        vm.held = true;
+    }
+    let mut due = Vec::new();
+    vm.schedule.due(now, &mut due);
+    sent.extend(due.into_iter().map(|i| (i, now)));
 }
 
 fn gaps(sent: &[(usize, u64)], backend: usize) -> Vec<u64> {
@@ -195,44 +185,20 @@ fn each_backend_once_per_interval_whatever_the_number_of_workers() {
     let store = MemoryStore::new();
     let mut sent = vec![];
     let mut now = 1;
+    let mut vms: Vec<Vm> = (1..=4).map(vm).collect();
     while now < 60_000 * MS {
-        for worker in 1..=4 {
-            tick(&store, worker, now, &mut sent);
+        for vm in &mut vms {
+            tick(&store, vm, now, &mut sent);
         }
         now += TICK;
     }
     for b in 0..8 {
         let first = sent.iter().find(|s| s.0 == b).unwrap().1;
-        assert!(first <= 1 + TICK, "probed at once (after the lease settles)");
+        assert!(first <= 1 + TICK + INTERVAL + 2 * JITTER, "probed within an interval");
         for g in gaps(&sent, b) {
-            assert!((INTERVAL - JITTER..=INTERVAL + JITTER + TICK).contains(&g), "gap {g}");
+            assert!((INTERVAL - 2 * JITTER..=INTERVAL + 2 * JITTER + TICK).contains(&g), "gap {g}");
         }
         assert!(gaps(&sent, b).len() >= 10);
-    }
-}
-
-#[test]
-fn a_new_holder_continues_the_schedule() {
-    let store = MemoryStore::new();
-    let mut sent = vec![];
-    let mut now = 1;
-    // VM 1 probes for 22 s, then is replaced: its lease expires and VM 2 takes over.
-    while now < 22_000 * MS {
-        tick(&store, 1, now, &mut sent);
-        tick(&store, 2, now, &mut sent);
-        now += TICK;
-    }
-    expire(&store, KEY);
-    let handover = sent.len();
-    while now < 60_000 * MS {
-        tick(&store, 2, now, &mut sent);
-        now += TICK;
-    }
-    assert!(sent.len() > handover, "the new holder probes");
-    for b in 0..8 {
-        for g in gaps(&sent, b) {
-            assert!((INTERVAL - JITTER..=INTERVAL + JITTER + TICK).contains(&g), "gap {g}");
-        }
     }
 }
 
@@ -241,22 +207,30 @@ fn a_dead_holder_is_replaced_without_double_probes() {
     let store = MemoryStore::new();
     let mut sent = vec![];
     let mut now = 1;
+    let (mut one, mut two) = (vm(1), vm(2));
     while now < 60_000 * MS {
         if now < 22_000 * MS {
-            tick(&store, 1, now, &mut sent); // VM 1 dies at 22 s without releasing.
+            tick(&store, &mut one, now, &mut sent); // VM 1 dies at 22 s without releasing.
         }
-        tick(&store, 2, now, &mut sent);
+        tick(&store, &mut two, now, &mut sent);
         now += TICK;
     }
     let after = sent.iter().filter(|s| s.1 >= 22_000 * MS).count();
     assert!(after > 0, "VM 2 took over after the lease expired");
     for b in 0..8 {
         let g = gaps(&sent, b);
-        assert!(g.iter().all(|&g| g >= INTERVAL - JITTER), "no double probe: {g:?}");
-        // The only long gap is the lease's ttl after the death.
-        let long = g.iter().filter(|&&g| g > INTERVAL + JITTER + TICK).count();
-        assert!(long <= 1);
-        assert!(g.iter().all(|&g| g <= TTL_INTERVALS * INTERVAL + INTERVAL + JITTER + TICK));
+        // The only long gap is the lease's ttl after the death: the new holder takes up the
+        // schedule where the dead one's last renewal left it, with one catch-up round of what
+        // fell due meanwhile (so the round after it may come early); otherwise no double.
+        let long: Vec<usize> =
+            (0..g.len()).filter(|&k| g[k] > INTERVAL + 2 * JITTER + TICK).collect();
+        assert!(long.len() <= 1, "{g:?}");
+        let catch_up = long.first().map(|k| k + 1);
+        for (k, &gap) in g.iter().enumerate() {
+            assert!(Some(k) == catch_up || gap >= INTERVAL - 2 * JITTER, "double probe: {g:?}");
+        }
+        let bound = TTL_INTERVALS * INTERVAL + INTERVAL + 2 * JITTER + 2 * TICK;
+        assert!(g.iter().all(|&g| g <= bound), "{g:?}");
     }
 }
 
@@ -287,25 +261,4 @@ fn a_lease_exactly_at_the_step_bound_is_not_cut() {
     assert_eq!(cut(at_bound, now, ttl), None);
     let past = Lease { expires_ns: at_bound.expires_ns + 1, ..at_bound };
     assert_eq!(cut(past, now, ttl), Some(Lease { owner: 9, expires_ns: now + ttl }));
-}
-
-/// The jitter spreads probes: over many backends (or probe times) the shifts take most values
-/// of `[-j, +j]`, on both sides, averaging near zero, rather than one common shift.
-#[test]
-fn jitter_spreads_over_backends_and_over_probe_times() {
-    let (interval, j) = (100_000u64, 10_000u64);
-    let shifts = |at: &mut dyn Iterator<Item = (usize, u64)>| -> Vec<i64> {
-        at.map(|(i, last)| due_at(i, last, interval, j) as i64 - (last + interval) as i64).collect()
-    };
-    let by_backend = shifts(&mut (0..1_000).map(|i| (i, 1_000_000)));
-    let by_time = shifts(&mut (0..1_000).map(|k| (3, 1_000_000 + 7 * k)));
-    for s in [by_backend, by_time] {
-        assert!(s.iter().all(|d| d.unsigned_abs() <= j));
-        let mut distinct = s.clone();
-        distinct.sort_unstable();
-        distinct.dedup();
-        assert!(distinct.len() > 900, "{} distinct shifts of 1000", distinct.len());
-        let mean = s.iter().sum::<i64>() as f64 / s.len() as f64;
-        assert!(mean.abs() < 1_000.0, "mean shift {mean}");
-    }
 }
