@@ -23,6 +23,16 @@ use common::shards;
 fn main() {
     // A backend shard: this executable started again by `shards::Shards::start`.
     shards::serve_if_shard();
+    // The .wasm as it is now, for the whole run (half an hour, during which it may be rebuilt),
+    // its modification time kept for the section's header. Set before any thread starts.
+    let built = support::wasm_path();
+    let snapshot = tempfile::tempdir().unwrap();
+    let wasm = snapshot.path().join("envoy_lb.wasm");
+    std::fs::copy(&built, &wasm).unwrap();
+    let mtime = std::fs::metadata(&built).and_then(|m| m.modified()).unwrap();
+    std::fs::File::options().write(true).open(&wasm).unwrap().set_modified(mtime).unwrap();
+    std::env::set_var("ENVOY_LB_WASM", &wasm);
+    eprintln!("scale bench: {} copied to {}", built.display(), wasm.display());
     let exe = std::env::current_exe().expect("the bench's own executable");
     let params = ScaleParams::from_env(Box::new(move || Command::new(&exe)));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();

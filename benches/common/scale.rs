@@ -723,7 +723,7 @@ fn report(
         "- command: `BENCH_ROUNDS={} BENCH_SECONDS={} cargo bench --bench scale` (`make bench`; \
          BENCH_SCALE_CONNECTIONS={}, BENCH_SCALE_SIZES=`{}`, BENCH_SCALE_VARIANTS=`{}`); {} \
          interleaved rounds per group, {:.0} s of measurement, {:.1} min in all (starts, \
-         warm-ups, idle windows)",
+         warm-ups, idle windows); 1-minute load average {:.2} at the end",
         p.rounds,
         p.seconds,
         p.upstream.name(),
@@ -731,7 +731,8 @@ fn report(
         if p.keys.is_empty() { "all" } else { &p.keys },
         p.rounds,
         measured.as_secs_f64(),
-        total.as_secs_f64() / 60.0
+        total.as_secs_f64() / 60.0,
+        super::load_average()
     );
     let _ = writeln!(
         md,
