@@ -41,6 +41,7 @@
 //! O(N). No allocation after construction.
 
 use super::{below, tie_break, Balancer, PickCtx, Picks};
+use crate::config::MAX_HOSTS_LIMIT;
 
 /// Turns of the schedule read for one primary pick before the rotating scan takes over.
 pub(crate) const MAX_POPS: usize = 64;
@@ -56,8 +57,6 @@ const MAX_GROUPS: usize = 64;
 /// Candidates of the best-first walk (groups offered and not yet taken); offers past it are
 /// dropped, and the rotating scan fills what they would have.
 const MAX_CANDIDATES: usize = 64;
-/// Groups up to this size are ordered whole for retry hosts; larger ones drawn from.
-const SMALL_GROUP: usize = 16;
 
 /// Backends of one weight.
 #[derive(Debug, Clone)]
@@ -162,9 +161,13 @@ impl SmoothWeighted {
                 weight.fill(0);
             }
         }
-        let mut order: Vec<usize> =
-            (0..n).filter(|&i| weight.get(i).is_some_and(|&w| w > 0)).collect();
-        order.sort_by_key(|&i| (weight.get(i).copied().unwrap_or(0), i));
+        // By weight, then index: (weight << 32 | index) sorted as plain numbers (weights are
+        // capped far below 2^32 above, and so are pools).
+        let mut packed: Vec<u64> = (0..n)
+            .filter_map(|i| Some((*weight.get(i).filter(|&&w| w > 0)? << 32) | i as u64))
+            .collect();
+        packed.sort_unstable();
+        let order: Vec<usize> = packed.iter().map(|&p| (p & 0xFFFF_FFFF) as usize).collect();
         let mut classes: Vec<Class> = Vec::new();
         let mut members = Vec::with_capacity(order.len());
         for (pos, &i) in order.iter().enumerate() {
@@ -302,8 +305,8 @@ impl SmoothWeighted {
     }
 
     /// Appends to `out` accepted backends of `group` not yet in it, in random order, until full.
-    /// A small group is ordered by [`tie_break`] with the pick's `salt`; a larger one is drawn
-    /// from at random, then scanned from a random member.
+    /// A group no larger than the picks is ordered by [`tie_break`] with the pick's `salt`; from
+    /// a larger one backends are drawn at random, then it is scanned from a random member.
     fn take_group(
         group: &[u32],
         out: &mut Picks,
@@ -315,8 +318,10 @@ impl SmoothWeighted {
         if len == 0 || out.is_full() {
             return;
         }
-        if len <= SMALL_GROUP {
-            let mut keys = [0u64; SMALL_GROUP];
+        // A group that may have to be taken whole is ordered; from a larger one, random draws
+        // are cheaper (and as uniform).
+        if len <= out.capacity() {
+            let mut keys = [0u64; MAX_HOSTS_LIMIT];
             for (key, &i) in keys.iter_mut().zip(group) {
                 *key = tie_break(i as usize, salt);
             }
