@@ -147,6 +147,7 @@ bench: build noop-filter envoy wrk
 	cargo bench --bench envoy
 	cargo bench --bench latency
 	cargo bench --bench scale
+	cargo bench --bench probes
 
 soak: build envoy
 	SOAK_SECONDS=$(SOAK_SECONDS) SOAK_OUT=$(CURDIR)/bench/SOAK.md cargo bench --bench soak

@@ -28,6 +28,8 @@ pub const HASH_HEADER: &str = "x-user: user-42";
 pub const LATENCY_HEADING: &str = "## Latency-aware balancing";
 /// Where the scale section (benches/scale.rs) starts; the CPU and latency benches keep it.
 pub const SCALE_HEADING: &str = "## Scale:";
+/// The heading of benches/probes.rs's section.
+pub const PROBES_HEADING: &str = "## Health checking: CPU per probe, native beside envoy-lb";
 
 /// How a variant's Envoy is configured.
 pub enum Kind {
@@ -461,7 +463,8 @@ pub fn run_header(start: &RunStart) -> String {
 /// already there (and what follows the first of them).
 pub fn write_cpu_section(out: &Path, md: &str) {
     let old = std::fs::read_to_string(out).unwrap_or_default();
-    let first = [LATENCY_HEADING, SCALE_HEADING].iter().filter_map(|h| old.find(h)).min();
+    let headings = [LATENCY_HEADING, SCALE_HEADING, PROBES_HEADING];
+    let first = headings.iter().filter_map(|h| old.find(h)).min();
     let kept = first.map_or("", |at| &old[at..]);
     let sep = if kept.is_empty() { "" } else { "\n" };
     write(out, &format!("{}{sep}{kept}", md.trim_end_matches('\n').to_owned() + "\n"));
@@ -477,6 +480,11 @@ pub fn write_latency_section(out: &Path, md: &str) {
 /// Replaces (or appends) the scale section of `out` as [`write_latency_section`] does its own.
 pub fn write_scale_section(out: &Path, md: &str) {
     replace_section(out, SCALE_HEADING, md);
+}
+
+/// Replaces (or appends) the health-checking section of `out` (benches/probes.rs).
+pub fn write_probes_section(out: &Path, md: &str) {
+    replace_section(out, PROBES_HEADING, md);
 }
 
 /// Replaces the section of `out` that starts with `heading` (up to the next `## ` heading), or

@@ -88,16 +88,10 @@ fn streak_of(bytes: &[u8], hash: u64) -> u32 {
     <[u8; 4]>::try_from(streak).map_or(0, u32::from_le_bytes)
 }
 
-/// The ends of the ejections in force at `now` in `table`, sorted.
+/// The ends of the ejections in force at `now` in `table`.
 fn ejection_ends(table: &HealthTable, now_ns: u64) -> Vec<u64> {
-    let mut ends: Vec<u64> = table
-        .entries()
-        .iter()
-        .filter(|e| e.is_ejected(now_ns))
-        .map(|e| e.ejected_until_ns)
-        .collect();
-    ends.sort_unstable();
-    ends
+    let ends = table.entries().iter().map(|e| e.ejected_until_ns);
+    ends.filter(|&u| u > now_ns).collect()
 }
 
 fn streak_value(streak: u32, hash: u64) -> [u8; 12] {
@@ -140,8 +134,8 @@ pub struct Prober {
     ramping: Vec<usize>,
     /// The earliest end of an ejection in `view`.
     next_expiry_ns: Option<u64>,
-    /// The ends of the ejections in force, sorted, as last seen (view or this VM's write):
-    /// how many are in force at any instant, for `max_ejection_percent`.
+    /// The ends of the ejections in force as last seen (view or this VM's write): how many are
+    /// in force at any instant, for `max_ejection_percent` (O(ejected), at a streak's end only).
     ejected_until: Vec<u64>,
     /// The latest stamp in `view` (ramp start, or ejection end beyond the longest ejection):
     /// when it is ahead of the clock, the holder pulls it back.

@@ -46,16 +46,23 @@ impl Schedule {
         interval_ns: u64,
         jitter_ns: u64,
     ) -> Self {
-        let interval_ns = interval_ns.max(1);
-        let mut order: Vec<(u64, u32, u64)> = keys
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, k)| {
-                let h = crate::hash_key::hash(k.as_bytes());
-                Some((h % interval_ns, u32::try_from(i).ok()?, h))
+        // Phases below 2^43 ns (the interval is at most an hour: 3.6e12 ns) and indexes below
+        // 2^20 pack into one u64, sorted as plain numbers.
+        let interval_ns = interval_ns.clamp(1, 1 << 43);
+        let hashes: Vec<u64> =
+            keys.into_iter().map(|k| crate::hash_key::hash(k.as_bytes())).collect();
+        let mut packed: Vec<u64> = (0..hashes.len().min(1 << 20))
+            .zip(&hashes)
+            .map(|(i, h)| ((h % interval_ns) << 20) | i as u64)
+            .collect();
+        packed.sort_unstable();
+        let order = packed
+            .iter()
+            .map(|&p| {
+                let i = (p & 0xF_FFFF) as u32;
+                (p >> 20, i, hashes.get(i as usize).copied().unwrap_or(0))
             })
             .collect();
-        order.sort_unstable();
         Schedule {
             interval_ns,
             jitter_ns: jitter_ns.min(interval_ns / 2),
