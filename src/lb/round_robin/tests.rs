@@ -61,6 +61,31 @@ fn classes_of_several_backends_follow_nginx() {
 }
 
 #[test]
+fn a_heavy_backend_among_many_light_ones_is_interleaved_not_bursty() {
+    // Weight 100 against 100 backends of weight 1: the heavy one takes every other pick or so
+    // (never more than 2 others between two of its picks), each light one once per cycle of
+    // 200, wherever the heavy one sits in the pool. A deadline scheduler that serves the light
+    // ones' equal deadlines back to back would leave the heavy one out for 100 picks.
+    for heavy in [0, 100] {
+        let mut weights = vec![1; 101];
+        weights[heavy] = 100;
+        let mut b = rr(&weights);
+        let mut rng = fastrand::Rng::with_seed(14);
+        for cycle in 0..3 {
+            let picks: Vec<usize> =
+                (0..200).map(|_| pick(&mut b, &accept_all, &mut rng, 1)[0]).collect();
+            let at: Vec<usize> = (0..200).filter(|&t| picks[t] == heavy).collect();
+            assert_eq!(at.len(), 100, "cycle {cycle}");
+            assert!(at.windows(2).all(|w| w[1] - w[0] <= 3), "cycle {cycle}: {at:?}");
+            let mut light: Vec<usize> = picks.iter().copied().filter(|&i| i != heavy).collect();
+            light.sort_unstable();
+            let expected: Vec<usize> = (0..101).filter(|&i| i != heavy).collect();
+            assert_eq!(light, expected, "cycle {cycle}");
+        }
+    }
+}
+
+#[test]
 fn equal_weights_need_no_tournament() {
     let mut b = rr(&[4; 1000]);
     let mut rng = fastrand::Rng::with_seed(1);
