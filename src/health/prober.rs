@@ -551,10 +551,12 @@ impl Prober {
         let Some(schedule) = &mut self.schedule else { return (Vec::new(), returned) };
         let mut fresh = Vec::new();
         schedule.due(now_ns, &mut fresh);
+        // A backend whose round comes while its last probe is still on its way is owed one:
+        // it waits in the backlog until the answer is in (at most one round, the timeout
+        // being shorter than the interval), so a slow answer delays a round, never drops it.
         for i in fresh {
             let mine = self.covered.get(i).is_some_and(Option::is_none);
-            let free = !self.probing.get(i).copied().unwrap_or(true);
-            if let (true, true, Some(q)) = (mine, free, self.queued.get_mut(i)) {
+            if let (true, Some(q)) = (mine, self.queued.get_mut(i)) {
                 if !*q {
                     *q = true;
                     self.backlog.push_back(i);
@@ -563,16 +565,22 @@ impl Prober {
         }
         let room = MAX_PROBES_IN_FLIGHT.saturating_sub(self.pending.len());
         let mut due = Vec::with_capacity(room.min(self.backlog.len()));
+        let mut owed = Vec::new();
         while due.len() < room {
             let Some(i) = self.backlog.pop_front() else { break };
+            if self.probing.get(i).copied().unwrap_or(false) {
+                owed.push(i);
+                continue;
+            }
             if let Some(q) = self.queued.get_mut(i) {
                 *q = false;
             }
-            if self.is_covered(i) || self.probing.get(i).copied().unwrap_or(true) {
-                continue;
+            if !self.is_covered(i) {
+                due.push(i);
             }
-            due.push(i);
         }
+        // Owed probes are at most the probes on their way: O(MAX_PROBES_IN_FLIGHT).
+        self.backlog.extend(owed);
         (due, returned)
     }
 

@@ -77,11 +77,12 @@ fn only_the_lease_holder_probes_each_backend_once_per_interval() {
     let first = send(&mut a, &store, 10 * MS, &mut token);
     assert_eq!(first.iter().map(|&(_, i)| i).collect::<Vec<_>>(), vec![0, 1, 2]);
     assert!(b.due(&store, 1_010 * MS).0.is_empty(), "a second VM must not probe");
-    // A backend whose probe is still on its way is not probed again.
+    // A backend whose probe is still on its way is not probed again meanwhile.
     assert!(send(&mut a, &store, 1_010 * MS, &mut token).is_empty(), "answers pending");
     for (t, _) in &first {
         a.answered(&store, *t, Some(200), 2_010 * MS);
     }
+    // The rounds that came while the answers were out are owed: sent once the answers are in.
     assert_eq!(send(&mut a, &store, 2_010 * MS, &mut token).len(), 3, "one interval later");
     assert!(b.due(&store, 3_011 * MS).0.is_empty(), "a second VM must not probe");
 }
