@@ -189,17 +189,16 @@ impl LeastTime {
 
 impl Balancer for LeastTime {
     fn pick(&mut self, ctx: &mut PickCtx<'_>, out: &mut Picks) {
+        let rescaled = ctx.now_ns >= self.latest_ns;
         let LeastTime { ewma, weight, p2c, scaled, .. } = self;
         let (ewma, weight, scaled) = (&*ewma, &*weight, &*scaled);
-        if ctx.now_ns >= self.latest_ns {
-            p2c.pick(ctx, out, |i, in_flight, _| {
+        p2c.pick(ctx, out, |i, in_flight, now_ns| {
+            if rescaled {
                 Self::per_weight(scaled.get(i).copied().unwrap_or(0.0), weight, i, in_flight)
-            });
-        } else {
-            p2c.pick(ctx, out, |i, in_flight, now_ns| {
+            } else {
                 Self::cost(ewma, weight, i, in_flight, now_ns)
-            });
-        }
+            }
+        });
     }
 
     fn uses_load(&self) -> bool {

@@ -227,19 +227,30 @@ pub(crate) fn below(rng: &mut fastrand::Rng, n: usize) -> usize {
     ((u128::from(rng.u64(..)) * n as u128) >> 64) as usize
 }
 
-/// The best `cap` (1..=[`MAX_HOSTS_LIMIT`]) backends offered so far, highest rank first; an
+/// A candidate's rank: a score (higher is better), then a tie-break key.
+pub(crate) type Rank = (f64, u64);
+
+/// Whether rank `a` is above rank `b`, without a branch: the comparison of two random
+/// candidates' costs is unpredictable, and a mispredicted branch costs about as much as the
+/// rest of the comparison (the tuple's own `>` compiles to branches).
+#[inline(always)]
+fn above(a: Rank, b: Rank) -> bool {
+    (a.0 > b.0) | ((a.0 == b.0) & (a.1 > b.1))
+}
+
+/// The best `cap` (1..=[`MAX_HOSTS_LIMIT`]) backends offered so far, highest [`Rank`] first; an
 /// equal rank goes after those already kept. Kept in the balancer (no allocation, nothing to
 /// initialize per pick); [`TopK::reset`] starts a pick.
 #[derive(Debug, Clone)]
-pub(crate) struct TopK<R> {
-    items: [(R, usize); MAX_HOSTS_LIMIT],
+pub(crate) struct TopK {
+    items: [(Rank, usize); MAX_HOSTS_LIMIT],
     len: usize,
     cap: usize,
 }
 
-impl<R: PartialOrd + Copy + Default> TopK<R> {
+impl TopK {
     pub(crate) fn new() -> Self {
-        TopK { items: [(R::default(), 0); MAX_HOSTS_LIMIT], len: 0, cap: 1 }
+        TopK { items: [((0.0, 0), 0); MAX_HOSTS_LIMIT], len: 0, cap: 1 }
     }
 
     /// Empties it to keep the best `cap`, clamped to 1..=[`MAX_HOSTS_LIMIT`].
@@ -250,19 +261,39 @@ impl<R: PartialOrd + Copy + Default> TopK<R> {
     }
 
     /// Offers backend `index` with `rank`; map NaN away first (it would be kept after all).
+    /// The second offer (two choices, the usual case) is placed without a branch on the ranks.
     #[inline(always)]
-    pub(crate) fn offer(&mut self, index: usize, rank: R) {
+    pub(crate) fn offer(&mut self, index: usize, rank: Rank) {
+        let new = (rank, index);
+        if self.len == 1 {
+            // Indexed by the comparison rather than branched on it (an `if` on it compiles to
+            // a branch, which two random costs mispredict half the time).
+            let Some(&old) = self.items.first() else { return };
+            let pair = [old, new];
+            let better = usize::from(above(rank, old.0));
+            if let (Some(first), Some(&best)) = (self.items.first_mut(), pair.get(better)) {
+                *first = best;
+            }
+            if self.cap >= 2 {
+                if let (Some(second), Some(&other)) = (self.items.get_mut(1), pair.get(1 - better))
+                {
+                    *second = other;
+                }
+                self.len = 2;
+            }
+            return;
+        }
         // Insertion from the end: shift the kept ranks below `rank` down by one.
         let mut pos = self.len.min(self.cap - 1);
         if pos + 1 == self.cap && self.len == self.cap {
             match self.items.get(pos) {
-                Some(&(r, _)) if rank > r => {}
+                Some(&(r, _)) if above(rank, r) => {}
                 _ => return,
             }
         }
         while pos > 0 {
             match self.items.get(pos - 1) {
-                Some(&(r, i)) if rank > r => {
+                Some(&(r, i)) if above(rank, r) => {
                     if let Some(slot) = self.items.get_mut(pos) {
                         *slot = (r, i);
                     }
@@ -272,7 +303,7 @@ impl<R: PartialOrd + Copy + Default> TopK<R> {
             }
         }
         if let Some(slot) = self.items.get_mut(pos) {
-            *slot = (rank, index);
+            *slot = new;
         }
         self.len = (self.len + 1).min(self.cap);
     }

@@ -27,7 +27,7 @@ pub(crate) struct P2c {
     choices: usize,
     sampler: Sampler,
     /// The candidates of the current pick, ranked (lowest cost, then a random key, first).
-    best: TopK<(f64, u64)>,
+    best: TopK,
 }
 
 impl P2c {
