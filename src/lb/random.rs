@@ -66,10 +66,11 @@ impl WeightedRandom {
         let spread = u128::from(rng.u64(..)) * n;
         let column = (spread >> 64) as usize;
         let at = ((u128::from(spread as u64) * u128::from(self.total)) >> 64) as u64;
-        match self.threshold.get(column) {
-            Some(&t) if at < t => column,
-            _ => self.alias.get(column).map_or(column, |&a| a as usize),
-        }
+        let (Some(&t), Some(&alias)) = (self.threshold.get(column), self.alias.get(column)) else {
+            return column;
+        };
+        // Indexed by the comparison, not branched on it: a coin flip for the branch predictor.
+        [column, alias as usize].get(usize::from(at >= t)).copied().unwrap_or(column)
     }
 
     /// Draws over the acceptable backends not yet picked; exact, O(n).
