@@ -254,11 +254,13 @@ fn filter_message(line: &str) -> Option<&str> {
 /// fence (a digest of its pool and health settings, shown here as `<fence>`) and the backends'
 /// ids and addresses, none from requests; one more, the proxy's clock, is shared by every
 /// pool. The status page's `shared_data` counts what exists (these and the key record), which
-/// the soak compares with this list.
+/// the soak compares with this list. Besides these, a backend gets an error-streak key
+/// (`health/<fence>/errors/<index>`) at its first failed try: at most one per backend.
 pub fn expected_shared_keys(pool: &[(&str, SocketAddr, u32)]) -> Vec<String> {
     let mut keys: Vec<String> = [
         "generation",
         "health/<fence>",
+        "health/<fence>/version",
         "prober/<fence>",
         "health_current",
         "sticky_secret",
@@ -833,14 +835,19 @@ impl Report {
             (
                 format!(
                     "shared data bounded: {:?} keys at start, {:?} at end (the status page's \
-                     count; {} expected: the configuration's {} and the key record)",
+                     count; {} expected at start: the configuration's {} and the key record; at \
+                     most one error-streak key per backend ({}) more at the end)",
                     shared_keys(&self.status_start),
                     shared_keys(&self.status_end),
                     self.shared_keys.len() + 1,
                     self.shared_keys.len(),
+                    ROLES.len(),
                 ),
                 shared_keys(&self.status_start) == Some(self.shared_keys.len() as u64 + 1)
-                    && shared_keys(&self.status_end) == shared_keys(&self.status_start),
+                    && shared_keys(&self.status_end).is_some_and(|end| {
+                        let start = self.shared_keys.len() as u64 + 1;
+                        (start..=start + ROLES.len() as u64).contains(&end)
+                    }),
             ),
         ]
     }
