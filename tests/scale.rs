@@ -30,8 +30,9 @@ const BIN_SHARE_MAX: f64 = 0.30;
 /// `max_requests` and `max_pending_requests` stay at Envoy's default, 1,024: probes spread over
 /// the interval never come near it.
 const MAX_CONNECTIONS: usize = N * (WORKERS as usize + 1) + 1_000;
-/// Client tasks sending requests one after another, and the most requests they send in all.
-const CLIENTS: usize = 4;
+/// Client tasks per worker, each sending requests one after another on its own connection,
+/// and the most requests they send in all.
+const CLIENTS_PER_WORKER: usize = 2;
 const MAX_REQUESTS: u64 = 4_000;
 /// The fewest answered requests the test accepts ("several hundred").
 const MIN_REQUESTS: u64 = 300;
@@ -77,21 +78,24 @@ fn per_bin(samples: &[(Instant, u64)], from: Instant, width: Duration) -> Vec<u6
     bins
 }
 
-/// `clients` tasks sending GET / one after another (keep-alive) until stopped or until
-/// [`MAX_REQUESTS`] are sent: answers by status (0: no answer within [`ANSWER_TIMEOUT`]).
-async fn client_load(url: String, stop: Arc<AtomicBool>) -> std::collections::BTreeMap<u16, u64> {
+/// One task per client, each sending GET / one after another on its one keep-alive connection
+/// until stopped or until [`MAX_REQUESTS`] are sent in all: answers by status (0: no answer
+/// within [`ANSWER_TIMEOUT`]).
+async fn client_load(
+    clients: Vec<reqwest::Client>,
+    url: String,
+    stop: Arc<AtomicBool>,
+) -> std::collections::BTreeMap<u16, u64> {
     let sent = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
-    for _ in 0..CLIENTS {
+    for client in clients {
         let (url, stop, sent) = (url.clone(), Arc::clone(&stop), Arc::clone(&sent));
         tasks.push(tokio::spawn(async move {
-            let client =
-                reqwest::Client::builder().no_proxy().timeout(ANSWER_TIMEOUT).build().unwrap();
             let mut statuses = Vec::new();
             while !stop.load(Ordering::Relaxed)
                 && sent.fetch_add(1, Ordering::Relaxed) < MAX_REQUESTS
             {
-                let status = match client.get(&url).send().await {
+                let status = match client.get(&url).timeout(ANSWER_TIMEOUT).send().await {
                     Ok(r) => {
                         let s = r.status().as_u16();
                         let _ = r.bytes().await;
@@ -173,7 +177,13 @@ async fn two_thousand_backends_with_health_checks_stay_responsive_and_probes_are
     let ready = Instant::now();
 
     let stop = Arc::new(AtomicBool::new(false));
-    let load = tokio::spawn(client_load(envoy.url("/"), Arc::clone(&stop)));
+    // The load's connections are placed on the workers (the kernel spreads connections at
+    // random: four of them all land on one of two workers one time in eight).
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS_PER_WORKER {
+        clients.extend(envoy.client_per_worker().await);
+    }
+    let load = tokio::spawn(client_load(clients, envoy.url("/"), Arc::clone(&stop)));
     let admin = tokio::spawn(admin_polls(envoy.admin, Arc::clone(&stop)));
 
     // Every claim is checked and every failed one reported together.
