@@ -128,7 +128,8 @@ fn maglev_build(c: &mut Criterion) {
 /// `Router::steer` with sticky sessions and 8 secrets of 1 KB (the most a config may list):
 /// a request carrying 8 forged cookies (well-formed, this pool's, signed with a secret the
 /// proxies do not have: the most tags a client can make the filter compute), and one carrying
-/// a single valid cookie.
+/// a single valid cookie: the same one on every request (a returning session, which the
+/// filter's cache of verified values serves without a tag) or one not seen lately.
 fn sticky_cookies(c: &mut Criterion) {
     const NOW_S: u64 = 1_700_000_000;
     let secrets: Vec<String> = (0..8).map(|i| format!("{i}").repeat(1024)).collect();
@@ -158,8 +159,25 @@ fn sticky_cookies(c: &mut Criterion) {
         router.steer(None, Some(&valid), NOW_S * 1_000_000_000).unwrap();
         assert_eq!(router.last_picks().next(), Some("b2"));
     }
+    // Valid cookies this router has not verified lately: 4,096 distinct values in turn, 16
+    // for each slot of the filter's 256-slot cache of verified values, so it misses.
+    let unseen: Vec<String> = (0..4096)
+        .map(|k| {
+            let value = sticky::encode(secrets[0].as_bytes(), pool, "b2", NOW_S + 3000 + k);
+            format!("lb_session={value}")
+        })
+        .collect();
     let mut group = c.benchmark_group("sticky_steer");
     group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+    let mut turn = 0;
+    group.bench_function("valid_1_cookie_not_seen_lately", |b| {
+        b.iter(|| {
+            turn = (turn + 1) % unseen.len();
+            let steered = router.steer(None, Some(&unseen[turn]), NOW_S * 1_000_000_000);
+            black_box(steered.map(|(s, _)| s.value.len()))
+        })
+    });
+    // The same valid cookie on every request: a returning session.
     for (name, header) in [("forged_8_cookies_8_secrets_1kb", &forged), ("valid_1_cookie", &valid)]
     {
         group.bench_function(name, |b| {

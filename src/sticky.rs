@@ -166,6 +166,47 @@ fn same_tag(full: &[u8; 32], tag: &[u8]) -> bool {
 #[derive(Clone)]
 pub struct Secrets {
     keyed: Vec<hmac_sha256::HMAC>,
+    /// Values these secrets verified lately, so a returning session costs no tag.
+    verified: Verified,
+}
+
+/// Slots of the [`Verified`] cache.
+const VERIFIED_SLOTS: usize = 256;
+
+/// The cookie values this VM verified lately, each with the index of the secret that signed it:
+/// a direct-mapped cache of [`VERIFIED_SLOTS`] slots indexed by the first byte of the value's
+/// tag (an HMAC output: no one without a secret can aim a valid value at a slot). Only values
+/// whose tag matched enter, so a value found here is one that would verify again; its id and
+/// expiry are read from the value itself on every use, so an entry is never trusted past the
+/// cookie's own expiry. It lives in [`Secrets`]: new secrets (a configuration) start empty.
+/// Values are compared in time independent of where they differ. At most 256 × 98 bytes.
+#[derive(Clone, Default)]
+struct Verified {
+    slots: Vec<Option<(Box<[u8]>, usize)>>,
+}
+
+impl Verified {
+    fn slot(bytes: &[u8]) -> usize {
+        split(bytes).and_then(|(_, tag)| tag.first()).map_or(0, |&b| usize::from(b))
+            % VERIFIED_SLOTS
+    }
+
+    /// The secret that signed `bytes`, if this exact value verified lately.
+    fn signed_by(&self, bytes: &[u8]) -> Option<usize> {
+        let (value, signed_by) = self.slots.get(Self::slot(bytes))?.as_ref()?;
+        let same = value.len() == bytes.len()
+            && value.iter().zip(bytes).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        same.then_some(*signed_by)
+    }
+
+    fn insert(&mut self, bytes: &[u8], signed_by: usize) {
+        if self.slots.is_empty() {
+            self.slots.resize(VERIFIED_SLOTS, None);
+        }
+        if let Some(slot) = self.slots.get_mut(Self::slot(bytes)) {
+            *slot = Some((bytes.into(), signed_by));
+        }
+    }
 }
 
 /// What [`Secrets::first_valid`] found among a request's cookie values.
@@ -190,7 +231,7 @@ impl Secrets {
                 hmac_sha256::HMAC::new(secret)
             })
             .collect();
-        Secrets { keyed }
+        Secrets { keyed, verified: Verified::default() }
     }
 
     /// HMAC-SHA256 of `body` under `key`.
@@ -250,9 +291,10 @@ impl Secrets {
     /// The first of a request's cookie `values` that verifies (signed for `pool`, not expired
     /// at `now_s`) and that `accept` takes, with the work bounded: at most [`MAX_CANDIDATES`]
     /// values, each distinct one checked once per secret, at most [`MAX_TAGS`] tags, newest
-    /// secret first (the module doc's "Work per request").
+    /// secret first (the module doc's "Work per request"). A value these secrets verified
+    /// lately costs no tag: its secret is remembered (its expiry is checked anew).
     pub fn first_valid<'v, T>(
-        &self,
+        &mut self,
         values: impl IntoIterator<Item = &'v str>,
         pool: [u8; 8],
         now_s: u64,
@@ -269,16 +311,27 @@ impl Secrets {
                 }
             }
         }
+        let known: Vec<Option<usize>> =
+            left.iter().map(|b| b.as_deref().and_then(|b| self.verified.signed_by(b))).collect();
         let mut tags = 0;
         for (signed_by, key) in self.keyed.iter().enumerate() {
-            for slot in left.iter_mut() {
+            for (slot, known) in left.iter_mut().zip(&known) {
                 let Some((body, tag)) = slot.as_deref().and_then(split) else { continue };
-                if tags == MAX_TAGS {
-                    return found;
-                }
-                tags += 1;
-                if !same_tag(&Self::tag(key, body), tag) {
-                    continue;
+                match known {
+                    Some(known) if *known != signed_by => continue,
+                    Some(_) => {}
+                    None => {
+                        if tags == MAX_TAGS {
+                            return found;
+                        }
+                        tags += 1;
+                        if !same_tag(&Self::tag(key, body), tag) {
+                            continue;
+                        }
+                        if let Some(bytes) = slot.as_deref() {
+                            self.verified.insert(bytes, signed_by);
+                        }
+                    }
                 }
                 let sticky = opened(body, signed_by, now_s);
                 *slot = None;

@@ -83,26 +83,27 @@ impl Router {
     /// Also says how the request's cookie counts: a hit (pinned), a miss (none, or its
     /// backend gone or unavailable) or invalid (present but none verified).
     pub(super) fn pinned(
-        &self,
+        &mut self,
         cookie_header: Option<&str>,
         now_ns: u64,
     ) -> (StickyTicket, Option<StickyOutcome>) {
-        let Some(s) = &self.sticky else { return (StickyTicket::default(), None) };
+        let Some(s) = &mut self.sticky else { return (StickyTicket::default(), None) };
         let Some(header) = cookie_header else {
             return (StickyTicket::default(), Some(StickyOutcome::Miss));
         };
         let now_s = now_ns / 1_000_000_000;
         // The first valid one whose backend may be picked wins; the work is bounded
         // (sticky::MAX_TAGS tags), however many forged cookies the header holds.
-        let ids = &self.by_id;
-        let found =
-            s.secrets.first_valid(hash_key::cookies(header, &s.attrs.name), s.pool, now_s, |c| {
-                let index = *ids.get(c.backend_id.as_str())?;
-                self.availability.as_ref().is_none_or(|a| a.accepts(index)).then(|| StickyTicket {
-                    pinned: Some(index),
-                    refresh: sticky::needs_refresh(c.expires_s, s.ttl_s, now_s),
-                })
-            });
+        let (ids, availability) = (&self.by_id, &self.availability);
+        let (pool, ttl_s) = (s.pool, s.ttl_s);
+        let values = hash_key::cookies(header, &s.attrs.name);
+        let found = s.secrets.first_valid(values, pool, now_s, |c| {
+            let index = *ids.get(c.backend_id.as_str())?;
+            availability.as_ref().is_none_or(|a| a.accepts(index)).then(|| StickyTicket {
+                pinned: Some(index),
+                refresh: sticky::needs_refresh(c.expires_s, ttl_s, now_s),
+            })
+        });
         match found.accepted {
             Some(ticket) => (ticket, Some(StickyOutcome::Hit)),
             None if found.seen > 0 && found.verified == 0 => {

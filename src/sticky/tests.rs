@@ -428,7 +428,7 @@ proptest! {
 /// verified, whether `accept` took them or not.
 #[test]
 fn first_valid_counts_what_it_saw_and_verified() {
-    let secrets = Secrets::new(&[NEW]);
+    let mut secrets = Secrets::new(&[NEW]);
     let expired = secrets.sign(pool(), "web-1", NOW);
     let (a, b) = (cookie("web-1"), cookie("web-2"));
     let values = ["junk", expired.as_str(), a.as_str(), b.as_str()];
@@ -438,4 +438,85 @@ fn first_valid_counts_what_it_saw_and_verified() {
     let many = vec!["junk"; 12];
     let found = secrets.first_valid(many, pool(), NOW, |_| Some(()));
     assert_eq!(found, Found { accepted: None, seen: MAX_CANDIDATES, verified: 0 });
+}
+
+/// A value verified once costs no tag the next time (a returning session), with the same
+/// answer: the secret that signed it, and its own id and expiry.
+#[test]
+fn a_value_verified_once_costs_no_tag_again() {
+    let mut secrets = Secrets::new(&[NEW, OLD]);
+    let by_old = encode(OLD, pool(), "web-3", NOW + TTL);
+    let values = ["junk", by_old.as_str()];
+    let (first, _, tags) = work::of(|| secrets.first_valid(values, pool(), NOW, Some));
+    assert_eq!(tags, 2, "NEW then OLD on the one well-formed value");
+    let (again, _, tags) = work::of(|| secrets.first_valid(values, pool(), NOW, Some));
+    assert_eq!(tags, 0);
+    assert_eq!(again, first);
+    let sticky = again.accepted.unwrap();
+    assert_eq!((sticky.backend_id.as_str(), sticky.signed_by), ("web-3", 1));
+    assert_eq!(sticky.expires_s, NOW + TTL);
+}
+
+/// The cache never outlives what it caches: an expired value is refused though it verified
+/// before; new secrets (a configuration without the old one) verify anew and refuse it; a
+/// forged value never enters, and a value that differs from a cached one in any byte is
+/// verified, not taken from the cache.
+#[test]
+fn the_verified_cache_is_never_trusted_past_expiry_secrets_or_exact_bytes() {
+    let mut secrets = Secrets::new(&[NEW, OLD]);
+    let short = encode(NEW, pool(), "web-1", NOW + 10);
+    assert!(secrets.first_valid([short.as_str()], pool(), NOW, Some).accepted.is_some());
+    let (late, _, tags) =
+        work::of(|| secrets.first_valid([short.as_str()], pool(), NOW + 10, Some));
+    assert_eq!((late.accepted, late.verified, tags), (None, 0, 0));
+
+    let by_old = encode(OLD, pool(), "web-2", NOW + TTL);
+    assert!(secrets.first_valid([by_old.as_str()], pool(), NOW, Some).accepted.is_some());
+    let mut rotated = Secrets::new(&[NEW]);
+    let (found, _, tags) = work::of(|| rotated.first_valid([by_old.as_str()], pool(), NOW, Some));
+    assert_eq!((found.accepted, tags), (None, 1));
+
+    let good = cookie("web-1");
+    assert!(secrets.first_valid([good.as_str()], pool(), NOW, Some).accepted.is_some());
+    let mut bytes = decode(&good);
+    for i in 0..bytes.len() {
+        bytes[i] ^= 1;
+        let tampered = b64(&bytes);
+        let (found, _, tags) =
+            work::of(|| secrets.first_valid([tampered.as_str()], pool(), NOW, Some));
+        assert!(found.accepted.is_none(), "byte {i} flipped, still accepted");
+        bytes[i] ^= 1;
+        // A flip in the header is refused before any tag; anywhere else it costs both tags,
+        // and again the second time: nothing of it was cached.
+        assert!(tags == 0 || tags == 2, "byte {i}: {tags} tags");
+        let (again, _, tags_again) =
+            work::of(|| secrets.first_valid([tampered.as_str()], pool(), NOW, Some));
+        assert!(again.accepted.is_none(), "byte {i} flipped, accepted the second time");
+        assert_eq!(tags_again, tags, "byte {i}");
+    }
+    let (found, _, tags) = work::of(|| secrets.first_valid([good.as_str()], pool(), NOW, Some));
+    assert_eq!((found.accepted.map(|s| s.backend_id), tags), (Some("web-1".to_string()), 0));
+}
+
+proptest! {
+    /// With or without the cache, the same answer: a fresh set of secrets and a warm one agree
+    /// on every sequence of cookie headers.
+    #[test]
+    fn the_cache_changes_no_answer(picks in proptest::collection::vec((0usize..6, 0u64..3), 1..40)) {
+        let values = [
+            cookie("web-1"),
+            encode(OLD, pool(), "web-2", NOW + TTL),
+            encode(NEW, pool(), "web-3", NOW + 1),
+            encode(b"a foreign secret, 32 bytes long!", pool(), "web-4", NOW + TTL),
+            "junk".to_string(),
+            encode(NEW, pool_identity("other", ""), "web-5", NOW + TTL),
+        ];
+        let mut warm = Secrets::new(&[NEW, OLD]);
+        for (i, dt) in picks {
+            let header = [values[i].as_str(), values[(i + 1) % values.len()].as_str()];
+            let cold = Secrets::new(&[NEW, OLD]).first_valid(header, pool(), NOW + dt, Some);
+            let hot = warm.first_valid(header, pool(), NOW + dt, Some);
+            prop_assert_eq!(hot, cold);
+        }
+    }
 }
