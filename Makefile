@@ -29,7 +29,7 @@ export ENVOY_BIN
 export ENVOY_LB_WASM := $(CURDIR)/$(WASM)
 export BENCH_ROUNDS BENCH_SECONDS
 
-.PHONY: help build wasm-target wasm-opt chromium compose-client envoy demo-backend run test unit integration lint check-config bench soak noop-filter wrk fuzz mutants clean
+.PHONY: help build wasm-target wasm-opt chromium compose-client envoy demo-backend run test unit integration lint check-config bench soak noop-filter ext-proc-picker wrk fuzz mutants clean
 
 help:
 	@echo "make run     build, start 3 demo backends + Envoy on :10000 (Ctrl-C stops)"
@@ -99,7 +99,7 @@ run: build envoy demo-backend
 unit:
 	cargo test --workspace --lib --bins
 
-integration: build envoy chromium compose-client noop-filter wrk
+integration: build envoy chromium compose-client noop-filter ext-proc-picker wrk
 	cargo test --test '*'
 
 # Debian's Chromium for the browser test (tests/browser.rs).
@@ -115,7 +115,7 @@ compose-client:
 	  echo "installing Debian's docker-compose for the compose file test"; \
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; }
 
-test: build envoy chromium compose-client noop-filter wrk
+test: build envoy chromium compose-client noop-filter ext-proc-picker wrk
 	cargo test --workspace
 
 lint: wasm-target
@@ -135,13 +135,19 @@ check-config:
 noop-filter: wasm-target
 	cargo build -p noop-filter --release --target $(WASM_TARGET)
 
+# The ext_proc endpoint picker (ext-proc-picker/, round robin over gRPC): what the Envoy benches
+# compare envoy-lb with (issue #17). A native server, built with the `picker` profile (speed,
+# not the wasm's size) into target/picker/.
+ext-proc-picker:
+	cargo build -p ext-proc-picker --profile picker
+
 # Debian's wrk, the load generator of the Envoy benches (and of tests/bench_smoke.rs).
 wrk:
 	@command -v wrk >/dev/null || { \
 	  echo "installing Debian's wrk for the Envoy benchmark"; \
 	  apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 
-bench: build noop-filter envoy wrk
+bench: build noop-filter ext-proc-picker envoy wrk
 	cargo bench --bench pick
 	cargo bench --bench core_scale
 	cargo bench --bench envoy

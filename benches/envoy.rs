@@ -1,5 +1,6 @@
 //! `make bench` (Envoy part): Envoy's CPU time per request and its memory per variant (native
-//! round robin, a no-op wasm filter, envoy-lb with several algorithms), interleaved rounds,
+//! round robin, a no-op wasm filter, envoy-lb with several algorithms, sticky sessions new and
+//! returning beside Envoy's stateful_session, the ext_proc picker), interleaved rounds,
 //! medians; the bench itself is in benches/common/cpu.rs, shared with tests/bench_smoke.rs.
 //! Env: BENCH_ROUNDS (default 7), BENCH_SECONDS (wrk duration per measurement, default 3),
 //! BENCH_OUT (default bench/RESULTS.md; its latency section, benches/latency.rs, is kept).

@@ -1,8 +1,9 @@
 //! One short round of each Envoy bench (benches/envoy.rs, benches/latency.rs, benches/scale.rs),
 //! so the harness keeps working: the bench code itself (benches/common/) runs here with small
 //! parameters, into a temporary file that must then hold every variant's row with positive
-//! figures. Needs wrk (`make wrk`), the no-op filter (`make noop-filter`), Envoy and the built
-//! filter. The two runs take turns: each loads the machine.
+//! figures. Needs wrk (`make wrk`), the no-op filter (`make noop-filter`), the ext_proc picker
+//! (`make ext-proc-picker`), Envoy and the built filter. The two runs take turns: each loads the
+//! machine.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -52,6 +53,16 @@ async fn envoy_benches_run_one_short_round() {
             assert_eq!(figures.len(), 5, "{} x{w}: {figures:?}", v.name);
             assert!(figures.iter().all(|&f| f > 0.0), "{} x{w}: {figures:?}", v.name);
         }
+        // The side-by-side ratios (issue #17): sticky new, sticky returning, the picker.
+        let ratios: Vec<f64> = md
+            .lines()
+            .filter(|l| l.starts_with(&format!("| {w} | ")) && l.contains(") ÷ ("))
+            .map(|l| l.split('|').nth(5).unwrap().trim().parse().unwrap())
+            .collect();
+        assert_eq!(ratios.len(), 3, "side by side x{w}:\n{md}");
+        assert!(ratios.iter().all(|&r| r > 0.0), "x{w}: {ratios:?}");
+        let picker = format!("- (k) at {w} worker{}: Envoy ", if w == 1 { "" } else { "s" });
+        assert!(md.contains(&picker), "{picker}:\n{md}");
     }
     let cpu_s = t0.elapsed().as_secs_f64();
 
@@ -68,6 +79,7 @@ async fn envoy_benches_run_one_short_round() {
         assert!(positive.iter().all(|&f| f > 0.0), "{}: {figures:?}", v.name);
     }
     assert!(md.contains("Goal: envoy-lb least_time p99"), "{md}");
+    assert!(md.contains("Goal (issue #17): envoy-lb round_robin p99"), "{md}");
 
     // A new CPU section keeps the latency section.
     common::write_cpu_section(&out, "# Envoy benchmark (again)\n");

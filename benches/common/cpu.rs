@@ -2,9 +2,16 @@
 //! front of three fast demo backends, loaded by `wrk` (keep-alive).
 //!
 //! Variants: (a) Envoy's native round robin, no wasm filter; (b) a no-op wasm filter
-//! (`noop-filter/`, the floor of any wasm filter); (c)–(g) envoy-lb with several algorithms.
-//! CPU per request = (utime + stime of the Envoy process, /proc/<pid>/stat) / (increase of
-//! `http.ingress.downstream_rq_total`) over one wrk run. Every Envoy (variant × workers) stays
+//! (`noop-filter/`, the floor of any wasm filter); (c)–(g) envoy-lb with several algorithms;
+//! (h) envoy-lb round robin + sticky + health checks with returning sessions (wrk sends back the
+//! cookie the filter issued); beside them what users would pick instead (issue #17): (i), (j)
+//! Envoy's own sticky sessions (`stateful_session` cookie, native round robin) for new and
+//! returning sessions, and (k) an external endpoint picker over ext_proc (ext-proc-picker/, the
+//! Gateway API Inference Extension's design) steering the same override_host cluster.
+//! CPU per request = (utime + stime of the Envoy process, and of the picker's for (k),
+//! /proc/<pid>/stat) / (increase of `http.ingress.downstream_rq_total`) over one wrk run.
+//! A returning-session run must have every answer from the cookie's backend (the demo
+//! backends' counters), so it cannot silently measure new sessions. Every Envoy (variant × workers) stays
 //! up for the whole run and rounds are interleaved (a b c … a b c …), so slow drift of the
 //! machine spreads over all variants.
 
@@ -15,10 +22,11 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::{
-    baseline_wasm, command_line, median, min_max, render, require_tools, run_header, run_wrk,
-    with_baselines, write_cpu_section, wrk_command, Kind, Params, Proxy, RunStart, Variant,
+    baseline_wasm, command_line, median, min_max, require_tools, run_header, run_wrk,
+    session_cookie, start, with_baselines, write_cpu_section, wrk_command, Kind, Params, Proxy,
+    RunStart, Variant, STATEFUL_COOKIE,
 };
-use crate::support::{backends, plugin_config};
+use crate::support::{backends, plugin_config, Backend};
 
 /// `make bench`'s Envoy worker counts.
 pub const WORKERS: [u32; 2] = [1, 2];
@@ -26,53 +34,107 @@ pub const WORKERS: [u32; 2] = [1, 2];
 pub const SECONDS: u64 = 3;
 pub const WARMUP_SECONDS: u64 = 1;
 
+/// Keys of the variants that the side-by-side ratios (issue #17) divide.
+const ROUND_ROBIN: char = 'c';
+const STICKY: char = 'd';
+const STICKY_RETURNING: char = 'h';
+const STATEFUL: char = 'i';
+const STATEFUL_RETURNING: char = 'j';
+const PICKER: char = 'k';
+
+/// The side-by-side ratios: numerator, denominator, what they compare, the goal (≤).
+const SIDE_BY_SIDE: [(char, char, &str, f64); 3] = [
+    (STICKY, STATEFUL, "sticky sessions, new sessions: envoy-lb ÷ Envoy's stateful_session", 1.15),
+    (
+        STICKY_RETURNING,
+        STATEFUL_RETURNING,
+        "sticky sessions, returning sessions: envoy-lb ÷ Envoy's stateful_session",
+        1.15,
+    ),
+    (ROUND_ROBIN, PICKER, "round robin: envoy-lb ÷ the ext_proc picker (Envoy + picker)", 0.5),
+];
+
 pub fn variants() -> Vec<Variant> {
     let sticky = json!({"cookie": "lb_session", "secrets": ["a benchmark secret, at least 32 bytes"],
         "secure": false});
     let health = json!({"path": "/healthz", "interval_ms": 2000, "timeout_ms": 1000});
+    let sticky_rr = json!({"algorithm": "round_robin", "sticky": sticky, "health_check": health});
+    let v = |key, name, kind| Variant { key, name, kind, returning: false };
+    let returning = |key, name, kind| Variant { key, name, kind, returning: true };
     vec![
-        Variant { key: 'a', name: "native round_robin (no wasm)", kind: Kind::Native },
-        Variant { key: 'b', name: "no-op wasm filter", kind: Kind::Noop },
-        Variant {
-            key: 'c',
-            name: "envoy-lb round_robin",
-            kind: Kind::Ours(json!({"algorithm": "round_robin"})),
-        },
-        Variant {
-            key: 'd',
-            name: "envoy-lb round_robin + sticky + health_check",
-            kind: Kind::Ours(
-                json!({"algorithm": "round_robin", "sticky": sticky, "health_check": health}),
-            ),
-        },
-        Variant {
-            key: 'e',
-            name: "envoy-lb least_request",
-            kind: Kind::Ours(json!({"algorithm": "least_request"})),
-        },
-        Variant {
-            key: 'f',
-            name: "envoy-lb least_time",
-            kind: Kind::Ours(json!({"algorithm": "least_time"})),
-        },
-        Variant {
-            key: 'g',
-            name: "envoy-lb maglev (hash_on header)",
-            kind: Kind::Ours(json!({"algorithm": "maglev", "hash_on": {"header": "x-user"}})),
-        },
+        v('a', "native round_robin (no wasm)", Kind::Native),
+        v('b', "no-op wasm filter", Kind::Noop),
+        v(ROUND_ROBIN, "envoy-lb round_robin", Kind::Ours(json!({"algorithm": "round_robin"}))),
+        v(STICKY, "envoy-lb round_robin + sticky + health_check", Kind::Ours(sticky_rr.clone())),
+        v('e', "envoy-lb least_request", Kind::Ours(json!({"algorithm": "least_request"}))),
+        v('f', "envoy-lb least_time", Kind::Ours(json!({"algorithm": "least_time"}))),
+        v(
+            'g',
+            "envoy-lb maglev (hash_on header)",
+            Kind::Ours(json!({"algorithm": "maglev", "hash_on": {"header": "x-user"}})),
+        ),
+        returning(
+            STICKY_RETURNING,
+            "envoy-lb round_robin + sticky + health_check, returning sessions",
+            Kind::Ours(sticky_rr),
+        ),
+        v(STATEFUL, "native round_robin + stateful_session cookie", Kind::NativeStatefulSession),
+        returning(
+            STATEFUL_RETURNING,
+            "native round_robin + stateful_session cookie, returning sessions",
+            Kind::NativeStatefulSession,
+        ),
+        v(PICKER, "ext_proc picker (round robin) + override_host", Kind::ExtProcPicker),
     ]
 }
 
 struct Sample {
     us_per_req: f64,
+    /// The ext_proc picker's part of `us_per_req`.
+    picker_us_per_req: f64,
     rps: f64,
     rss_load_kib: Option<u64>,
 }
 
-async fn measure(proxy: &Proxy, seconds: u64, rss_mid: bool) -> Sample {
-    let run = run_wrk(proxy, seconds, rss_mid).await;
+/// A returning-session cell's cookie and the backend that honours it.
+struct Session {
+    cookie: String,
+    backend: String,
+}
+
+/// Requests (not health checks) each backend has answered so far.
+fn served(backends: &[Backend]) -> Vec<u64> {
+    backends.iter().map(|b| b.stats.requests.load(std::sync::atomic::Ordering::Relaxed)).collect()
+}
+
+async fn measure(
+    proxy: &Proxy,
+    seconds: u64,
+    rss_mid: bool,
+    session: Option<&Session>,
+    backends: &[Backend],
+) -> Sample {
+    let before = served(backends);
+    let run = run_wrk(proxy, seconds, rss_mid, session.map(|s| s.cookie.as_str())).await;
+    if let Some(session) = session {
+        // Every answer from the cookie's backend: the cookie was sent and honoured.
+        let after = served(backends);
+        for (b, (n0, n1)) in backends.iter().zip(before.iter().zip(&after)) {
+            let mine = b.id() == session.backend;
+            assert!(
+                if mine { n1 > n0 } else { n1 == n0 },
+                "returning sessions with `{}` (backend {}): {} answered {} requests",
+                session.cookie,
+                session.backend,
+                b.id(),
+                n1 - n0
+            );
+        }
+    }
+    let per_req = |cpu_s: f64| cpu_s * 1e6 / run.requests as f64;
     Sample {
-        us_per_req: run.cpu_s * 1e6 / run.requests as f64,
+        us_per_req: per_req(run.cpu_s),
+        picker_us_per_req: per_req(run.picker_cpu_s),
         rps: run.requests as f64 / run.elapsed_s,
         rss_load_kib: run.rss_mid_kib,
     }
@@ -82,6 +144,7 @@ struct Cell {
     variant: usize,
     workers: u32,
     proxy: Proxy,
+    session: Option<Session>,
     samples: Vec<Sample>,
     rss_idle_kib: u64,
 }
@@ -89,12 +152,12 @@ struct Cell {
 /// Runs the bench, writes its section (the head of `p.out`, a latency section already there is
 /// kept) and returns the section's markdown.
 pub async fn run(p: &Params) -> String {
-    require_tools(true, true);
-    let start = RunStart::now();
+    let variants = with_baselines(variants());
+    require_tools(true, true, &variants);
+    let run_start = RunStart::now();
     let backends = backends(3).await;
     let endpoints: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
     let pool: Vec<(&str, SocketAddr, u32)> = backends.iter().map(|b| (b.id(), b.addr, 1)).collect();
-    let variants = with_baselines(variants());
 
     eprintln!("CPU bench: starting {} Envoys", variants.len() * p.workers.len());
     let mut cells = Vec::new();
@@ -104,20 +167,35 @@ pub async fn run(p: &Params) -> String {
                 Kind::Ours(extra) | Kind::Baseline(extra) => plugin_config(&pool, extra.clone()),
                 _ => plugin_config(&pool, json!({})),
             };
-            let proxy = Proxy::start(&render(&v.kind, &endpoints, &cfg), workers).await;
+            let proxy = start(&v.kind, &endpoints, &cfg, workers).await;
             tokio::time::sleep(Duration::from_millis(300)).await;
             let rss_idle_kib = proxy.rss_kib();
+            let session = if v.returning {
+                let (cookie, backend) = session_cookie(&proxy).await;
+                eprintln!("({}) x{workers}: returning sessions with `{cookie}` ({backend})", v.key);
+                Some(Session { cookie, backend })
+            } else {
+                None
+            };
             // Warm-up: connections to the backends, V8 tier-up.
             if p.warmup_seconds > 0 {
-                measure(&proxy, p.warmup_seconds, false).await;
+                measure(&proxy, p.warmup_seconds, false, session.as_ref(), &backends).await;
             }
-            cells.push(Cell { variant: i, workers, proxy, samples: Vec::new(), rss_idle_kib });
+            cells.push(Cell {
+                variant: i,
+                workers,
+                proxy,
+                session,
+                samples: Vec::new(),
+                rss_idle_kib,
+            });
         }
     }
     let t0 = Instant::now();
     for round in 0..p.rounds {
         for cell in &mut cells {
-            let s = measure(&cell.proxy, p.seconds, round == 0).await;
+            let s =
+                measure(&cell.proxy, p.seconds, round == 0, cell.session.as_ref(), &backends).await;
             eprintln!(
                 "round {}/{} ({}) {} x{}: {:.1} µs CPU/req, {:.0} req/s",
                 round + 1,
@@ -135,7 +213,7 @@ pub async fn run(p: &Params) -> String {
 
     let mut md = String::new();
     let _ = writeln!(md, "# Envoy benchmark: CPU per request and memory\n");
-    md.push_str(&run_header(&start));
+    md.push_str(&run_header(&run_start));
     md.push_str(&command_line("envoy", p, measured));
     let workers: Vec<String> = p.workers.iter().map(u32::to_string).collect();
     let _ = writeln!(
@@ -147,8 +225,29 @@ pub async fn run(p: &Params) -> String {
     );
     let _ = writeln!(
         md,
-        "- CPU/req = Δ(utime+stime) of the Envoy process (/proc/<pid>/stat, CLK_TCK {}) \
-         / Δ `http.ingress.downstream_rq_total`; no 4xx/5xx answer (checked)\n",
+        "- returning sessions ({STICKY_RETURNING}, {STATEFUL_RETURNING}): wrk adds `-H 'Cookie: \
+         <cookie>'`, the cookie the Envoy set on its first answer (fetched once after start; \
+         three more requests with it checked to be answered by the same backend without a new \
+         `Set-Cookie`); every answer of every run came from that backend (the backends' \
+         counters, checked). The other variants send no cookie: every request is a new session"
+    );
+    let _ = writeln!(
+        md,
+        "- ({STATEFUL}), ({STATEFUL_RETURNING}): the shipped envoy.yaml without the wasm filter, \
+         `envoy.filters.http.stateful_session` with `envoy.http.stateful_session.cookie` \
+         (`{STATEFUL_COOKIE}`, path `/`, ttl 3600 s; not strict) before the router, cluster \
+         `pool` ROUND_ROBIN, no health checks. ({PICKER}): the shipped envoy.yaml without the \
+         wasm filter, `envoy.filters.http.ext_proc` before the router (request headers SEND, \
+         all else SKIP/NONE, `failure_mode_allow: false`) calling ext-proc-picker (this \
+         repository's, tonic + envoy-types, `make ext-proc-picker`; round robin, sets \
+         `x-gateway-destination-endpoint`) over a STATIC HTTP/2 cluster on 127.0.0.1; cluster \
+         `pool` and its override_host policy as shipped"
+    );
+    let _ = writeln!(
+        md,
+        "- CPU/req = Δ(utime+stime) of the Envoy process (/proc/<pid>/stat, CLK_TCK {}), plus \
+         the picker process's for ({PICKER}), / Δ `http.ingress.downstream_rq_total`; no 4xx/5xx \
+         answer (checked)\n",
         super::clock_ticks_per_s()
     );
     let _ = writeln!(md, "## Envoy CPU per request (µs)\n");
@@ -177,6 +276,43 @@ pub async fn run(p: &Params) -> String {
                 median(&rps)
             );
         }
+    }
+    let _ = writeln!(
+        md,
+        "\n## Side by side with what users would pick instead (issue #17)\n\nMedian CPU per \
+         request of this run, ratio of the two variants; the goal is ≤ the given ratio.\n"
+    );
+    let _ = writeln!(md, "| workers | comparison | variants | µs/req | ratio | goal | met |");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+    for &w in &p.workers {
+        let of = |key: char| {
+            let i = variants.iter().position(|v| v.key == key).unwrap();
+            cells.iter().find(|c| c.variant == i && c.workers == w).unwrap()
+        };
+        for (num, den, what, goal) in SIDE_BY_SIDE {
+            let (a, b) = (med(of(num)), med(of(den)));
+            let ratio = a / b;
+            let _ = writeln!(
+                md,
+                "| {w} | {what} | ({num}) ÷ ({den}) | {a:.1} ÷ {b:.1} | {ratio:.2} | ≤ {goal:.2} | {} |",
+                if ratio <= goal { "yes" } else { "no" }
+            );
+        }
+    }
+    let _ = writeln!(md);
+    for &w in &p.workers {
+        let i = variants.iter().position(|v| v.key == PICKER).unwrap();
+        let c = cells.iter().find(|c| c.variant == i && c.workers == w).unwrap();
+        let picker = median(&c.samples.iter().map(|s| s.picker_us_per_req).collect::<Vec<_>>());
+        let envoy = median(
+            &c.samples.iter().map(|s| s.us_per_req - s.picker_us_per_req).collect::<Vec<_>>(),
+        );
+        let _ = writeln!(
+            md,
+            "- ({PICKER}) at {w} worker{}: Envoy {envoy:.1} µs/req + picker {picker:.1} µs/req \
+             (medians of each part)",
+            if w == 1 { "" } else { "s" }
+        );
     }
     if let Some(base) = baseline_wasm() {
         let _ = writeln!(

@@ -12,7 +12,9 @@
 //! the share of requests that reached the slow backend. As in the CPU bench every Envoy stays up
 //! for the whole run and rounds are interleaved; medians and min–max over rounds are reported.
 //! The issue's goal, compared here and reported as measured: envoy-lb least_time p99 ≤ Envoy
-//! native least_request p99.
+//! native least_request p99. Beside them (issue #17), an external endpoint picker over ext_proc
+//! (ext-proc-picker/, round robin, the Gateway API Inference Extension's design): its p50 / p99
+//! beside envoy-lb round_robin's, the goal a lower p99 for envoy-lb.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -22,7 +24,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::{
-    command_line, median, min_max, render, require_tools, run_header, write_latency_section, Kind,
+    command_line, median, min_max, require_tools, run_header, start, write_latency_section, Kind,
     Params, Proxy, RunStart, Variant, CONNECTIONS, HASH_HEADER, LATENCY_HEADING,
 };
 use crate::support::{backend, plugin_config, Backend, BackendOptions};
@@ -39,29 +41,18 @@ pub const SLOW: Duration = Duration::from_millis(20);
 /// Key of Envoy's native least_request, and of envoy-lb least_time: the goal compares them.
 const NATIVE: char = 'a';
 const LEAST_TIME: char = 'd';
+/// Key of envoy-lb round_robin and of the ext_proc picker (round robin): compared too.
+const ROUND_ROBIN: char = 'b';
+const PICKER: char = 'e';
 
 pub fn variants() -> Vec<Variant> {
+    let v = |key, name, kind| Variant { key, name, kind, returning: false };
     vec![
-        Variant {
-            key: NATIVE,
-            name: "Envoy native least_request (no wasm)",
-            kind: Kind::NativeLeastRequest,
-        },
-        Variant {
-            key: 'b',
-            name: "envoy-lb round_robin",
-            kind: Kind::Ours(json!({"algorithm": "round_robin"})),
-        },
-        Variant {
-            key: 'c',
-            name: "envoy-lb least_request",
-            kind: Kind::Ours(json!({"algorithm": "least_request"})),
-        },
-        Variant {
-            key: LEAST_TIME,
-            name: "envoy-lb least_time",
-            kind: Kind::Ours(json!({"algorithm": "least_time"})),
-        },
+        v(NATIVE, "Envoy native least_request (no wasm)", Kind::NativeLeastRequest),
+        v(ROUND_ROBIN, "envoy-lb round_robin", Kind::Ours(json!({"algorithm": "round_robin"}))),
+        v('c', "envoy-lb least_request", Kind::Ours(json!({"algorithm": "least_request"}))),
+        v(LEAST_TIME, "envoy-lb least_time", Kind::Ours(json!({"algorithm": "least_time"}))),
+        v(PICKER, "ext_proc picker (round robin) + override_host", Kind::ExtProcPicker),
     ]
 }
 
@@ -150,8 +141,9 @@ struct Cell {
 
 /// Runs the bench, replaces (or appends) its section of `p.out` and returns its markdown.
 pub async fn run(p: &Params) -> String {
-    require_tools(false, false);
-    let start = RunStart::now();
+    let variants = variants();
+    require_tools(false, false, &variants);
+    let run_start = RunStart::now();
     let mut backends = Vec::new();
     for (id, delay) in [("b1", FAST), ("b2", FAST), ("b3", SLOW)] {
         let mut options = BackendOptions::new(id);
@@ -160,7 +152,6 @@ pub async fn run(p: &Params) -> String {
     }
     let endpoints: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
     let pool: Vec<(&str, SocketAddr, u32)> = backends.iter().map(|b| (b.id(), b.addr, 1)).collect();
-    let variants = variants();
 
     eprintln!("latency bench: starting {} Envoys", variants.len() * p.workers.len());
     let mut cells = Vec::new();
@@ -170,7 +161,7 @@ pub async fn run(p: &Params) -> String {
                 Kind::Ours(extra) => plugin_config(&pool, extra.clone()),
                 _ => plugin_config(&pool, json!({})),
             };
-            let proxy = Proxy::start(&render(&v.kind, &endpoints, &cfg), workers).await;
+            let proxy = start(&v.kind, &endpoints, &cfg, workers).await;
             // Warm-up: connections to the backends, V8 tier-up, first latency estimates.
             if p.warmup_seconds > 0 {
                 measure(&proxy, p.warmup_seconds, &backends).await;
@@ -202,7 +193,7 @@ pub async fn run(p: &Params) -> String {
 
     let mut md = String::new();
     let _ = writeln!(md, "{LATENCY_HEADING}: client latency with one backend 10× slower\n");
-    md.push_str(&run_header(&start));
+    md.push_str(&run_header(&run_start));
     md.push_str(&command_line("latency", p, measured));
     let workers: Vec<String> = p.workers.iter().map(u32::to_string).collect();
     let _ = writeln!(
@@ -230,7 +221,10 @@ pub async fn run(p: &Params) -> String {
         "- variants: (a) the shipped envoy.yaml without the wasm filter, cluster `pool` on \
          `envoy.load_balancing_policies.least_request` (P2C over active requests; same routes and \
          retries); (b)–(d) the shipped envoy.yaml with envoy-lb and `{{\"algorithm\": ...}}` \
-         only (defaults otherwise)\n"
+         only (defaults otherwise); ({PICKER}) the shipped envoy.yaml without the wasm filter, \
+         `envoy.filters.http.ext_proc` (request headers only) asking ext-proc-picker (round \
+         robin, a process beside Envoy, gRPC over HTTP/2 on loopback), which sets \
+         `x-gateway-destination-endpoint` for the same override_host cluster\n"
     );
     let _ = writeln!(
         md,
@@ -284,6 +278,29 @@ pub async fn run(p: &Params) -> String {
              to slow b3: {ours_slow:.1}% vs {native_slow:.1}%)",
             if w == 1 { "" } else { "s" },
             ours - native
+        );
+    }
+
+    let _ = writeln!(
+        md,
+        "\nGoal (issue #17): envoy-lb round_robin p99 < the ext_proc picker's p99 (both round \
+         robin: the difference is the cost of the steering).\n"
+    );
+    for &w in &p.workers {
+        let of = |key: char| {
+            let i = variants.iter().position(|v| v.key == key).unwrap();
+            let c = cells.iter().find(|c| c.variant == i && c.workers == w).unwrap();
+            (median(&col(c, |s| s.p50_ms)), median(&col(c, |s| s.p99_ms)))
+        };
+        let ((ours50, ours99), (picker50, picker99)) = (of(ROUND_ROBIN), of(PICKER));
+        let _ = writeln!(
+            md,
+            "- {w} worker{}: {} (p50 {ours50:.2} ms vs {picker50:.2} ms, ours ÷ picker {:.2}; \
+             p99 {ours99:.2} ms vs {picker99:.2} ms, ours ÷ picker {:.2})",
+            if w == 1 { "" } else { "s" },
+            if ours99 < picker99 { "holds" } else { "does not hold" },
+            ours50 / picker50,
+            ours99 / picker99
         );
     }
 

@@ -37,6 +37,15 @@ pub enum Kind {
     Native,
     /// No wasm filter; cluster `pool` with `envoy.load_balancing_policies.least_request`.
     NativeLeastRequest,
+    /// No wasm filter; Envoy's own sticky sessions: `envoy.filters.http.stateful_session` with
+    /// the cookie extension ([`STATEFUL_COOKIE`]) before the router, cluster `pool` with a plain
+    /// ROUND_ROBIN policy.
+    NativeStatefulSession,
+    /// No wasm filter; `envoy.filters.http.ext_proc` before the router asks the ext_proc picker
+    /// (ext-proc-picker/, round robin, a process of its own started with the Envoy) about the
+    /// request headers; it sets `x-gateway-destination-endpoint`, which cluster `pool` reads
+    /// with the shipped override_host policy, as it reads the filter's.
+    ExtProcPicker,
     /// The shipped config with the no-op filter's .wasm.
     Noop,
     /// The shipped config with envoy-lb and these plugin-config fields.
@@ -49,6 +58,10 @@ pub struct Variant {
     pub key: char,
     pub name: &'static str,
     pub kind: Kind,
+    /// Returning sessions: every request of the load sends back the cookie the Envoy issued
+    /// ([`session_cookie`], fetched once after it starts), and every answer must come from
+    /// that cookie's backend (checked on each run). Otherwise every request is a new session.
+    pub returning: bool,
 }
 
 impl Variant {
@@ -83,6 +96,7 @@ pub fn with_baselines(mut variants: Vec<Variant>) -> Vec<Variant> {
                 key: v.key.to_ascii_uppercase(),
                 name: v.name,
                 kind: Kind::Baseline(extra.clone()),
+                returning: v.returning,
             }),
             _ => None,
         })
@@ -120,6 +134,18 @@ impl Params {
     }
 }
 
+/// The ext_proc picker's binary (`make ext-proc-picker`, the `picker` profile). Fails loudly.
+pub fn picker_path() -> PathBuf {
+    let path = repo_root().join("target/picker/ext-proc-picker");
+    assert!(
+        path.is_file(),
+        "{} missing: run `make ext-proc-picker` (`make bench`, `make test` and `make integration` \
+         build it)",
+        path.display()
+    );
+    path
+}
+
 pub fn noop_wasm_path() -> PathBuf {
     let path = repo_root().join("target/wasm32-wasip1/release/noop_filter.wasm");
     assert!(
@@ -132,8 +158,8 @@ pub fn noop_wasm_path() -> PathBuf {
 }
 
 /// Fails loudly, before anything starts, when Envoy, the filter or (if asked) wrk or the no-op
-/// filter is missing.
-pub fn require_tools(wrk: bool, noop: bool) {
+/// filter is missing, or the ext_proc picker when one of `variants` needs it.
+pub fn require_tools(wrk: bool, noop: bool, variants: &[Variant]) {
     assert!(
         !wrk || Command::new("wrk").arg("--version").output().is_ok(),
         "wrk not found: run `make wrk` (Debian's wrk; `make bench`, `make test` and \
@@ -144,24 +170,122 @@ pub fn require_tools(wrk: bool, noop: bool) {
     if noop {
         noop_wasm_path();
     }
+    if variants.iter().any(|v| matches!(v.kind, Kind::ExtProcPicker)) {
+        picker_path();
+    }
+}
+
+/// The cookie of [`Kind::NativeStatefulSession`]: name, path and TTL as envoy-lb's sticky
+/// variants have them (the filter's default `ttl_s` is 3600).
+pub const STATEFUL_COOKIE: &str = "envoy_session";
+
+/// The HTTP filters that a kind puts before the router, in place of the wasm filter.
+fn native_filters(kind: &Kind) -> Option<String> {
+    match kind {
+        Kind::NativeStatefulSession => Some(format!(
+            "- name: envoy.filters.http.stateful_session
+  typed_config:
+    '@type': type.googleapis.com/envoy.extensions.filters.http.stateful_session.v3.StatefulSession
+    session_state:
+      name: envoy.http.stateful_session.cookie
+      typed_config:
+        '@type': type.googleapis.com/envoy.extensions.http.stateful_session.cookie.v3.CookieBasedSessionState
+        cookie: {{name: {STATEFUL_COOKIE}, path: /, ttl: 3600s}}
+"
+        )),
+        // Request headers only, as the Inference Extension's picker needs them for a pick
+        // without the body; a picker that fails or is slow fails the request (no failure mode
+        // allow: a request must never go unsteered).
+        Kind::ExtProcPicker => Some(
+            "- name: envoy.filters.http.ext_proc
+  typed_config:
+    '@type': type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor
+    grpc_service:
+      envoy_grpc: {cluster_name: ext_proc_picker}
+      timeout: 5s
+    failure_mode_allow: false
+    message_timeout: 5s
+    processing_mode:
+      request_header_mode: SEND
+      response_header_mode: SKIP
+      request_body_mode: NONE
+      response_body_mode: NONE
+      request_trailer_mode: SKIP
+      response_trailer_mode: SKIP
+"
+            .to_owned(),
+        ),
+        _ => None,
+    }
+}
+
+/// The STATIC cluster of the ext_proc picker at `picker`: gRPC, so HTTP/2.
+fn picker_cluster(picker: SocketAddr) -> serde_yaml_ng::Value {
+    serde_yaml_ng::from_str(&format!(
+        "name: ext_proc_picker
+type: STATIC
+connect_timeout: 1s
+typed_extension_protocol_options:
+  envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+    '@type': type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+    explicit_http_config: {{http2_protocol_options: {{}}}}
+load_assignment:
+  cluster_name: ext_proc_picker
+  endpoints:
+  - lb_endpoints:
+    - endpoint: {{address: {{socket_address: {{address: '{}', port_value: {}}}}}}}
+",
+        picker.ip(),
+        picker.port()
+    ))
+    .unwrap()
 }
 
 /// envoy/envoy.yaml for `kind` (the harness's rendering); the native kinds have no wasm filter
-/// and their own cluster policy, with the same routes and retries.
+/// and their own cluster policy, with the same routes and retries. [`Kind::ExtProcPicker`]
+/// needs its picker's address: [`render_with_picker`] (or [`start`], which starts both).
 pub fn render(kind: &Kind, endpoints: &[SocketAddr], ours_config: &str) -> String {
+    render_with_picker(kind, endpoints, ours_config, None)
+}
+
+/// [`render`], with the address of the ext_proc picker for [`Kind::ExtProcPicker`].
+pub fn render_with_picker(
+    kind: &Kind,
+    endpoints: &[SocketAddr],
+    ours_config: &str,
+    picker: Option<SocketAddr>,
+) -> String {
     let wasm = match kind {
-        Kind::Native | Kind::NativeLeastRequest => None,
+        Kind::Native
+        | Kind::NativeLeastRequest
+        | Kind::NativeStatefulSession
+        | Kind::ExtProcPicker => None,
         Kind::Noop => Some(noop_wasm_path()),
         Kind::Ours(_) => Some(wasm_path()),
         Kind::Baseline(_) => baseline_wasm(),
     };
     let mut doc = shipped_config(wasm.as_deref(), ours_config, endpoints);
-    if matches!(kind, Kind::Native | Kind::NativeLeastRequest) {
+    if let Some(filters) = native_filters(kind) {
+        let hcm = &mut doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"];
+        let chain = hcm["http_filters"].as_sequence_mut().unwrap();
+        let router = chain.iter().position(|f| f["name"] == "envoy.filters.http.router").unwrap();
+        let filters: Vec<serde_yaml_ng::Value> = serde_yaml_ng::from_str(&filters).unwrap();
+        for (i, f) in filters.into_iter().enumerate() {
+            chain.insert(router + i, f);
+        }
+    }
+    if matches!(kind, Kind::ExtProcPicker) {
+        let picker = picker.expect("Kind::ExtProcPicker needs the picker's address");
+        let clusters = doc["static_resources"]["clusters"].as_sequence_mut().unwrap();
+        clusters.push(picker_cluster(picker));
+    }
+    if matches!(kind, Kind::Native | Kind::NativeLeastRequest | Kind::NativeStatefulSession) {
         let clusters = doc["static_resources"]["clusters"].as_sequence_mut().unwrap();
         let pool = clusters.iter_mut().find(|c| c["name"] == "pool").expect("no cluster pool");
         let pool = pool.as_mapping_mut().unwrap();
         pool.remove("load_balancing_policy");
-        if matches!(kind, Kind::Native) {
+        if !matches!(kind, Kind::NativeLeastRequest) {
             pool.insert("lb_policy".into(), "ROUND_ROBIN".into());
         } else {
             let policy: serde_yaml_ng::Value = serde_yaml_ng::from_str(
@@ -175,12 +299,98 @@ pub fn render(kind: &Kind, endpoints: &[SocketAddr], ours_config: &str) -> Strin
     serde_yaml_ng::to_string(&doc).unwrap()
 }
 
-/// One running Envoy; killed on drop.
+/// A running ext_proc picker (ext-proc-picker/); killed on drop.
+pub struct Picker {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Picker {
+    /// Starts the picker on a loopback port the kernel picks, round robin over `backends`.
+    pub fn start(backends: &[SocketAddr]) -> Picker {
+        use std::io::BufRead as _;
+        let mut child = Command::new(picker_path())
+            .args(["--listen", "127.0.0.1:0"])
+            .args(backends.iter().map(SocketAddr::to_string))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", picker_path().display()));
+        // Its first line names the bound address; a picker that fails prints none and exits.
+        let mut line = String::new();
+        let stdout = child.stdout.take().unwrap();
+        std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
+        let addr = line.trim().strip_prefix("listening on ").and_then(|a| a.parse().ok());
+        let Some(addr) = addr else {
+            let _ = child.kill();
+            panic!("ext-proc-picker did not start: {:?} ({:?})", line, child.wait());
+        };
+        Picker { child, addr }
+    }
+}
+
+impl Drop for Picker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the Envoy of `kind` with `concurrency` workers, and first, for
+/// [`Kind::ExtProcPicker`], its picker (over `endpoints`), which lives as long as the Envoy.
+pub async fn start(
+    kind: &Kind,
+    endpoints: &[SocketAddr],
+    ours_config: &str,
+    concurrency: u32,
+) -> Proxy {
+    let picker = matches!(kind, Kind::ExtProcPicker).then(|| Picker::start(endpoints));
+    let yaml = render_with_picker(kind, endpoints, ours_config, picker.as_ref().map(|p| p.addr));
+    let mut proxy = Proxy::start(&yaml, concurrency).await;
+    proxy.picker = picker;
+    if matches!(kind, Kind::ExtProcPicker) {
+        picker_steers(&proxy, endpoints).await;
+    }
+    proxy
+}
+
+/// Fails unless the picker's header steers: the cluster's override_host policy falls back to
+/// round robin when the header is missing, so a picker that is not asked, or whose answer is
+/// dropped, would go unnoticed ([`run_wrk`] also checks that Envoy rejected none of its header
+/// mutations). Requests that name the first backend in the steering header themselves must
+/// reach every backend, each as often, one at a time: the picker replaced the client's value
+/// with its own round robin.
+async fn picker_steers(proxy: &Proxy, endpoints: &[SocketAddr]) {
+    let url = format!("http://{}/", proxy.listener);
+    let picker = proxy.picker.as_ref().unwrap();
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for _ in 0..2 * endpoints.len() {
+        let r = client()
+            .get(&url)
+            .header("x-gateway-destination-endpoint", endpoints[0].to_string())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request to {url}: {e}"));
+        assert_eq!(r.status(), 200, "{r:?}\n{}", proxy.log());
+        let backend = r.headers().get("x-backend").and_then(|v| v.to_str().ok()).unwrap_or("?");
+        *seen.entry(backend.to_owned()).or_default() += 1;
+    }
+    assert!(
+        seen.len() == endpoints.len() && seen.values().all(|&n| n == 2),
+        "the ext_proc picker at {} does not steer: backends answered {seen:?}",
+        picker.addr
+    );
+}
+
+/// One running Envoy (with its ext_proc picker, if any); killed on drop.
 pub struct Proxy {
     child: Child,
     dir: tempfile::TempDir,
     pub admin: SocketAddr,
     pub listener: SocketAddr,
+    /// The ext_proc picker of a [`Kind::ExtProcPicker`] Envoy: its CPU time counts as the
+    /// Envoy's ([`Proxy::cpu_ticks`]).
+    pub picker: Option<Picker>,
 }
 
 impl Proxy {
@@ -206,7 +416,7 @@ impl Proxy {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", envoy_bin().display()));
         let unknown: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let mut proxy = Proxy { child, dir, admin: unknown, listener: unknown };
+        let mut proxy = Proxy { child, dir, admin: unknown, listener: unknown, picker: None };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = proxy.child.try_wait().unwrap() {
@@ -256,12 +466,14 @@ impl Proxy {
             + self.counter("http.ingress.downstream_rq_5xx").await
     }
 
-    /// utime + stime in clock ticks.
+    /// utime + stime in clock ticks, of Envoy and of its ext_proc picker if it has one.
     pub fn cpu_ticks(&self) -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        // Fields after "(comm)": state is field 3, utime 14, stime 15.
-        let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-        rest[11].parse::<u64>().unwrap() + rest[12].parse::<u64>().unwrap()
+        process_ticks(self.child.id()) + self.picker_ticks()
+    }
+
+    /// utime + stime of the ext_proc picker in clock ticks; 0 without one.
+    pub fn picker_ticks(&self) -> u64 {
+        self.picker.as_ref().map_or(0, |p| process_ticks(p.child.id()))
     }
 
     /// VmRSS in KiB.
@@ -275,6 +487,50 @@ impl Proxy {
     }
 }
 
+/// utime + stime of process `pid` (all its threads) in clock ticks.
+fn process_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after "(comm)": state is field 3, utime 14, stime 15.
+    let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    rest[11].parse::<u64>().unwrap() + rest[12].parse::<u64>().unwrap()
+}
+
+/// The session cookie the Envoy at `proxy` issues to a new session, as a `Cookie` header value
+/// (each `Set-Cookie` of the answer, its `name=value` part), and the id of the backend that
+/// answered. Fails unless the cookie is honoured: three more requests carrying it must be
+/// answered by that backend, without a new `Set-Cookie`.
+pub async fn session_cookie(proxy: &Proxy) -> (String, String) {
+    let url = format!("http://{}/", proxy.listener);
+    let (name, value) = HASH_HEADER.split_once(": ").unwrap();
+    let answer = |cookie: Option<String>| {
+        let mut rq = client().get(&url).header(name, value);
+        if let Some(cookie) = cookie {
+            rq = rq.header("cookie", cookie);
+        }
+        let url = url.clone();
+        async move {
+            let r = rq.send().await.unwrap_or_else(|e| panic!("request to {url}: {e}"));
+            assert_eq!(r.status(), 200, "{r:?}");
+            let h = r.headers();
+            let backend = h.get("x-backend").and_then(|v| v.to_str().ok()).unwrap_or("?");
+            let set: Vec<String> = h
+                .get_all("set-cookie")
+                .iter()
+                .filter_map(|v| v.to_str().ok()?.split(';').next().map(|c| c.trim().to_owned()))
+                .collect();
+            (backend.to_owned(), set)
+        }
+    };
+    let (backend, set) = answer(None).await;
+    assert!(!set.is_empty(), "no Set-Cookie for a new session:\n{}", proxy.log());
+    let cookie = set.join("; ");
+    for _ in 0..3 {
+        let again = answer(Some(cookie.clone())).await;
+        assert_eq!(again, (backend.clone(), vec![]), "cookie `{cookie}` not honoured");
+    }
+    (cookie, backend)
+}
+
 impl Drop for Proxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -282,16 +538,23 @@ impl Drop for Proxy {
     }
 }
 
-/// The wrk command line of one measurement.
-pub fn wrk_args(url: &str, seconds: u64) -> Vec<String> {
-    ["-t1", &format!("-c{CONNECTIONS}"), &format!("-d{seconds}s"), "-H", HASH_HEADER, url]
-        .map(str::to_owned)
-        .to_vec()
+/// The wrk command line of one measurement; `cookie`: a `Cookie` header value sent on every
+/// request (returning sessions).
+pub fn wrk_args(url: &str, seconds: u64, cookie: Option<&str>) -> Vec<String> {
+    let mut args: Vec<String> =
+        ["-t1", &format!("-c{CONNECTIONS}"), &format!("-d{seconds}s"), "-H", HASH_HEADER]
+            .map(str::to_owned)
+            .to_vec();
+    if let Some(cookie) = cookie {
+        args.extend(["-H".to_owned(), format!("Cookie: {cookie}")]);
+    }
+    args.push(url.to_owned());
+    args
 }
 
-/// [`wrk_args`] as shown in RESULTS.md.
+/// [`wrk_args`] (new sessions) as shown in RESULTS.md.
 pub fn wrk_command(seconds: u64) -> String {
-    let args = wrk_args("http://127.0.0.1:<port>/", seconds);
+    let args = wrk_args("http://127.0.0.1:<port>/", seconds, None);
     format!("wrk {}", args.join(" ").replace(HASH_HEADER, &format!("'{HASH_HEADER}'")))
 }
 
@@ -301,22 +564,28 @@ pub struct WrkRun {
     /// Increase of `http.ingress.downstream_rq_total`.
     pub requests: u64,
     pub elapsed_s: f64,
-    /// Envoy's utime + stime over the run, seconds.
+    /// Envoy's utime + stime over the run (with its ext_proc picker's), seconds.
     pub cpu_s: f64,
+    /// The ext_proc picker's part of `cpu_s`; 0 without one.
+    pub picker_cpu_s: f64,
     /// VmRSS half-way through, when asked.
     pub rss_mid_kib: Option<u64>,
 }
 
-/// Runs wrk against `proxy` for `seconds`; fails on a wrk error, on no request counted and on
-/// any 4xx/5xx answer.
-pub async fn run_wrk(proxy: &Proxy, seconds: u64, rss_mid: bool) -> WrkRun {
+/// Header mutations of the ext_proc picker that Envoy refused (0 without ext_proc).
+const REJECTED_MUTATIONS: &str = "http.ingress.ext_proc.rejected_header_mutations";
+
+/// Runs wrk against `proxy` for `seconds` (sending `cookie` on every request, if any); fails on
+/// a wrk error, on no request counted and on any 4xx/5xx answer.
+pub async fn run_wrk(proxy: &Proxy, seconds: u64, rss_mid: bool, cookie: Option<&str>) -> WrkRun {
     let url = format!("http://{}/", proxy.listener);
     let rq0 = proxy.counter("http.ingress.downstream_rq_total").await;
     let bad0 = proxy.bad_answers().await;
-    let cpu0 = proxy.cpu_ticks();
+    let rejected0 = proxy.counter(REJECTED_MUTATIONS).await;
+    let (cpu0, picker0) = (proxy.cpu_ticks(), proxy.picker_ticks());
     let started = Instant::now();
     let wrk = tokio::process::Command::new("wrk")
-        .args(wrk_args(&url, seconds))
+        .args(wrk_args(&url, seconds, cookie))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -327,21 +596,25 @@ pub async fn run_wrk(proxy: &Proxy, seconds: u64, rss_mid: bool) -> WrkRun {
         rss_mid_kib = Some(proxy.rss_kib());
     }
     let out = wrk.wait_with_output().await.unwrap();
-    let cpu1 = proxy.cpu_ticks();
+    let (cpu1, picker1) = (proxy.cpu_ticks(), proxy.picker_ticks());
     let elapsed_s = started.elapsed().as_secs_f64();
     let rq1 = proxy.counter("http.ingress.downstream_rq_total").await;
     let bad1 = proxy.bad_answers().await;
+    let rejected1 = proxy.counter(REJECTED_MUTATIONS).await;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "wrk failed: {}", String::from_utf8_lossy(&out.stderr));
     let requests = rq1 - rq0;
     assert!(requests > 0, "no requests counted:\n{stdout}");
     // Requests cut off when wrk stops have no answer; none may be answered 4xx/5xx.
     assert_eq!(bad1, bad0, "4xx/5xx answers:\n{}", proxy.log());
+    // A rejected steering header would leave the request to the fallback policy, unseen.
+    assert_eq!(rejected1, rejected0, "Envoy rejected ext_proc header mutations");
     WrkRun {
         stdout,
         requests,
         elapsed_s,
         cpu_s: (cpu1 - cpu0) as f64 / clock_ticks_per_s(),
+        picker_cpu_s: (picker1 - picker0) as f64 / clock_ticks_per_s(),
         rss_mid_kib,
     }
 }

@@ -349,7 +349,7 @@ async fn start_envoy(yaml: &str, workers: u32) -> Result<Proxy, String> {
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", envoy_bin().display()));
     let unknown: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let mut proxy = Proxy { child, dir, admin: unknown, listener: unknown };
+    let mut proxy = Proxy { child, dir, admin: unknown, listener: unknown, picker: None };
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if let Ok(Some(status)) = proxy.child.try_wait() {
@@ -553,7 +553,7 @@ async fn warm_up(cell: &mut Cell, script: &Path, p: &ScaleParams) -> Result<Opti
 
 /// Runs the bench, writes its section of `p.out` (the others are kept) and returns it.
 pub async fn run(p: &ScaleParams) -> String {
-    require_tools(true, false);
+    require_tools(true, false, &[]);
     let begun = Instant::now();
     let start = RunStart::now();
     let (soft, hard) = open_file_limit();
