@@ -2,8 +2,9 @@
 //! health checks and outlier detection, two workers, under a steady client load. Asserted on
 //! behaviour, not on speed (speed is `make bench`'s scale table, benches/scale.rs): requests
 //! keep being answered 200, the admin API keeps answering, every backend is probed, the probes
-//! of an interval are spread over it instead of sent in one burst, and Envoy's circuit breakers
-//! for the cluster never overflow with Envoy's default request limits.
+//! of an interval are spread over it instead of sent in one burst, Envoy's circuit breakers
+//! for the cluster never overflow with Envoy's default request limits, and every backend's
+//! metrics exist.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -270,6 +271,32 @@ async fn two_thousand_backends_with_health_checks_stay_responsive_and_probes_are
         if n > 0 {
             failed.push(format!("cluster.pool.{stat} = {n}"));
         }
+    }
+    // (e) Every backend's metrics exist in Prometheus' output, at zero when unused: the filter
+    // defines them a bounded number per tick after it is configured (#16), never all at once.
+    let text = client()
+        .get(envoy.admin_url("/stats/prometheus"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counters = envoy_lb::metrics::BackendCounter::ALL.map(|c| c.name());
+    let gauges = envoy_lb::metrics::BackendGauge::ALL.map(|g| g.name());
+    for name in counters.iter().chain(&gauges) {
+        let prefix = format!("{name}{{pool=\"pool\",backend=\"n");
+        let series = text.lines().filter(|l| l.starts_with(&prefix)).count();
+        if series != N {
+            failed.push(format!("{series} {name} series in Prometheus' output, not {N}"));
+        }
+    }
+    let up = text
+        .lines()
+        .filter(|l| l.starts_with("lb_healthy{pool=\"pool\",backend=\"n") && l.ends_with(" 1"))
+        .count();
+    if up != N {
+        failed.push(format!("lb_healthy is 1 for {up} of {N} backends"));
     }
     // Every backend is still healthy in the filter's view.
     let page = client().get(envoy.url("/.lb/status")).send().await.unwrap();

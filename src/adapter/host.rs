@@ -31,19 +31,24 @@ impl SharedStore for HostStore {
     }
 }
 
-/// The metrics of [`crate::metrics`] as proxy-wasm stats, defined by every root context
-/// (the same name is the same process-wide stat, so every worker adds to one counter).
+/// The metrics of [`crate::metrics`] as proxy-wasm stats (the same name is the same
+/// process-wide stat, so every worker adds to one counter). A define is a host call and an
+/// entry in Envoy's stat store: defining each backend's seven at configure took most of the
+/// configure time at 10,000 backends (#16). So a backend's metric is defined when this VM
+/// first counts or sets it, and the rest a bounded number per tick ([`DEFINES_PER_FLUSH`]), so
+/// every series exists, at zero, a few ticks after a configure (a counter born at its first
+/// increment would hide that increment from Prometheus' `increase()`).
 pub struct HostMetrics {
-    /// Per backend: counters in [`BackendCounter::ALL`] order, then gauges in
-    /// [`BackendGauge::ALL`] order.
-    backends: Vec<[Option<u32>; 7]>,
+    /// Per backend, in pool order.
+    backends: Vec<BackendMetrics>,
+    /// Backends below it have every metric defined (since the last pool change).
+    backlog: usize,
     pool: [Option<u32>; 7],
     pool_gauges: [Option<u32>; 2],
-    /// The pool's label, and with discovery the ids of every backend defined so far, by
-    /// backend id: a pool change defines only the new ones (a define is a host call and an
-    /// entry in Envoy's per-VM metric table).
+    /// The pool's label, and with discovery the metrics defined so far of every backend seen,
+    /// by backend id: a backend that leaves and comes back keeps its ids.
     label: String,
-    defined: fnv::FnvHashMap<String, [Option<u32>; 7]>,
+    defined: fnv::FnvHashMap<String, Slots>,
     /// Counter increments and in-flight changes not yet handed to the host, by metric id:
     /// batched per tick ([`Metrics::flush`]), which saves a host call for each on every
     /// request. Emptied by each flush: a request costs one hash lookup and a tick one host
@@ -51,20 +56,32 @@ pub struct HostMetrics {
     pending: fnv::FnvHashMap<u32, i64>,
 }
 
+/// Metrics a flush defines at most, beyond those used since the last one.
+const DEFINES_PER_FLUSH: usize = 2048;
+
+/// A backend's metric ids, `None` until defined: counters in [`BackendCounter::ALL`] order,
+/// then gauges in [`BackendGauge::ALL`] order.
+type Slots = [Option<u32>; 7];
+
+struct BackendMetrics {
+    id: String,
+    slots: Slots,
+    /// The healthy gauge's value, until the gauge is defined and it is recorded.
+    healthy: Option<bool>,
+}
+
 fn define(kind: MetricType, name: &str) -> Option<u32> {
     hostcalls::define_metric(kind, name).ok()
 }
 
-/// The counters and gauges of one backend, in [`BackendCounter::ALL`] then
-/// [`BackendGauge::ALL`] order.
-fn define_backend(label: &str, id: &str) -> [Option<u32>; 7] {
-    let mut ids = [None; 7];
-    let names = BackendCounter::ALL.map(|c| (MetricType::Counter, c.name()));
-    let gauges = BackendGauge::ALL.map(|g| (MetricType::Gauge, g.name()));
-    for (slot, (kind, name)) in ids.iter_mut().zip(names.into_iter().chain(gauges)) {
-        *slot = define(kind, &metrics::backend_metric(name, label, id));
+/// The kind and name of a backend's metric in `slot` (see [`Slots`]).
+fn slot_metric(slot: usize) -> Option<(MetricType, &'static str)> {
+    match BackendCounter::ALL.get(slot) {
+        Some(c) => Some((MetricType::Counter, c.name())),
+        None => BackendGauge::ALL
+            .get(slot.checked_sub(BackendCounter::ALL.len())?)
+            .map(|g| (MetricType::Gauge, g.name())),
     }
-    ids
 }
 
 fn counter_slot(c: BackendCounter) -> usize {
@@ -76,20 +93,37 @@ fn gauge_slot(g: BackendGauge) -> usize {
 }
 
 impl HostMetrics {
+    /// Defines the pool's metrics; the backends' are defined as used and on later flushes.
     pub fn define(cluster: &str, pool: &Pool) -> Self {
         let label = metrics::pool_label(cluster);
-        let backends: Vec<[Option<u32>; 7]> =
-            pool.iter().map(|b| define_backend(&label, &b.id)).collect();
-        let defined = pool.iter().map(|b| b.id.clone()).zip(backends.iter().copied()).collect();
+        let backends = pool
+            .iter()
+            .map(|b| BackendMetrics { id: b.id.clone(), slots: [None; 7], healthy: None })
+            .collect();
         let pool = PoolCounter::ALL
             .map(|c| define(MetricType::Counter, &metrics::pool_metric(c.name(), &label)));
         let pool_gauges = PoolGauge::ALL
             .map(|g| define(MetricType::Gauge, &metrics::pool_metric(g.name(), &label)));
-        HostMetrics { backends, pool, pool_gauges, label, defined, pending: Default::default() }
+        HostMetrics {
+            backends,
+            backlog: 0,
+            pool,
+            pool_gauges,
+            label,
+            defined: Default::default(),
+            pending: Default::default(),
+        }
     }
 
-    fn id(&self, backend: usize, slot: usize) -> Option<u32> {
-        self.backends.get(backend).and_then(|ids| ids.get(slot).copied().flatten())
+    /// The id of `backend`'s metric in `slot`, defined now if this VM has not yet.
+    fn id(&mut self, backend: usize, slot: usize) -> Option<u32> {
+        let b = self.backends.get_mut(backend)?;
+        let cell = b.slots.get_mut(slot)?;
+        if cell.is_none() {
+            let (kind, name) = slot_metric(slot)?;
+            *cell = define(kind, &metrics::backend_metric(name, &self.label, &b.id));
+        }
+        *cell
     }
 
     fn add(&mut self, id: Option<u32>, delta: i64) {
@@ -97,18 +131,48 @@ impl HostMetrics {
         *self.pending.entry(id).or_insert(0) += delta;
     }
 
-    /// The host's value plus this VM's share not yet flushed.
-    fn read(&self, id: Option<u32>) -> Option<u64> {
-        let id = id?;
+    /// The host's value plus this VM's share not yet flushed. A metric this VM has not yet
+    /// defined is looked up by name (a define of an existing name returns its id; Envoy's
+    /// value is the one every worker adds to): the status page is the only reader.
+    fn read(&self, backend: usize, slot: usize) -> Option<u64> {
+        let b = self.backends.get(backend)?;
+        let id = match b.slots.get(slot).copied().flatten() {
+            Some(id) => id,
+            None => {
+                let (kind, name) = slot_metric(slot)?;
+                define(kind, &metrics::backend_metric(name, &self.label, &b.id))?
+            }
+        };
         let host = hostcalls::get_metric(id).ok()?;
         let mine = self.pending.get(&id).copied().unwrap_or(0);
         Some(host.saturating_add_signed(mine))
+    }
+
+    /// Defines up to about `budget` metrics not defined yet, in pool order, and records the
+    /// healthy gauges that waited for theirs.
+    fn define_backlog(&mut self, budget: usize) {
+        let mut spent = 0;
+        while spent < budget {
+            let i = self.backlog;
+            let Some(b) = self.backends.get(i) else { break };
+            let slots = b.slots;
+            for (slot, _) in slots.iter().enumerate().filter(|(_, id)| id.is_none()) {
+                self.id(i, slot);
+                spent += 1;
+            }
+            let waiting = self.backends.get_mut(i).and_then(|b| b.healthy.take());
+            if let Some(up) = waiting {
+                self.healthy(i, up);
+            }
+            self.backlog += 1;
+        }
     }
 }
 
 impl Metrics for HostMetrics {
     fn count(&mut self, backend: usize, counter: BackendCounter) {
-        self.add(self.id(backend, counter_slot(counter)), 1);
+        let id = self.id(backend, counter_slot(counter));
+        self.add(id, 1);
     }
 
     fn pool(&mut self, counter: PoolCounter) {
@@ -118,12 +182,20 @@ impl Metrics for HostMetrics {
     }
 
     fn in_flight(&mut self, backend: usize, delta: i64) {
-        self.add(self.id(backend, gauge_slot(BackendGauge::InFlight)), delta);
+        let id = self.id(backend, gauge_slot(BackendGauge::InFlight));
+        self.add(id, delta);
     }
 
+    /// Recorded at once when the gauge is defined; otherwise kept for [`Metrics::flush`]
+    /// (at configure every backend's is set: defining them all there is what this saves).
     fn healthy(&mut self, backend: usize, up: bool) {
-        if let Some(id) = self.id(backend, gauge_slot(BackendGauge::Healthy)) {
-            let _ = hostcalls::record_metric(id, u64::from(up));
+        let Some(b) = self.backends.get_mut(backend) else { return };
+        match b.slots.get(gauge_slot(BackendGauge::Healthy)).copied().flatten() {
+            Some(id) => {
+                b.healthy = None;
+                let _ = hostcalls::record_metric(id, u64::from(up));
+            }
+            None => b.healthy = Some(up),
         }
     }
 
@@ -134,21 +206,36 @@ impl Metrics for HostMetrics {
         }
     }
 
-    fn repool(&mut self, pool: &Pool, _moved: &[Option<usize>]) {
-        let label = &self.label;
-        let defined = &mut self.defined;
+    /// The defined ids are kept by backend id, a healthy value not yet recorded follows its
+    /// backend, and the backlog starts over.
+    fn repool(&mut self, pool: &Pool, moved: &[Option<usize>]) {
+        let mut waiting = vec![None; pool.len()];
+        for (old, b) in self.backends.drain(..).enumerate() {
+            if let Some(slot) = moved.get(old).copied().flatten().and_then(|n| waiting.get_mut(n)) {
+                *slot = b.healthy;
+            }
+            if b.slots.iter().any(Option::is_some) {
+                self.defined.insert(b.id, b.slots);
+            }
+        }
         self.backends = pool
             .iter()
-            .map(|b| *defined.entry(b.id.clone()).or_insert_with(|| define_backend(label, &b.id)))
+            .zip(waiting)
+            .map(|(b, healthy)| BackendMetrics {
+                id: b.id.clone(),
+                slots: self.defined.get(&b.id).copied().unwrap_or([None; 7]),
+                healthy,
+            })
             .collect();
+        self.backlog = 0;
     }
 
     fn gauge(&self, backend: usize, gauge: BackendGauge) -> Option<u64> {
-        self.read(self.id(backend, gauge_slot(gauge)))
+        self.read(backend, gauge_slot(gauge))
     }
 
     fn counted(&self, backend: usize, counter: BackendCounter) -> Option<u64> {
-        self.read(self.id(backend, counter_slot(counter)))
+        self.read(backend, counter_slot(counter))
     }
 
     fn flush(&mut self) {
@@ -157,6 +244,7 @@ impl Metrics for HostMetrics {
                 let _ = hostcalls::increment_metric(id, delta);
             }
         }
+        self.define_backlog(DEFINES_PER_FLUSH);
     }
 }
 
