@@ -29,7 +29,7 @@ export ENVOY_BIN
 export ENVOY_LB_WASM := $(CURDIR)/$(WASM)
 export BENCH_ROUNDS BENCH_SECONDS
 
-.PHONY: help build wasm-target wasm-opt chromium compose-client envoy demo-backend run test unit integration lint check-config bench soak noop-filter ext-proc-picker wrk fuzz mutants clean
+.PHONY: help build wasm-target wasm-opt chromium compose-client envoy demo-backend run test test-binaries unit integration lint check-config bench soak noop-filter ext-proc-picker wrk fuzz mutants clean
 
 help:
 	@echo "make run     build, start 3 demo backends + Envoy on :10000 (Ctrl-C stops)"
@@ -99,8 +99,10 @@ run: build envoy demo-backend
 unit:
 	cargo test --workspace --lib --bins
 
-integration: build envoy chromium compose-client noop-filter ext-proc-picker wrk
-	cargo test --test '*'
+# --workspace: the same feature set as `make test`, so a second run (CI's older Envoy) reuses
+# every compiled dependency instead of building them again for the root package alone.
+integration: build envoy chromium compose-client noop-filter test-binaries wrk
+	cargo test --workspace --test '*'
 
 # Debian's Chromium for the browser test (tests/browser.rs).
 chromium:
@@ -115,8 +117,16 @@ compose-client:
 	  echo "installing Debian's docker-compose for the compose file test"; \
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; }
 
-test: build envoy chromium compose-client noop-filter ext-proc-picker wrk
+test: build envoy chromium compose-client noop-filter test-binaries wrk
 	cargo test --workspace
+
+# The test binaries and every workspace binary, with `cargo test --workspace`'s features and
+# profile, so the test run compiles nothing more; among them target/debug/ext-proc-picker, which
+# the bench smoke runs (EXT_PROC_PICKER: no timing is asserted there, and the `picker` profile's
+# optimised build of tonic would add minutes to every CI run; `make bench` uses that one).
+test-binaries:
+	cargo build --workspace --bins --tests
+test integration: export EXT_PROC_PICKER := $(CURDIR)/target/debug/ext-proc-picker
 
 lint: wasm-target
 	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt

@@ -2,8 +2,8 @@
 //! so the harness keeps working: the bench code itself (benches/common/) runs here with small
 //! parameters, into a temporary file that must then hold every variant's row with positive
 //! figures. Needs wrk (`make wrk`), the no-op filter (`make noop-filter`), the ext_proc picker
-//! (`make ext-proc-picker`), Envoy and the built filter. The two runs take turns: each loads the
-//! machine.
+//! (`EXT_PROC_PICKER`, the dev build that `make test` names, or `make ext-proc-picker`), Envoy
+//! and the built filter. The two runs take turns: each loads the machine.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;

@@ -12,8 +12,9 @@
 //! /proc/<pid>/stat) / (increase of `http.ingress.downstream_rq_total`) over one wrk run.
 //! A returning-session run must have every answer from the cookie's backend (the demo
 //! backends' counters), so it cannot silently measure new sessions. Every Envoy (variant × workers) stays
-//! up for the whole run and rounds are interleaved (a b c … a b c …), so slow drift of the
-//! machine spreads over all variants.
+//! up for the whole run and rounds are interleaved, so slow drift of the machine spreads over
+//! all variants; every ratio is the median of the ratios within each round (the two variants
+//! measured back to back, [`ORDER`]).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -41,6 +42,18 @@ const STICKY_RETURNING: char = 'h';
 const STATEFUL: char = 'i';
 const STATEFUL_RETURNING: char = 'j';
 const PICKER: char = 'k';
+
+/// The order in which a round measures the variants (see [`run`]).
+const ORDER: &str = "abckdihjefg";
+
+/// The median over rounds of `num`'s CPU per request ÷ `den`'s in the same round, with the
+/// smallest and largest of those ratios.
+fn paired(num: &Cell, den: &Cell) -> (f64, f64, f64) {
+    let ratios: Vec<f64> =
+        num.samples.iter().zip(&den.samples).map(|(a, b)| a.us_per_req / b.us_per_req).collect();
+    let (lo, hi) = min_max(&ratios);
+    (median(&ratios), lo, hi)
+}
 
 /// The side-by-side ratios: numerator, denominator, what they compare, the goal (≤).
 const SIDE_BY_SIDE: [(char, char, &str, f64); 3] = [
@@ -191,9 +204,26 @@ pub async fn run(p: &Params) -> String {
             });
         }
     }
+    // The measuring order of a round: the variants that a ratio divides back to back (the
+    // no-op after native, round robin after the no-op, each side-by-side pair), a baseline right
+    // after its own variant; every other round in reverse, so neither side of a pair is always
+    // first. This machine's speed drifts over tens of seconds (a shared VM): the ratios are
+    // taken within each round, of measurements seconds apart.
+    let position = |c: &Cell| {
+        let key = variants[c.variant].key;
+        let at = ORDER.find(key.to_ascii_lowercase()).unwrap_or(ORDER.len());
+        (c.workers, at, key.is_ascii_uppercase())
+    };
+    cells.sort_by_key(position);
     let t0 = Instant::now();
     for round in 0..p.rounds {
-        for cell in &mut cells {
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..cells.len()).collect()
+        } else {
+            (0..cells.len()).rev().collect()
+        };
+        for i in order {
+            let cell = &mut cells[i];
             let s =
                 measure(&cell.proxy, p.seconds, round == 0, cell.session.as_ref(), &backends).await;
             eprintln!(
@@ -236,12 +266,17 @@ pub async fn run(p: &Params) -> String {
         "- ({STATEFUL}), ({STATEFUL_RETURNING}): the shipped envoy.yaml without the wasm filter, \
          `envoy.filters.http.stateful_session` with `envoy.http.stateful_session.cookie` \
          (`{STATEFUL_COOKIE}`, path `/`, ttl 3600 s; not strict) before the router, cluster \
-         `pool` ROUND_ROBIN, no health checks. ({PICKER}): the shipped envoy.yaml without the \
+         `pool` ROUND_ROBIN with Envoy's active health checks (`GET /healthz` every 2 s, as \
+         the envoy-lb sticky variants probe). ({PICKER}): the shipped envoy.yaml without the \
          wasm filter, `envoy.filters.http.ext_proc` before the router (request headers SEND, \
          all else SKIP/NONE, `failure_mode_allow: false`) calling ext-proc-picker (this \
-         repository's, tonic + envoy-types, `make ext-proc-picker`; round robin, sets \
+         repository's, tonic + envoy-types, `{}`; round robin, sets \
          `x-gateway-destination-endpoint`) over a STATIC HTTP/2 cluster on 127.0.0.1; cluster \
-         `pool` and its override_host policy as shipped"
+         `pool` and its override_host policy as shipped",
+        super::picker_path()
+            .strip_prefix(super::repo_root())
+            .unwrap_or(&super::picker_path())
+            .display()
     );
     let _ = writeln!(
         md,
@@ -250,7 +285,11 @@ pub async fn run(p: &Params) -> String {
          answer (checked)\n",
         super::clock_ticks_per_s()
     );
-    let _ = writeln!(md, "## Envoy CPU per request (µs)\n");
+    let _ = writeln!(
+        md,
+        "## Envoy CPU per request (µs)\n\nThe × columns: the median over rounds of the ratio \
+         to (a), (b) measured in the same round.\n"
+    );
     let _ = writeln!(
         md,
         "| variant | workers | median µs/req | min–max | × native (a) | × no-op (b) | req/s (median) |"
@@ -259,31 +298,35 @@ pub async fn run(p: &Params) -> String {
     let med = |c: &Cell| median(&c.samples.iter().map(|s| s.us_per_req).collect::<Vec<_>>());
     for &w in &p.workers {
         let of = |i: usize| cells.iter().find(|c| c.variant == i && c.workers == w);
-        let (native, noop) = (of(0).map(med).unwrap(), of(1).map(med).unwrap());
+        let (native, noop) = (of(0).unwrap(), of(1).unwrap());
         for (i, v) in variants.iter().enumerate() {
             let c = of(i).unwrap();
             let us: Vec<f64> = c.samples.iter().map(|s| s.us_per_req).collect();
             let rps: Vec<f64> = c.samples.iter().map(|s| s.rps).collect();
             let (lo, hi) = min_max(&us);
             let m = median(&us);
+            let (x_native, x_noop) = (paired(c, native).0, paired(c, noop).0);
             let _ = writeln!(
                 md,
-                "| ({}) {} | {w} | {m:.1} | {lo:.1}–{hi:.1} | {:.2} | {:.2} | {:.0} |",
+                "| ({}) {} | {w} | {m:.1} | {lo:.1}–{hi:.1} | {x_native:.2} | {x_noop:.2} | {:.0} |",
                 v.key,
                 v.label(),
-                m / native,
-                m / noop,
                 median(&rps)
             );
         }
     }
     let _ = writeln!(
         md,
-        "\n## Side by side with what users would pick instead (issue #17)\n\nMedian CPU per \
-         request of this run, ratio of the two variants; the goal is ≤ the given ratio.\n"
+        "\n## Side by side with what users would pick instead (issue #17)\n\nThe ratio of the \
+         two variants' CPU per request: the median over rounds of the ratio within each round \
+         (the two measured back to back), its smallest and largest; beside it the medians of \
+         each. The goal is ≤ the given ratio.\n"
     );
-    let _ = writeln!(md, "| workers | comparison | variants | µs/req | ratio | goal | met |");
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        md,
+        "| workers | comparison | variants | median µs/req | ratio | ratio min–max | goal | met |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
     for &w in &p.workers {
         let of = |key: char| {
             let i = variants.iter().position(|v| v.key == key).unwrap();
@@ -291,10 +334,11 @@ pub async fn run(p: &Params) -> String {
         };
         for (num, den, what, goal) in SIDE_BY_SIDE {
             let (a, b) = (med(of(num)), med(of(den)));
-            let ratio = a / b;
+            let (ratio, lo, hi) = paired(of(num), of(den));
             let _ = writeln!(
                 md,
-                "| {w} | {what} | ({num}) ÷ ({den}) | {a:.1} ÷ {b:.1} | {ratio:.2} | ≤ {goal:.2} | {} |",
+                "| {w} | {what} | ({num}) ÷ ({den}) | {a:.1} ÷ {b:.1} | {ratio:.2} | \
+                 {lo:.2}–{hi:.2} | ≤ {goal:.2} | {} |",
                 if ratio <= goal { "yes" } else { "no" }
             );
         }
@@ -318,7 +362,8 @@ pub async fn run(p: &Params) -> String {
         let _ = writeln!(
             md,
             "\n## Before / after\n\nThe built envoy_lb.wasm ÷ the baseline `{}` ({} bytes; \
-             upper-case keys), median µs/req of the same run.\n",
+             upper-case keys), median µs/req of the same run; the ratio is the median of the ratios \
+             within each round.\n",
             base.display(),
             std::fs::metadata(&base).map_or(0, |m| m.len())
         );
@@ -332,15 +377,17 @@ pub async fn run(p: &Params) -> String {
                 let twin = variants.iter().position(|b| {
                     matches!(b.kind, Kind::Baseline(_)) && b.key == v.key.to_ascii_uppercase()
                 });
-                let (Some(built), Some(base)) = (of(i).map(med), twin.and_then(of).map(med)) else {
+                let (Some(built), Some(base)) = (of(i), twin.and_then(of)) else {
                     continue;
                 };
                 let _ = writeln!(
                     md,
-                    "| ({}) {} | {w} | {built:.1} | {base:.1} | {:.3} |",
+                    "| ({}) {} | {w} | {:.1} | {:.1} | {:.3} |",
                     v.key,
                     v.name,
-                    built / base
+                    med(built),
+                    med(base),
+                    paired(built, base).0
                 );
             }
         }

@@ -39,7 +39,7 @@ pub enum Kind {
     NativeLeastRequest,
     /// No wasm filter; Envoy's own sticky sessions: `envoy.filters.http.stateful_session` with
     /// the cookie extension ([`STATEFUL_COOKIE`]) before the router, cluster `pool` with a plain
-    /// ROUND_ROBIN policy.
+    /// ROUND_ROBIN policy and Envoy's active health checks ([`NATIVE_HEALTH`]).
     NativeStatefulSession,
     /// No wasm filter; `envoy.filters.http.ext_proc` before the router asks the ext_proc picker
     /// (ext-proc-picker/, round robin, a process of its own started with the Envoy) about the
@@ -134,13 +134,16 @@ impl Params {
     }
 }
 
-/// The ext_proc picker's binary (`make ext-proc-picker`, the `picker` profile). Fails loudly.
+/// The ext_proc picker's binary: `EXT_PROC_PICKER` when set (`make test` and `make integration`
+/// set it to their dev build, for the bench smoke), else the optimised build of
+/// `make ext-proc-picker` (the `picker` profile), which `make bench` measures. Fails loudly.
 pub fn picker_path() -> PathBuf {
-    let path = repo_root().join("target/picker/ext-proc-picker");
+    let path = std::env::var_os("EXT_PROC_PICKER")
+        .map_or_else(|| repo_root().join("target/picker/ext-proc-picker"), PathBuf::from);
     assert!(
         path.is_file(),
-        "{} missing: run `make ext-proc-picker` (`make bench`, `make test` and `make integration` \
-         build it)",
+        "{} missing: run `make ext-proc-picker` (`make bench` builds it; `make test` and \
+         `make integration` build target/debug/ext-proc-picker and name it in EXT_PROC_PICKER)",
         path.display()
     );
     path
@@ -178,6 +181,11 @@ pub fn require_tools(wrk: bool, noop: bool, variants: &[Variant]) {
 /// The cookie of [`Kind::NativeStatefulSession`]: name, path and TTL as envoy-lb's sticky
 /// variants have them (the filter's default `ttl_s` is 3600).
 pub const STATEFUL_COOKIE: &str = "envoy_session";
+
+/// The active health checks of [`Kind::NativeStatefulSession`]'s cluster: those of envoy-lb's
+/// sticky variants (`GET /healthz` every 2 s, 1 s timeout).
+pub const NATIVE_HEALTH: &str = "[{timeout: 1s, interval: 2s, unhealthy_threshold: 2, \
+    healthy_threshold: 1, http_health_check: {path: /healthz}}]";
 
 /// The HTTP filters that a kind puts before the router, in place of the wasm filter.
 fn native_filters(kind: &Kind) -> Option<String> {
@@ -285,6 +293,10 @@ pub fn render_with_picker(
         let pool = clusters.iter_mut().find(|c| c["name"] == "pool").expect("no cluster pool");
         let pool = pool.as_mapping_mut().unwrap();
         pool.remove("load_balancing_policy");
+        if matches!(kind, Kind::NativeStatefulSession) {
+            // The twin of envoy-lb's sticky variants, which probe every 2 s too.
+            pool.insert("health_checks".into(), serde_yaml_ng::from_str(NATIVE_HEALTH).unwrap());
+        }
         if !matches!(kind, Kind::NativeLeastRequest) {
             pool.insert("lb_policy".into(), "ROUND_ROBIN".into());
         } else {
