@@ -34,10 +34,12 @@ impl SharedStore for HostStore {
 /// The metrics of [`crate::metrics`] as proxy-wasm stats (the same name is the same
 /// process-wide stat, so every worker adds to one counter). A define is a host call and an
 /// entry in Envoy's stat store: defining each backend's seven at configure took most of the
-/// configure time at 10,000 backends (#16). So a backend's metric is defined when this VM
-/// first counts or sets it, and the rest a bounded number per tick ([`DEFINES_PER_FLUSH`]), so
-/// every series exists, at zero, a few ticks after a configure (a counter born at its first
-/// increment would hide that increment from Prometheus' `increase()`).
+/// configure time at 10,000 backends (#16). So the first [`EAGER_BACKENDS`] backends' are
+/// defined at configure (where a define costs a fraction of one in a tick: bench/RESULTS.md),
+/// and beyond them a backend's metric is defined when this VM first counts or sets it and the
+/// rest a bounded number per tick ([`DEFINES_PER_FLUSH`]), so every series exists, at zero,
+/// soon after a configure (a counter born at its first increment would hide that increment from
+/// Prometheus' `increase()`).
 pub struct HostMetrics {
     /// Per backend, in pool order.
     backends: Vec<BackendMetrics>,
@@ -56,8 +58,11 @@ pub struct HostMetrics {
     pending: fnv::FnvHashMap<u32, i64>,
 }
 
-/// Metrics a flush defines at most, beyond those used since the last one.
-const DEFINES_PER_FLUSH: usize = 2048;
+/// Backends whose metrics are all defined at configure: 7,000 defines, about 10–30 ms.
+const EAGER_BACKENDS: usize = 1_000;
+
+/// Metrics a flush defines at most, beyond those used since the last one (5–10 ms of a tick).
+const DEFINES_PER_FLUSH: usize = 512;
 
 /// A backend's metric ids, `None` until defined: counters in [`BackendCounter::ALL`] order,
 /// then gauges in [`BackendGauge::ALL`] order.
@@ -93,7 +98,8 @@ fn gauge_slot(g: BackendGauge) -> usize {
 }
 
 impl HostMetrics {
-    /// Defines the pool's metrics; the backends' are defined as used and on later flushes.
+    /// Defines the pool's metrics and those of its first [`EAGER_BACKENDS`] backends; the
+    /// others' are defined as used and on later flushes.
     pub fn define(cluster: &str, pool: &Pool) -> Self {
         let label = metrics::pool_label(cluster);
         let backends = pool
@@ -104,7 +110,7 @@ impl HostMetrics {
             .map(|c| define(MetricType::Counter, &metrics::pool_metric(c.name(), &label)));
         let pool_gauges = PoolGauge::ALL
             .map(|g| define(MetricType::Gauge, &metrics::pool_metric(g.name(), &label)));
-        HostMetrics {
+        let mut metrics = HostMetrics {
             backends,
             backlog: 0,
             pool,
@@ -112,7 +118,9 @@ impl HostMetrics {
             label,
             defined: Default::default(),
             pending: Default::default(),
-        }
+        };
+        metrics.define_backlog(EAGER_BACKENDS.saturating_mul(7));
+        metrics
     }
 
     /// The id of `backend`'s metric in `slot`, defined now if this VM has not yet.
