@@ -5,14 +5,14 @@
 //! (`noop-filter/`, the floor of any wasm filter); (c)–(g) envoy-lb with several algorithms;
 //! (h) envoy-lb round robin + sticky + health checks with returning sessions (wrk sends back the
 //! cookie the filter issued); beside them what users would pick instead (issue #17): (i), (j)
-//! Envoy's own sticky sessions (`stateful_session` cookie, native round robin) for new and
-//! returning sessions, and (k) an external endpoint picker over ext_proc (ext-proc-picker/, the
+//! Envoy's own sticky sessions (`stateful_session` cookie, native round robin, Envoy's health
+//! checks) for new and returning sessions, and (k) an external endpoint picker over ext_proc (ext-proc-picker/, the
 //! Gateway API Inference Extension's design) steering the same override_host cluster.
 //! CPU per request = (utime + stime of the Envoy process, and of the picker's for (k),
 //! /proc/<pid>/stat) / (increase of `http.ingress.downstream_rq_total`) over one wrk run.
 //! A returning-session run must have every answer from the cookie's backend (the demo
-//! backends' counters), so it cannot silently measure new sessions. Every Envoy (variant × workers) stays
-//! up for the whole run and rounds are interleaved, so slow drift of the machine spreads over
+//! backends' counters), so it cannot silently measure new sessions. Every Envoy (variant ×
+//! workers) stays up for the whole run and rounds are interleaved, so slow drift of the machine spreads over
 //! all variants; every ratio is the median of the ratios within each round (the two variants
 //! measured back to back, [`ORDER`]).
 
