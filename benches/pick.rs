@@ -72,6 +72,7 @@ fn picks(c: &mut Criterion) {
                         key: Some(key),
                         load: &mut load,
                         now_ns: 1_000_000,
+                        reported: None,
                     };
                     balancer.pick(&mut ctx, &mut out);
                     black_box(out.as_slice().first().copied())
@@ -101,6 +102,7 @@ fn round_robin_distinct_weights(c: &mut Criterion) {
                     key: None,
                     load: &mut lb::NoLoad,
                     now_ns: 0,
+                    reported: None,
                 };
                 balancer.pick(&mut ctx, &mut out);
                 black_box(out.as_slice().first().copied())

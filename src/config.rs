@@ -21,7 +21,10 @@ use serde::Deserialize;
 #[cfg(any(test, feature = "testing"))]
 pub use algorithm::ALGORITHMS;
 pub use algorithm::{Algorithm, AlgorithmConfig, HashOn};
-use algorithm::{RawAlgorithm, RawHashOn, RawLeastRequest, RawLeastTime, RawMaglev, RawRingHash};
+use algorithm::{
+    RawAlgorithm, RawCswrr, RawHashOn, RawLeastLoad, RawLeastRequest, RawLeastTime, RawMaglev,
+    RawRingHash,
+};
 use discovery::RawDiscovery;
 pub use discovery::{Discovery, DiscoverySource};
 pub use health_check::HealthCheck;
@@ -94,6 +97,9 @@ pub struct Config {
     pub sticky: Option<Sticky>,
     /// The local status endpoint; `None` when the JSON has no `status` block.
     pub status: Option<Status>,
+    /// How load reports are asked for and shown to clients (used by the algorithms that read
+    /// them).
+    pub load_reports: LoadReports,
     /// xxHash64 of the configuration text: tells configurations apart (status page).
     pub digest: u64,
 }
@@ -117,6 +123,9 @@ struct RawConfig {
     maglev: Option<Obj<RawMaglev>>,
     ring_hash: Option<Obj<RawRingHash>>,
     balance_factor: Option<Num<1, 100>>,
+    client_side_weighted_round_robin: Option<Obj<RawCswrr>>,
+    least_load: Option<Obj<RawLeastLoad>>,
+    load_reports: Option<Obj<RawLoadReports>>,
     health_check: Option<Obj<RawHealthCheck>>,
     panic_threshold_percent: Option<Int<0, 100>>,
     outlier_detection: Option<Obj<RawOutlier>>,
@@ -215,8 +224,19 @@ impl RawConfig {
             maglev: self.maglev.map(|b| b.0),
             ring_hash: self.ring_hash.map(|b| b.0),
             balance_factor: self.balance_factor.map(|n| n.0),
+            client_side_weighted_round_robin: self.client_side_weighted_round_robin.map(|b| b.0),
+            least_load: self.least_load.map(|b| b.0),
         }
         .validate(pool.len())?;
+        if self.load_reports.is_some() && !balancing.algorithm.reads_reports() {
+            return Err(ConfigError::at(
+                "$.load_reports",
+                "does not apply to the chosen algorithm; valid: remove it, or use it with \
+                 client_side_weighted_round_robin or least_load",
+            ));
+        }
+        let load_reports = self.load_reports.map(|r| r.0.validate()).transpose()?;
+        let load_reports = load_reports.unwrap_or_default();
         let health_check = self.health_check.map(|h| h.0.validate()).transpose()?;
         let mut health_check = health_check;
         if let Some(check) = health_check.as_mut().filter(|c| c.host.is_none()) {
@@ -252,7 +272,64 @@ impl RawConfig {
             slow_start_ms: self.slow_start_ms.map_or(0, |n| u64::from(n.0)),
             sticky: self.sticky.map(|s| s.0.validate()).transpose()?,
             status: self.status.map(|s| s.0.validate()).transpose()?,
+            load_reports,
             digest: 0,
+        })
+    }
+}
+
+/// The `load_reports` block.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LoadReports {
+    /// A request header (lower-case name, value) added to ask backends for reports.
+    pub request_header: Option<(String, String)>,
+    /// Remove the report headers from the response the client gets.
+    pub remove_from_response: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLoadReports {
+    request_header: Option<Str>,
+    request_header_value: Option<Str>,
+    remove_from_response: Option<Flag>,
+}
+
+impl RawLoadReports {
+    fn validate(self) -> Result<LoadReports, ConfigError> {
+        let request_header = match (self.request_header, self.request_header_value) {
+            (None, None) => None,
+            (Some(Str(name)), value) => {
+                let name = text::header_name(&name, "endpoint-load-metrics-format")
+                    .map_err(|m| ConfigError::at("$.load_reports.request_header", m))?;
+                if name.starts_with(':') || name == "host" {
+                    return Err(ConfigError::at(
+                        "$.load_reports.request_header",
+                        "names a header Envoy routes on; valid: e.g. endpoint-load-metrics-format",
+                    ));
+                }
+                let value = value.map_or_else(|| "TEXT".to_string(), |v| v.0);
+                let ok = value.len() <= 256
+                    && value.bytes().all(|c| c == b'\t' || (b' '..0x7f).contains(&c));
+                if !ok {
+                    return Err(ConfigError::at(
+                        "$.load_reports.request_header_value",
+                        format!("{:?} is not a header value; valid: up to 256 visible ASCII characters, e.g. TEXT", shown(&value)),
+                    ));
+                }
+                Some((name, value))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::at(
+                    "$.load_reports.request_header_value",
+                    "needs request_header; valid: set both, e.g. \"request_header\": \
+                     \"endpoint-load-metrics-format\", \"request_header_value\": \"TEXT\"",
+                ))
+            }
+        };
+        Ok(LoadReports {
+            request_header,
+            remove_from_response: self.remove_from_response.is_some_and(|f| f.0),
         })
     }
 }

@@ -29,6 +29,7 @@ public_with_testing!(
     health,
     lb,
     metrics,
+    orca,
     original_dst,
     router,
     state,
@@ -48,6 +49,8 @@ mod health;
 mod lb;
 #[cfg(not(feature = "testing"))]
 mod metrics;
+#[cfg(not(feature = "testing"))]
+mod orca;
 #[cfg(not(feature = "testing"))]
 mod original_dst;
 #[cfg(not(feature = "testing"))]

@@ -46,6 +46,10 @@ pub enum PoolCounter {
     /// Responses that came from a host the filter did not list: the cluster ignores the
     /// steering (e.g. it has no override_host policy).
     SteeringIgnored,
+    /// Load reports read from responses.
+    LoadReports,
+    /// Load reports that could not be read (malformed, too large, or binary).
+    LoadReportsInvalid,
 }
 
 /// Gauges per pool.
@@ -56,6 +60,9 @@ pub enum PoolGauge {
     /// Endpoints in the last discovery snapshot.
     DiscoveryEndpoints,
 }
+
+/// The per-backend gauge of [`Metrics::load_weight`].
+pub const LOAD_WEIGHT: &str = "lb_load_weight";
 
 impl PoolGauge {
     pub const ALL: [PoolGauge; 2] = [PoolGauge::DiscoveryAgeMs, PoolGauge::DiscoveryEndpoints];
@@ -100,7 +107,7 @@ impl BackendGauge {
 }
 
 impl PoolCounter {
-    pub const ALL: [PoolCounter; 7] = [
+    pub const ALL: [PoolCounter; 9] = [
         PoolCounter::StickyHits,
         PoolCounter::StickyMisses,
         PoolCounter::StickyInvalid,
@@ -108,6 +115,8 @@ impl PoolCounter {
         PoolCounter::PanicMode,
         PoolCounter::DiscoveryErrors,
         PoolCounter::SteeringIgnored,
+        PoolCounter::LoadReports,
+        PoolCounter::LoadReportsInvalid,
     ];
 
     pub fn name(self) -> &'static str {
@@ -119,6 +128,8 @@ impl PoolCounter {
             PoolCounter::PanicMode => "lb_panic_mode_total",
             PoolCounter::DiscoveryErrors => "lb_discovery_errors_total",
             PoolCounter::SteeringIgnored => "lb_steering_ignored_total",
+            PoolCounter::LoadReports => "lb_load_reports_total",
+            PoolCounter::LoadReportsInvalid => "lb_load_reports_invalid_total",
         }
     }
 }
@@ -155,6 +166,9 @@ pub trait Metrics {
     fn in_flight(&mut self, _backend: usize, _delta: i64) {}
     /// Whether `backend` may be picked, on every change this VM sees.
     fn healthy(&mut self, _backend: usize, _up: bool) {}
+    /// The weight `backend` has from load reports (client_side_weighted_round_robin), on
+    /// every change; the gauge `lb_load_weight` exists only for pools that weigh by reports.
+    fn load_weight(&mut self, _backend: usize, _weight: u32) {}
     /// Sets a pool gauge.
     fn pool_gauge(&mut self, _gauge: PoolGauge, _value: u64) {}
     /// The pool changed to `pool` (discovery); `moved[i]` is the new index of old backend `i`.

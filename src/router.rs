@@ -10,6 +10,7 @@ use std::rc::Rc;
 use crate::config::{Config, HashOn, TargetMode};
 mod discovery;
 mod health;
+mod reports;
 mod status;
 mod steering;
 mod sticky;
@@ -167,6 +168,8 @@ pub struct Router {
     shown_up: Vec<Option<bool>>,
     /// This configuration's generation ([`crate::state::generation`]).
     generation: u64,
+    /// Load reports, for the algorithms that read them.
+    reports: Option<reports::Reports>,
 }
 
 impl Router {
@@ -205,6 +208,7 @@ impl Router {
         let rng = fastrand::Rng::with_seed(seed);
         let generation = crate::state::generation::register(&store, &config.cluster, config.digest);
         let shown_up = vec![None; config.pool.len()];
+        let reports = reports::Reports::for_config(&config);
         let mut router = Router {
             config,
             balancer,
@@ -230,7 +234,9 @@ impl Router {
             metrics,
             shown_up,
             generation,
+            reports,
         };
+        router.reports_start();
         if router.prober.is_none() {
             let fixed = health::fixed_availability(&router.config, mono_ns);
             router.availability_is(fixed);
@@ -337,7 +343,7 @@ impl Router {
     /// algorithms, passive ejection); otherwise the adapter may pass the ticket's
     /// [`Ticket::started_ns`] and save a clock read.
     pub fn needs_response_time(&self) -> bool {
-        self.balancer.learns_latency() || self.ejects()
+        self.balancer.learns_latency() || self.ejects() || self.reports.is_some()
     }
 
     /// What [`Router::steer`] needs as `key_input`.
@@ -413,7 +419,9 @@ impl Router {
                 &mut none
             }
         };
-        let mut ctx = PickCtx { accept: &accept, rng: &mut self.rng, key, load, now_ns: mono_ns };
+        let reported = self.reports.as_ref().map(|r| &r.table);
+        let mut ctx =
+            PickCtx { accept: &accept, rng: &mut self.rng, key, load, now_ns: mono_ns, reported };
         self.balancer.pick(&mut ctx, &mut self.picks);
         if self.picks.is_empty() && availability.is_some() {
             admission.set(false);
@@ -555,6 +563,9 @@ impl Router {
             None => 1,
         };
         self.metrics.in_flight(backend, applied);
+        if let Some(r) = self.reports.as_mut() {
+            r.table.sent(backend);
+        }
         ticket.backend = backend;
         ticket.held = true;
     }

@@ -1,4 +1,6 @@
-//! `demo-backend --id b1 --listen 127.0.0.1:8081 [--delay-ms 50] [--fail-rate 0.1] [--unhealthy]`
+//! `demo-backend --id b1 --listen 127.0.0.1:8081 [--delay-ms 50] [--fail-rate 0.1] [--unhealthy]
+//! [--load-report text|json [--capacity-rps 100] [--report-only-when-asked]]
+//! [--queue-slots 4 [--service-ms 20]]`
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -30,6 +32,29 @@ struct Args {
     /// Delay before answering /healthz, in milliseconds (a hanging health endpoint).
     #[arg(long, default_value_t = 0)]
     health_delay_ms: u64,
+    /// Add an ORCA load report (`endpoint-load-metrics`) to every answer but /healthz, in this
+    /// format: text or json.
+    #[arg(long, value_name = "FORMAT")]
+    load_report: Option<demo_backend::ReportFormat>,
+    /// Requests per second the backend can take: the reported utilization is rate / capacity.
+    #[arg(long, requires = "load_report", value_parser = parse_positive)]
+    capacity_rps: Option<f64>,
+    /// Report load only to requests carrying an endpoint-load-metrics-format header.
+    #[arg(long, requires = "load_report")]
+    report_only_when_asked: bool,
+    /// Serve at most this many requests at once; the others wait in a queue.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    queue_slots: Option<u64>,
+    /// Time each request holds its queue slot, in milliseconds (on top of --delay-ms).
+    #[arg(long, requires = "queue_slots", default_value_t = 0)]
+    service_ms: u64,
+}
+
+fn parse_positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number")),
+    }
 }
 
 fn parse_fraction(s: &str) -> Result<f64, String> {
@@ -53,6 +78,15 @@ async fn main() -> ExitCode {
         extra_headers: Vec::new(),
         echo_headers: Vec::new(),
         strict_host: false,
+        load_report: args.load_report.map(|format| demo_backend::LoadReport {
+            format,
+            capacity_rps: args.capacity_rps,
+            only_when_asked: args.report_only_when_asked,
+        }),
+        queue: args.queue_slots.map(|slots| demo_backend::QueueSim {
+            slots: usize::try_from(slots).unwrap_or(usize::MAX),
+            service: Duration::from_millis(args.service_ms),
+        }),
     };
     let running = match demo_backend::start(args.listen, options).await {
         Ok(r) => r,

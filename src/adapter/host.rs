@@ -45,7 +45,7 @@ pub struct HostMetrics {
     backends: Vec<BackendMetrics>,
     /// Backends below it have every metric defined (since the last pool change).
     backlog: usize,
-    pool: [Option<u32>; 7],
+    pool: [Option<u32>; 9],
     pool_gauges: [Option<u32>; 2],
     /// The pool's label, and with discovery the metrics defined so far of every backend seen,
     /// by backend id: a backend that leaves and comes back keeps its ids.
@@ -56,6 +56,9 @@ pub struct HostMetrics {
     /// request. Emptied by each flush: a request costs one hash lookup and a tick one host
     /// call per metric changed since the last, whatever the pool's size.
     pending: fnv::FnvHashMap<u32, i64>,
+    /// The `lb_load_weight` gauge of each backend that has had one, by backend id: defined on
+    /// first use, only by pools that weigh by load reports.
+    load_weights: fnv::FnvHashMap<String, u32>,
 }
 
 /// Backends whose metrics are all defined at configure: 7,000 defines, about 10–30 ms.
@@ -118,6 +121,7 @@ impl HostMetrics {
             label,
             defined: Default::default(),
             pending: Default::default(),
+            load_weights: Default::default(),
         };
         metrics.define_backlog(EAGER_BACKENDS.saturating_mul(7));
         metrics
@@ -205,6 +209,20 @@ impl Metrics for HostMetrics {
             }
             None => b.healthy = Some(up),
         }
+    }
+
+    fn load_weight(&mut self, backend: usize, weight: u32) {
+        let Some(b) = self.backends.get(backend) else { return };
+        let id = match self.load_weights.get(&b.id) {
+            Some(&id) => id,
+            None => {
+                let name = metrics::backend_metric(metrics::LOAD_WEIGHT, &self.label, &b.id);
+                let Some(id) = define(MetricType::Gauge, &name) else { return };
+                self.load_weights.insert(b.id.clone(), id);
+                id
+            }
+        };
+        let _ = hostcalls::record_metric(id, u64::from(weight));
     }
 
     fn pool_gauge(&mut self, gauge: PoolGauge, value: u64) {

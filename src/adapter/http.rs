@@ -99,6 +99,28 @@ fn key_input(source: KeySource<'_>) -> Option<String> {
     }
 }
 
+/// Hands the response's load report, if it has one, to the router: the text header, or the
+/// legacy binary one without it. With `remove_from_response` both are removed from what the
+/// client gets.
+fn read_report(router: &mut Router, ticket: &Ticket, now: u64) {
+    let remove = router.config().load_reports.remove_from_response;
+    let mut read = false;
+    for (name, binary) in [(crate::orca::HEADER, false), (crate::orca::HEADER_BIN, true)] {
+        if read && !remove {
+            return;
+        }
+        if let Some(value) = response_header(name) {
+            if !read {
+                router.on_report(ticket, &value, binary, now);
+                read = true;
+            }
+            if remove {
+                let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, name);
+            }
+        }
+    }
+}
+
 impl Context for Http {}
 
 impl HttpContext for Http {
@@ -142,6 +164,10 @@ impl HttpContext for Http {
             router.on_end(&mut ticket, host::now_ns());
             return reject(503, "internal");
         }
+        if let Some((name, value)) = &router.config().load_reports.request_header {
+            // Asks the backend for a load report (some send them only when asked).
+            let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
+        }
         self.ticket = Some(ticket);
         Action::Continue
     }
@@ -160,6 +186,9 @@ impl HttpContext for Http {
         };
         let now = if router.needs_response_time() { host::now_ns() } else { ticket.started_ns() };
         let answer = router.on_response(ticket, served_by.as_deref(), status, attempts, now);
+        if router.wants_reports() {
+            read_report(router, ticket, now);
+        }
         for line in answer.log {
             log::info!("{line}");
         }

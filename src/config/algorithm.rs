@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-use super::read::{name_of, Flag, Int, Named, Num, Str};
+use super::read::{name_of, Flag, Int, List, Named, Num, Str};
 use super::text::{cookie_name, header_name, shown};
 use super::ConfigError;
 
@@ -27,11 +27,15 @@ pub enum Algorithm {
     Maglev,
     /// Maglev on the client address.
     SourceIpHash,
+    /// Round robin weighted by the backends' ORCA load reports (Envoy's, gRFC A58).
+    ClientSideWeightedRoundRobin,
+    /// Power of two choices on a load metric the backends report.
+    LeastLoad,
 }
 
 /// Every algorithm and its JSON name: the one place the names are written (the public
 /// interface).
-pub const ALGORITHMS: [(Algorithm, &str); 7] = [
+pub const ALGORITHMS: [(Algorithm, &str); 9] = [
     (Algorithm::RoundRobin, "round_robin"),
     (Algorithm::Random, "random"),
     (Algorithm::LeastRequest, "least_request"),
@@ -39,6 +43,8 @@ pub const ALGORITHMS: [(Algorithm, &str); 7] = [
     (Algorithm::RingHash, "ring_hash"),
     (Algorithm::Maglev, "maglev"),
     (Algorithm::SourceIpHash, "source_ip_hash"),
+    (Algorithm::ClientSideWeightedRoundRobin, "client_side_weighted_round_robin"),
+    (Algorithm::LeastLoad, "least_load"),
 ];
 
 impl Named for Algorithm {
@@ -54,6 +60,35 @@ impl Algorithm {
     fn hashes(self) -> bool {
         matches!(self, Algorithm::RingHash | Algorithm::Maglev | Algorithm::SourceIpHash)
     }
+
+    /// Whether it reads the backends' load reports.
+    pub fn reads_reports(self) -> bool {
+        matches!(self, Algorithm::ClientSideWeightedRoundRobin | Algorithm::LeastLoad)
+    }
+}
+
+/// `client_side_weighted_round_robin`'s settings, named and defaulted as Envoy's
+/// (`ClientSideWeightedRoundRobin` proto; durations in ms).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cswrr {
+    pub blackout_period_ms: u64,
+    pub weight_expiration_period_ms: u64,
+    pub weight_update_period_ms: u64,
+    pub error_utilization_penalty: f64,
+    /// Full names (`named_metrics.x`, `utilization.x`, `request_cost.x`).
+    pub metric_names_for_computing_utilization: Vec<String>,
+}
+
+/// `least_load`'s settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeastLoadConfig {
+    /// The reported metric (an ORCA field or `named_metrics.x` / `utilization.x` /
+    /// `request_cost.x`); empty unless the algorithm is `least_load`.
+    pub metric: String,
+    /// A report older than this is stale: the backend's cost is its requests in flight.
+    pub max_report_age_ms: u64,
+    /// What one request in flight (or sent since the report) adds to the metric.
+    pub in_flight_weight: f64,
 }
 
 /// Where a hashing algorithm takes the request's key from.
@@ -85,6 +120,8 @@ pub struct AlgorithmConfig {
     pub max_ring_size: usize,
     /// Bounded-load factor (>= 1.0); `None` = off.
     pub balance_factor: Option<f64>,
+    pub cswrr: Cswrr,
+    pub least_load: LeastLoadConfig,
 }
 
 pub const DEFAULT_MAGLEV_TABLE_SIZE: usize = 65_537;
@@ -104,6 +141,18 @@ impl AlgorithmConfig {
             min_ring_size: 1024,
             max_ring_size: MAX_RING_SIZE as usize,
             balance_factor: None,
+            cswrr: Cswrr {
+                blackout_period_ms: 10_000,
+                weight_expiration_period_ms: 180_000,
+                weight_update_period_ms: 1_000,
+                error_utilization_penalty: 1.0,
+                metric_names_for_computing_utilization: Vec::new(),
+            },
+            least_load: LeastLoadConfig {
+                metric: String::new(),
+                max_report_age_ms: 2_000,
+                in_flight_weight: 1.0,
+            },
         }
     }
 }
@@ -147,6 +196,111 @@ pub(super) struct RawRingHash {
     max_ring_size: Option<Int<1, MAX_RING_SIZE>>,
 }
 
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCswrr {
+    blackout_period_ms: Option<Int<0, 3_600_000>>,
+    weight_expiration_period_ms: Option<Int<1, 86_400_000>>,
+    weight_update_period_ms: Option<Int<100, 3_600_000>>,
+    error_utilization_penalty: Option<Num<0, 1_000>>,
+    metric_names_for_computing_utilization: Option<List<Str>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLeastLoad {
+    metric: Option<Str>,
+    max_report_age_ms: Option<Int<1, 3_600_000>>,
+    in_flight_weight: Option<Num<0, 1_000_000>>,
+    choice_count: Option<Int<0, 100>>,
+}
+
+/// A reported metric's name as Envoy's ORCA parser knows it; `maps_only` refuses the five
+/// scalar fields.
+fn metric_name(name: &str, maps_only: bool, path: &str) -> Result<String, ConfigError> {
+    const SCALARS: [&str; 5] =
+        ["cpu_utilization", "mem_utilization", "application_utilization", "rps_fractional", "eps"];
+    let mapped = ["named_metrics.", "utilization.", "request_cost."]
+        .iter()
+        .any(|p| name.strip_prefix(p).is_some_and(|k| !k.is_empty()));
+    let ok = name.len() <= 128 && (mapped || (!maps_only && SCALARS.contains(&name)));
+    if ok {
+        return Ok(name.to_string());
+    }
+    let scalars = if maps_only {
+        ""
+    } else {
+        "one of cpu_utilization, mem_utilization, application_utilization, rps_fractional, eps, or "
+    };
+    Err(ConfigError::at(
+        path,
+        format!(
+            "{:?} is not a load-report metric; valid: {scalars}named_metrics.<name>, \
+             utilization.<name> or request_cost.<name> (up to 128 characters), e.g. \
+             named_metrics.queue_depth",
+            shown(name)
+        ),
+    ))
+}
+
+impl RawCswrr {
+    fn validate(self) -> Result<Cswrr, ConfigError> {
+        let d = AlgorithmConfig::defaults(Algorithm::ClientSideWeightedRoundRobin).cswrr;
+        let names = self.metric_names_for_computing_utilization.map(|l| l.0).unwrap_or_default();
+        let base = "$.client_side_weighted_round_robin.metric_names_for_computing_utilization";
+        if names.len() > crate::orca::MAX_WANTED {
+            return Err(ConfigError::at(
+                base,
+                format!("has {} names; valid: at most {}", names.len(), crate::orca::MAX_WANTED),
+            ));
+        }
+        let names = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| metric_name(&n.0, true, &format!("{base}[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Cswrr {
+            blackout_period_ms: self
+                .blackout_period_ms
+                .map_or(d.blackout_period_ms, |n| n.0.into()),
+            weight_expiration_period_ms: self
+                .weight_expiration_period_ms
+                .map_or(d.weight_expiration_period_ms, |n| n.0.into()),
+            weight_update_period_ms: self
+                .weight_update_period_ms
+                .map_or(d.weight_update_period_ms, |n| n.0.into()),
+            error_utilization_penalty: self
+                .error_utilization_penalty
+                .map_or(d.error_utilization_penalty, |n| n.0),
+            metric_names_for_computing_utilization: names,
+        })
+    }
+}
+
+impl RawLeastLoad {
+    fn validate(self) -> Result<(LeastLoadConfig, Option<usize>), ConfigError> {
+        let d = AlgorithmConfig::defaults(Algorithm::LeastLoad).least_load;
+        let Some(Str(metric)) = self.metric else {
+            return Err(ConfigError::at(
+                "$.least_load.metric",
+                "is required with algorithm least_load; valid: the reported metric to balance \
+                 on, e.g. \"named_metrics.queue_depth\"",
+            ));
+        };
+        let metric = metric_name(&metric, false, "$.least_load.metric")?;
+        Ok((
+            LeastLoadConfig {
+                metric,
+                max_report_age_ms: self
+                    .max_report_age_ms
+                    .map_or(d.max_report_age_ms, |n| n.0.into()),
+                in_flight_weight: self.in_flight_weight.map_or(d.in_flight_weight, |n| n.0),
+            },
+            self.choice_count.map(|n| n.0 as usize),
+        ))
+    }
+}
+
 /// The algorithm-related members of the top-level JSON object.
 pub(super) struct RawAlgorithm {
     pub algorithm: Algorithm,
@@ -156,6 +310,8 @@ pub(super) struct RawAlgorithm {
     pub maglev: Option<RawMaglev>,
     pub ring_hash: Option<RawRingHash>,
     pub balance_factor: Option<f64>,
+    pub client_side_weighted_round_robin: Option<RawCswrr>,
+    pub least_load: Option<RawLeastLoad>,
 }
 
 /// Refuses a `present` block at `$.name` when `used` is false.
@@ -196,6 +352,13 @@ impl RawAlgorithm {
         )?;
         only_with(self.ring_hash.is_some(), "ring_hash", a == RingHash, RingHash.name())?;
         only_with(
+            self.client_side_weighted_round_robin.is_some(),
+            "client_side_weighted_round_robin",
+            a == ClientSideWeightedRoundRobin,
+            ClientSideWeightedRoundRobin.name(),
+        )?;
+        only_with(self.least_load.is_some(), "least_load", a == LeastLoad, LeastLoad.name())?;
+        only_with(
             self.balance_factor.is_some(),
             "balance_factor",
             a.hashes(),
@@ -206,6 +369,11 @@ impl RawAlgorithm {
         let lt = self.least_time.unwrap_or_default();
         let mg = self.maglev.unwrap_or_default();
         let rh = self.ring_hash.unwrap_or_default();
+        let cswrr = self.client_side_weighted_round_robin.unwrap_or_default().validate()?;
+        let (least_load, load_choices) = match (a, self.least_load) {
+            (LeastLoad, raw) => raw.unwrap_or_default().validate()?,
+            _ => (AlgorithmConfig::defaults(a).least_load, None),
+        };
 
         let hash_on = match (a, self.hash_on) {
             (SourceIpHash, _) => Some(HashOn::SourceIp),
@@ -244,7 +412,7 @@ impl RawAlgorithm {
         }
         Ok(AlgorithmConfig {
             algorithm: a,
-            choice_count: lr.choice_count.map_or(2, |n| n.0 as usize),
+            choice_count: load_choices.unwrap_or(lr.choice_count.map_or(2, |n| n.0 as usize)),
             active_request_bias: lr.active_request_bias.map_or(1.0, |n| n.0),
             default_rtt_ms: lt.default_rtt_ms.map_or(30, |n| u64::from(n.0)),
             decay_ms: lt.decay_ms.map_or(10_000, |n| u64::from(n.0)),
@@ -254,6 +422,8 @@ impl RawAlgorithm {
             min_ring_size: min_ring,
             max_ring_size: max_ring,
             balance_factor: self.balance_factor,
+            cswrr,
+            least_load,
         })
     }
 }

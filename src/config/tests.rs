@@ -711,8 +711,9 @@ fn messages_read_like_serde() {
         e.to_string(),
         "$.algorthm: unknown field `algorthm`, expected one of `cluster`, `algorithm`, \
          `backends`, `discovery`, `target`, `least_request`, `least_time`, `hash_on`, `maglev`, `ring_hash`, \
-         `balance_factor`, `health_check`, `panic_threshold_percent`, `outlier_detection`, \
-         `slow_start_ms`, `sticky`, `status`"
+         `balance_factor`, `client_side_weighted_round_robin`, `least_load`, `load_reports`, \
+         `health_check`, `panic_threshold_percent`, `outlier_detection`, `slow_start_ms`, \
+         `sticky`, `status`"
     );
     let e = refuse(&format!(r#"{{"backends":{ONE_BACKEND}}}"#));
     assert_eq!(
@@ -739,7 +740,8 @@ fn messages_read_like_serde() {
     assert_eq!(
         e.to_string(),
         "$.algorithm: unknown variant `rr`, expected one of `round_robin`, `random`, \
-         `least_request`, `least_time`, `ring_hash`, `maglev`, `source_ip_hash`"
+         `least_request`, `least_time`, `ring_hash`, `maglev`, `source_ip_hash`, \
+         `client_side_weighted_round_robin`, `least_load`"
     );
     let e = refuse(&with_target(r#"{"mode":"header"}"#));
     assert_eq!(

@@ -3,11 +3,14 @@
 //! chosen at all is the caller's `accept` predicate (health, ejection, drain), kept apart from
 //! the order in which an algorithm proposes candidates.
 
+pub mod client_side_weighted_round_robin;
+pub mod least_load;
 pub mod least_request;
 pub mod least_time;
 pub mod maglev;
 pub(crate) mod p2c;
 pub mod random;
+pub mod reports;
 pub mod ring_hash;
 pub mod round_robin;
 #[cfg(test)]
@@ -129,6 +132,8 @@ pub struct PickCtx<'a> {
     pub load: &'a mut dyn LoadView,
     /// Now, in nanoseconds (any fixed origin).
     pub now_ns: u64,
+    /// The backends' load reports, for the algorithms that read them.
+    pub reported: Option<&'a reports::LoadTable>,
 }
 
 /// What happened to a request, reported to the algorithm that served it.
@@ -174,6 +179,15 @@ pub trait Balancer {
 
     /// Takes over what [`Balancer::learned`] gave for a backend now at `backend`.
     fn relearn(&mut self, _backend: usize, _learned: PeakEwma) {}
+
+    /// New weights for every backend, in pool order, from load reports (algorithms that
+    /// weigh by reports; others ignore them).
+    fn reweight(&mut self, _weights: &[u32]) {}
+
+    /// The weight `backend` has now, for algorithms whose weights change at run time.
+    fn weight(&self, _backend: usize) -> Option<u32> {
+        None
+    }
 }
 
 use least_time::PeakEwma;
@@ -206,6 +220,15 @@ pub fn build(config: &AlgorithmConfig, pool: &Pool, now_ns: u64) -> Box<dyn Bala
         Algorithm::Maglev | Algorithm::SourceIpHash => {
             Box::new(maglev::Maglev::new(pool, config.maglev_table_size, config.balance_factor))
         }
+        Algorithm::ClientSideWeightedRoundRobin => {
+            Box::new(client_side_weighted_round_robin::ClientSideWeighted::new(pool.len()))
+        }
+        Algorithm::LeastLoad => Box::new(least_load::LeastLoad::new(
+            pool.len(),
+            config.choice_count,
+            config.least_load.max_report_age_ms.saturating_mul(MS),
+            config.least_load.in_flight_weight,
+        )),
     }
 }
 

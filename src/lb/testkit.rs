@@ -128,7 +128,7 @@ pub(crate) fn pick_with(
     cap: usize,
 ) -> Vec<usize> {
     let mut rng = fastrand::Rng::with_seed(7);
-    pick_in(b, &mut PickCtx { accept, rng: &mut rng, key, load, now_ns: 0 }, cap)
+    pick_in(b, &mut PickCtx { accept, rng: &mut rng, key, load, now_ns: 0, reported: None }, cap)
 }
 
 /// [`pick_with`] for `key`, reading no load.

@@ -16,7 +16,11 @@ fn pick(
     rng: &mut fastrand::Rng,
     cap: usize,
 ) -> Vec<usize> {
-    pick_in(b, &mut PickCtx { accept, rng, key: None, load: &mut NoLoad, now_ns: 0 }, cap)
+    pick_in(
+        b,
+        &mut PickCtx { accept, rng, key: None, load: &mut NoLoad, now_ns: 0, reported: None },
+        cap,
+    )
 }
 
 /// One pick into `out`, with no hash key and no load.
@@ -26,7 +30,7 @@ fn pick_into(
     rng: &mut fastrand::Rng,
     out: &mut Picks,
 ) {
-    let mut ctx = PickCtx { accept, rng, key: None, load: &mut NoLoad, now_ns: 0 };
+    let mut ctx = PickCtx { accept, rng, key: None, load: &mut NoLoad, now_ns: 0, reported: None };
     b.pick(&mut ctx, out);
 }
 

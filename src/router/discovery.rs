@@ -137,6 +137,7 @@ impl Router {
             counters.repool(&self.store, &self.config.cluster, &self.config.pool, &moved);
         }
         self.metrics.repool(&self.config.pool, &moved);
+        self.reports_repool(&moved);
         self.shown_up = shown_up;
         self.backend_keys = new_keys;
         self.by_key = by_key;

@@ -132,6 +132,7 @@ impl Router {
             counters.tick(&self.store, now_ns);
         }
         tick.poll = self.discovery_tick(now_ns, &mut tick.log);
+        self.reports_tick(now_ns);
         tick.log.extend(self.judge_steering(now_ns));
         let Some(prober) = self.prober.as_mut() else { return tick };
         let now_ns = self.clock.sync(&self.store, now_ns);

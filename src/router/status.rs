@@ -39,6 +39,15 @@ fn push_opt(out: &mut String, v: Option<u64>) {
     }
 }
 
+/// A finite number as JSON (`null` otherwise).
+fn push_num(out: &mut String, v: f64) {
+    if v.is_finite() {
+        let _ = write!(out, "{v:?}");
+    } else {
+        out.push_str("null");
+    }
+}
+
 impl Router {
     /// The status document at `now_ns` (Unix epoch nanoseconds).
     pub fn status_json(&self, now_ns: u64) -> String {
@@ -122,10 +131,42 @@ impl Router {
             push_opt(&mut out, self.metrics.counted(i, BackendCounter::Requests));
             out.push_str(",\"sticky_sessions_issued\":");
             push_opt(&mut out, self.metrics.counted(i, BackendCounter::StickyIssued));
+            self.push_load_report(&mut out, i, mono_ns);
             out.push('}');
         }
         out.push_str("]}");
         out
+    }
+
+    /// With an algorithm that reads load reports: `,"load_weight":w` (the weight in use, for
+    /// client_side_weighted_round_robin) and `,"load_report":` `null` or the last report seen
+    /// (its age, rate, utilization, errors, and least_load's metric with its age).
+    fn push_load_report(&self, out: &mut String, i: usize, mono_ns: u64) {
+        let Some(r) = self.reports.as_ref() else { return };
+        if let Some(w) = self.balancer.weight(i) {
+            let _ = write!(out, ",\"load_weight\":{w}");
+        }
+        out.push_str(",\"load_report\":");
+        let Some(e) = r.table.get(i).filter(|e| e.at > 0) else {
+            out.push_str("null");
+            return;
+        };
+        let _ = write!(out, "{{\"age_ms\":{}", mono_ns.saturating_sub(e.at) / MS);
+        for (name, v) in [("rps", e.rps), ("utilization", e.utilization), ("eps", e.eps)] {
+            let _ = write!(out, ",\"{name}\":");
+            push_num(out, v);
+        }
+        if r.rules.metric.is_some() {
+            out.push_str(",\"metric\":");
+            if e.metric_at > 0 {
+                push_num(out, e.metric);
+                let _ =
+                    write!(out, ",\"metric_age_ms\":{}", mono_ns.saturating_sub(e.metric_at) / MS);
+            } else {
+                out.push_str("null");
+            }
+        }
+        out.push('}');
     }
 
     /// `null`, or where the pool comes from: the followed cluster, the source, the generation

@@ -18,6 +18,7 @@
 //! | `envoy_lb/{cluster}/health/{fence:016x}/errors/{n}` | [`prober`](crate::health::prober) | every worker VM, on a failed request (CAS) and on a success after errors | `[streak u32][backend key hash u64]`; `n` the backend's index, or its slot in a discovered pool | none |
 //! | `envoy_lb/{cluster}/prober/{fence:016x}` | [`lease`](super::lease) | the VM taking or renewing the prober lease (CAS) | [`lease::encode`](super::lease::encode) | 1 |
 //! | `envoy_lb/{cluster}/in_flight/slot/{slot}` | [`in_flight`](super::in_flight) | as `in_flight/{id}@{host}`, for a discovered endpoint | as above | 2 |
+//! | `envoy_lb/{cluster}/load/{shard}` | [`load_reports`](super::load_reports) | every worker VM that got load reports, each tick (CAS) | [`load_reports`](super::load_reports) entries of 64 backends | 1 |
 //! | `envoy_lb/{cluster}/discovery` | `discovery::snapshot` | the discovery poller, when the endpoints change (CAS) | `Snapshot::encode` | 1 |
 //! | `envoy_lb/{cluster}/discovery_status` | `discovery::snapshot` | the discovery poller, after each poll | `PollStatus::encode` | 1 |
 //! | `envoy_lb/{cluster}/discovery_lease` | [`lease`](super::lease) | the VM taking or renewing the discovery lease (CAS) | [`lease::encode`](super::lease::encode) | 1 |
@@ -115,6 +116,16 @@ pub fn health_errors(table_key: &str) -> String {
     format!("{table_key}/errors/")
 }
 
+/// The prefix of `cluster`'s load-report shard keys ([`load_reports`]).
+pub fn load_reports_prefix(cluster: &str) -> String {
+    pool(cluster, "load/")
+}
+
+/// Shard `shard` of `cluster`'s load reports ([`load_reports`](super::load_reports)).
+pub fn load_reports(cluster: &str, shard: usize) -> String {
+    format!("{}{shard}", load_reports_prefix(cluster))
+}
+
 /// The prober lease of `cluster`'s configuration `fence`.
 pub fn prober_lease(cluster: &str, fence: u64) -> String {
     pool(cluster, &format!("prober/{fence:016x}"))
@@ -152,6 +163,7 @@ mod tests {
         assert_eq!(discovery("pool"), "envoy_lb/pool/discovery");
         assert_eq!(discovery_status("pool"), "envoy_lb/pool/discovery_status");
         assert_eq!(discovery_lease("pool"), "envoy_lb/pool/discovery_lease");
+        assert_eq!(load_reports("pool", 3), "envoy_lb/pool/load/3");
         assert!(REGISTRY.starts_with(PREFIX) && CLOCK.starts_with(PREFIX));
     }
 }

@@ -11,6 +11,7 @@ pub mod health_table;
 pub mod in_flight;
 pub mod keys;
 pub mod lease;
+pub mod load_reports;
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;
 pub mod registry;

@@ -300,3 +300,120 @@ fn out_of_range_numbers_are_quoted_as_json() {
     let c = ok(r#""algorithm":"least_request","least_request":{"active_request_bias":0}"#);
     assert_eq!(c.active_request_bias, 0.0);
 }
+
+#[test]
+fn client_side_weighted_round_robin_takes_envoys_defaults() {
+    let c = ok(r#""algorithm":"client_side_weighted_round_robin""#);
+    let w = &c.cswrr;
+    assert_eq!(
+        (w.blackout_period_ms, w.weight_expiration_period_ms, w.weight_update_period_ms),
+        (10_000, 180_000, 1_000)
+    );
+    assert_eq!(w.error_utilization_penalty, 1.0);
+    assert!(w.metric_names_for_computing_utilization.is_empty());
+    let c =
+        ok(r#""algorithm":"client_side_weighted_round_robin","client_side_weighted_round_robin":{
+        "blackout_period_ms":0,"weight_expiration_period_ms":5000,"weight_update_period_ms":200,
+        "error_utilization_penalty":2.5,
+        "metric_names_for_computing_utilization":["named_metrics.gpu","utilization.kv"]}"#);
+    let w = &c.cswrr;
+    assert_eq!(
+        (w.blackout_period_ms, w.weight_expiration_period_ms, w.weight_update_period_ms),
+        (0, 5000, 200)
+    );
+    assert_eq!(w.error_utilization_penalty, 2.5);
+    assert_eq!(w.metric_names_for_computing_utilization, ["named_metrics.gpu", "utilization.kv"]);
+}
+
+#[test]
+fn client_side_weighted_round_robin_refusals_name_the_path() {
+    let a = r#""algorithm":"client_side_weighted_round_robin""#;
+    let base = "$.client_side_weighted_round_robin";
+    refused(
+        &format!(r#"{a},"client_side_weighted_round_robin":{{"weight_update_period_ms":10}}"#),
+        &format!("{base}.weight_update_period_ms"),
+        &["from 100 to 3600000"],
+    );
+    refused(
+        &format!(
+            r#"{a},"client_side_weighted_round_robin":{{"metric_names_for_computing_utilization":["cpu_utilization"]}}"#
+        ),
+        &format!("{base}.metric_names_for_computing_utilization[0]"),
+        &["named_metrics.<name>", "utilization.<name>"],
+    );
+    refused(
+        &format!(
+            r#"{a},"client_side_weighted_round_robin":{{"metric_names_for_computing_utilization":["named_metrics."]}}"#
+        ),
+        &format!("{base}.metric_names_for_computing_utilization[0]"),
+        &["not a load-report metric"],
+    );
+    let nine: Vec<String> = (0..9).map(|i| format!("\"named_metrics.m{i}\"")).collect();
+    refused(
+        &format!(
+            r#"{a},"client_side_weighted_round_robin":{{"metric_names_for_computing_utilization":[{}]}}"#,
+            nine.join(",")
+        ),
+        &format!("{base}.metric_names_for_computing_utilization"),
+        &["at most 8"],
+    );
+    refused(
+        r#""client_side_weighted_round_robin":{}"#,
+        "$.client_side_weighted_round_robin",
+        &["does not apply", "client_side_weighted_round_robin"],
+    );
+}
+
+#[test]
+fn least_load_needs_a_metric_and_takes_its_tuning() {
+    refused(
+        r#""algorithm":"least_load""#,
+        "$.least_load.metric",
+        &["is required", "named_metrics.queue_depth"],
+    );
+    refused(
+        r#""algorithm":"least_load","least_load":{"metric":"queue"}"#,
+        "$.least_load.metric",
+        &["cpu_utilization", "named_metrics.<name>"],
+    );
+    refused(r#""least_load":{"metric":"eps"}"#, "$.least_load", &["does not apply"]);
+    let c = ok(r#""algorithm":"least_load","least_load":{"metric":"named_metrics.queue_depth"}"#);
+    assert_eq!(c.least_load.metric, "named_metrics.queue_depth");
+    assert_eq!(
+        (c.least_load.max_report_age_ms, c.least_load.in_flight_weight, c.choice_count),
+        (2_000, 1.0, 2)
+    );
+    let c = ok(r#""algorithm":"least_load","least_load":{"metric":"utilization.kv_cache",
+        "max_report_age_ms":500,"in_flight_weight":0.01,"choice_count":3}"#);
+    assert_eq!(
+        (c.least_load.max_report_age_ms, c.least_load.in_flight_weight, c.choice_count),
+        (500, 0.01, 3)
+    );
+}
+
+#[test]
+fn load_reports_block_applies_to_the_algorithms_that_read_reports() {
+    refused(r#""load_reports":{}"#, "$.load_reports", &["does not apply", "least_load"]);
+    let cfg = |extra: &str| {
+        parse(&format!(r#""algorithm":"least_load","least_load":{{"metric":"eps"}},{extra}"#))
+    };
+    let c = cfg(r#""load_reports":{"request_header":"Endpoint-Load-Metrics-Format","remove_from_response":true}"#).unwrap();
+    assert_eq!(
+        c.load_reports.request_header,
+        Some(("endpoint-load-metrics-format".into(), "TEXT".into()))
+    );
+    assert!(c.load_reports.remove_from_response);
+    let c =
+        cfg(r#""load_reports":{"request_header":"x-orca","request_header_value":"JSON"}"#).unwrap();
+    assert_eq!(c.load_reports.request_header, Some(("x-orca".into(), "JSON".into())));
+    assert!(!c.load_reports.remove_from_response);
+    let e = cfg(r#""load_reports":{"request_header_value":"JSON"}"#).unwrap_err();
+    assert_eq!(e.path, "$.load_reports.request_header_value");
+    let e =
+        cfg(r#""load_reports":{"request_header":"x","request_header_value":"a\nb"}"#).unwrap_err();
+    assert_eq!(e.path, "$.load_reports.request_header_value");
+    let e = cfg(r#""load_reports":{"request_header":"host"}"#).unwrap_err();
+    assert_eq!(e.path, "$.load_reports.request_header");
+    let e = cfg(r#""load_reports":{"request_header":"bad name"}"#).unwrap_err();
+    assert_eq!(e.path, "$.load_reports.request_header");
+}

@@ -445,10 +445,7 @@ fn unknown_and_repeated_members_are_refused() {
     // The top-level list of members names the block.
     let e = parse(r#""health_checks":{}"#).unwrap_err();
     assert_eq!(e.path, "$.health_checks");
-    assert!(
-        e.message.contains("`balance_factor`, `health_check`, `panic_threshold_percent`"),
-        "{e}"
-    );
+    assert!(e.message.contains("`load_reports`, `health_check`, `panic_threshold_percent`"), "{e}");
 }
 
 /// Shapes and types of the whole block are checked (in document order) before values relate.

@@ -16,7 +16,7 @@ fn pick(
     cap: usize,
 ) -> Vec<usize> {
     load.reads.clear();
-    pick_in(lb, &mut PickCtx { accept, rng, key: None, load, now_ns: 0 }, cap)
+    pick_in(lb, &mut PickCtx { accept, rng, key: None, load, now_ns: 0, reported: None }, cap)
 }
 
 /// How often each backend is the primary pick over `picks` picks, as fractions.

@@ -27,7 +27,7 @@ fn pick(
     now_ns: u64,
 ) -> Vec<usize> {
     load.reads.clear();
-    pick_in(lb, &mut PickCtx { accept, rng, key: None, load, now_ns }, cap)
+    pick_in(lb, &mut PickCtx { accept, rng, key: None, load, now_ns, reported: None }, cap)
 }
 
 /// Primary shares over `picks` picks at a fixed `now_ns`, observing nothing.

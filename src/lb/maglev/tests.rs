@@ -471,8 +471,14 @@ fn counted_walk(
         accept(i)
     };
     let mut rng = fastrand::Rng::with_seed(1);
-    let mut ctx =
-        PickCtx { accept: &counting, rng: &mut rng, key: Some(0), load: &mut NoLoad, now_ns: 0 };
+    let mut ctx = PickCtx {
+        accept: &counting,
+        rng: &mut rng,
+        key: Some(0),
+        load: &mut NoLoad,
+        now_ns: 0,
+        reported: None,
+    };
     let mut out = Picks::with_capacity(cap);
     walk.walk(
         &mut ctx,

@@ -18,7 +18,11 @@ fn pick(
     rng: &mut fastrand::Rng,
     cap: usize,
 ) -> Vec<usize> {
-    pick_in(b, &mut PickCtx { accept, rng, key: None, load: &mut NoLoad, now_ns: 0 }, cap)
+    pick_in(
+        b,
+        &mut PickCtx { accept, rng, key: None, load: &mut NoLoad, now_ns: 0, reported: None },
+        cap,
+    )
 }
 
 /// Asserts that `steps` primaries of `b` (all accepted, capacity `cap`) are nginx's, and that

@@ -1,0 +1,109 @@
+//! Native tests: fresh reports rank by metric plus requests sent since; stale or missing ones by
+//! in-flight count; the picks contract.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use super::*;
+use crate::lb::reports::{LoadTable, ReportRules};
+use crate::lb::testkit::{accept_all, check_picks_contract, pick_in, FakeLoad};
+use crate::orca::{parse, Wanted};
+use proptest::prelude::*;
+
+const MS: u64 = 1_000_000;
+
+fn rules() -> ReportRules {
+    ReportRules {
+        wanted: Wanted::new(["named_metrics.q".to_string()]),
+        utilization_metrics: 0,
+        error_utilization_penalty: 1.0,
+        metric: Some("named_metrics.q".into()),
+        blackout_ns: 0,
+        expiration_ns: u64::MAX,
+    }
+}
+
+fn table(queues: &[Option<(f64, u64)>]) -> LoadTable {
+    let r = rules();
+    let mut t = LoadTable::new(queues.len());
+    for (i, q) in queues.iter().enumerate() {
+        if let Some((q, at)) = q {
+            let report = parse(&format!("TEXT named_metrics.q={q}"), &r.wanted).unwrap();
+            t.record(i, &report, &r, *at);
+        }
+    }
+    t
+}
+
+/// The full ranking (choice_count 0 scans every backend) at `now`.
+fn ranking(t: &LoadTable, load: &mut FakeLoad, now_ns: u64, cap: usize) -> Vec<usize> {
+    let mut b = LeastLoad::new(t.backends(), 0, 100 * MS, 1.0);
+    let mut rng = fastrand::Rng::with_seed(3);
+    let ctx = &mut PickCtx {
+        accept: &accept_all,
+        rng: &mut rng,
+        key: None,
+        load,
+        now_ns,
+        reported: Some(t),
+    };
+    pick_in(&mut b, ctx, cap)
+}
+
+#[test]
+fn fresh_reports_rank_by_metric() {
+    let t = table(&[Some((5.0, 10 * MS)), Some((1.0, 10 * MS)), Some((3.0, 10 * MS))]);
+    let mut load = FakeLoad::new(&[0, 50, 0]);
+    assert_eq!(
+        ranking(&t, &mut load, 20 * MS, 3),
+        [1, 2, 0],
+        "in-flight counts are not read for fresh reports' costs"
+    );
+}
+
+#[test]
+fn requests_sent_since_the_report_count() {
+    let mut t = table(&[Some((2.0, 10 * MS)), Some((0.0, 10 * MS))]);
+    for _ in 0..3 {
+        t.sent(1);
+    }
+    let mut load = FakeLoad::new(&[0, 0]);
+    assert_eq!(ranking(&t, &mut load, 20 * MS, 2), [0, 1], "0 + 3 sent > 2");
+}
+
+#[test]
+fn stale_or_missing_reports_fall_back_to_in_flight() {
+    // Backend 0 reported 0 long ago (stale), 1 never; 2 reported 4 just now.
+    let t = table(&[Some((0.0, 0)), None, Some((4.0, 190 * MS))]);
+    let mut load = FakeLoad::new(&[6, 2, 0]);
+    assert_eq!(ranking(&t, &mut load, 200 * MS, 3), [1, 2, 0]);
+}
+
+#[test]
+fn without_a_table_it_is_least_request() {
+    let mut b = LeastLoad::new(3, 0, 100 * MS, 1.0);
+    let mut rng = fastrand::Rng::with_seed(3);
+    let mut load = FakeLoad::new(&[3, 1, 2]);
+    let ctx = &mut PickCtx {
+        accept: &accept_all,
+        rng: &mut rng,
+        key: None,
+        load: &mut load,
+        now_ns: 0,
+        reported: None,
+    };
+    assert_eq!(pick_in(&mut b, ctx, 3), [1, 2, 0]);
+    assert!(b.uses_load());
+}
+
+proptest! {
+    #[test]
+    fn picks_contract(queues in proptest::collection::vec(proptest::option::of((0.0f64..100.0, 0u64..1000)), 1..20), cap in 1usize..=5, refused in any::<u64>(), choices in 0usize..4) {
+        let t = table(&queues.iter().map(|q| q.map(|(v, at)| (v, at * MS))).collect::<Vec<_>>());
+        let mut b = LeastLoad::new(t.backends(), choices, 100 * MS, 1.0);
+        let mut rng = fastrand::Rng::with_seed(1);
+        let mut load = FakeLoad::new(&vec![1; t.backends()]);
+        let accept = |i: usize| (refused >> (i % 64)) & 1 == 0;
+        let ctx = &mut PickCtx { accept: &accept, rng: &mut rng, key: None, load: &mut load, now_ns: 500 * MS, reported: Some(&t) };
+        let got = pick_in(&mut b, ctx, cap);
+        check_picks_contract(&got, &accept, t.backends(), cap)?;
+    }
+}

@@ -1,0 +1,149 @@
+//! The router's part in load reports ([`crate::orca`], [`crate::lb::reports`]): a response's
+//! report is parsed and recorded against the backend that served it; each tick shares this
+//! VM's new reports ([`SharedReports::publish`]); each sync period takes the other workers'
+//! ([`SharedReports::gather`]) and, for `client_side_weighted_round_robin`, hands the balancer
+//! the weights of that moment.
+
+use super::Router;
+use crate::config::{Algorithm, Config};
+use crate::hash_key;
+use crate::lb::reports::{LoadTable, ReportRules};
+use crate::metrics::PoolCounter;
+use crate::orca::{self, Wanted};
+use crate::state::keys;
+use crate::state::load_reports::SharedReports;
+use crate::MS;
+
+/// How often `least_load` takes the other workers' reports (its own arrive with responses).
+const LEAST_LOAD_SYNC_NS: u64 = 250 * MS;
+
+pub(super) struct Reports {
+    pub(super) table: LoadTable,
+    pub(super) rules: ReportRules,
+    shared: SharedReports,
+    /// Whether weights are computed (client_side_weighted_round_robin).
+    weighs: bool,
+    sync_ns: u64,
+    next_sync_ns: u64,
+    weights: Vec<u32>,
+}
+
+fn key_hashes(config: &Config) -> Vec<u64> {
+    config.pool.iter().map(|b| hash_key::hash(keys::backend(b).as_bytes())).collect()
+}
+
+impl Reports {
+    pub(super) fn for_config(config: &Config) -> Option<Reports> {
+        let b = &config.balancing;
+        if !b.algorithm.reads_reports() {
+            return None;
+        }
+        let weighs = b.algorithm == Algorithm::ClientSideWeightedRoundRobin;
+        let utilization = if weighs {
+            b.cswrr.metric_names_for_computing_utilization.clone()
+        } else {
+            Vec::new()
+        };
+        let metric = (b.algorithm == Algorithm::LeastLoad).then(|| b.least_load.metric.clone());
+        let rules = ReportRules {
+            utilization_metrics: utilization.len(),
+            wanted: Wanted::new(utilization.into_iter().chain(metric.clone())),
+            error_utilization_penalty: b.cswrr.error_utilization_penalty,
+            metric,
+            blackout_ns: b.cswrr.blackout_period_ms.saturating_mul(MS),
+            expiration_ns: b.cswrr.weight_expiration_period_ms.saturating_mul(MS),
+        };
+        let sync_ns = if weighs {
+            b.cswrr.weight_update_period_ms.saturating_mul(MS)
+        } else {
+            LEAST_LOAD_SYNC_NS
+        };
+        Some(Reports {
+            table: LoadTable::new(config.pool.len()),
+            rules,
+            shared: SharedReports::new(&config.cluster, key_hashes(config)),
+            weighs,
+            sync_ns,
+            next_sync_ns: 0,
+            weights: Vec::new(),
+        })
+    }
+
+    fn expired_before(&self, now_ns: u64) -> u64 {
+        now_ns.saturating_sub(self.rules.expiration_ns)
+    }
+}
+
+impl Router {
+    /// Whether responses' load reports are read (the adapter reads the header only then).
+    pub fn wants_reports(&self) -> bool {
+        self.reports.is_some()
+    }
+
+    /// The `endpoint-load-metrics` value (or, with `binary`, the legacy binary header's) of the
+    /// response [`Router::on_response`] just attributed in `ticket`. A report that cannot be read
+    /// is counted and ignored; it never fails the request.
+    pub fn on_report(&mut self, ticket: &super::Ticket, header: &str, binary: bool, now_ns: u64) {
+        let Some(reports) = self.reports.as_mut() else { return };
+        let parsed = if binary {
+            Err(orca::ReportError::Unsupported)
+        } else {
+            orca::parse(header, &reports.rules.wanted)
+        };
+        match parsed {
+            Ok(report) if ticket.backend < reports.table.backends() => {
+                let now = self.clock.at(now_ns);
+                reports.table.record(ticket.backend, &report, &reports.rules, now);
+                self.metrics.pool(PoolCounter::LoadReports);
+            }
+            _ => self.metrics.pool(PoolCounter::LoadReportsInvalid),
+        }
+    }
+
+    /// At a tick: shares this VM's new reports, and when a sync is due takes the others' and
+    /// reweighs.
+    pub(super) fn reports_tick(&mut self, now_ns: u64) {
+        let Some(r) = self.reports.as_mut() else { return };
+        let now = self.clock.at(now_ns);
+        let expired_before = r.expired_before(now);
+        r.shared.publish(&self.store, &mut r.table, expired_before);
+        if now < r.next_sync_ns {
+            return;
+        }
+        r.next_sync_ns = now.saturating_add(r.sync_ns);
+        r.shared.gather(&self.store, &mut r.table, expired_before);
+        if r.weighs {
+            let mut weights = Vec::with_capacity(r.table.backends());
+            r.table.weights(&r.rules, now, &mut weights);
+            self.balancer.reweight(&weights);
+            for (i, &w) in weights.iter().enumerate() {
+                if r.weights.get(i) != Some(&w) {
+                    self.metrics.load_weight(i, w);
+                }
+            }
+            r.weights = weights;
+        }
+    }
+
+    /// The pool changed: reports follow their backends (`moved[i]`: old `i`'s new index).
+    pub(super) fn reports_repool(&mut self, moved: &[Option<usize>]) {
+        let Some(r) = self.reports.as_mut() else { return };
+        r.table = r.table.repool(self.config.pool.len(), moved);
+        r.shared = SharedReports::new(&self.config.cluster, key_hashes(&self.config));
+        let (prefix, count) = r.shared.family(&self.config.cluster);
+        self.store.reserve_family(&prefix, count);
+        // The new balancer starts unweighted: reweigh (and show every weight) at the next tick.
+        r.next_sync_ns = 0;
+        r.weights.clear();
+    }
+
+    /// Registers the shard keys (at construction).
+    pub(super) fn reports_start(&mut self) {
+        let Some(r) = self.reports.as_ref() else { return };
+        let (prefix, count) = r.shared.family(&self.config.cluster);
+        self.store.reserve_family(&prefix, count);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,156 @@
+//! The router with load reports: a response's report is attributed to the backend that served
+//! it, two workers' reports make one set of weights, least_load steers by the reported metric,
+//! and a report that cannot be read changes nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::rc::Rc;
+
+use super::super::*;
+use crate::state::memory::MemoryStore;
+use crate::MS;
+
+const THREE: &str = r#"[
+    {"id":"a","address":"10.0.0.1:80"},
+    {"id":"b","address":"10.0.0.2:80"},
+    {"id":"c","address":"10.0.0.3:80"}]"#;
+
+fn router(json: &str, store: &Rc<MemoryStore>, seed: u64) -> Router {
+    let config = Config::from_json(json.as_bytes()).unwrap();
+    Router::new(config, seed, 0, Box::new(Rc::clone(store)), Box::new(NoMetrics))
+}
+
+/// One request at `now`, answered 200 with `report` by its primary; its primary's index.
+fn serve(r: &mut Router, now: u64, report: impl Fn(usize) -> String) -> usize {
+    let (_, mut ticket) = r.steer(None, None, now).unwrap();
+    let primary = ticket.backend;
+    r.on_response(&mut ticket, None, 200, 1, now);
+    r.on_report(&ticket, &report(primary), false, now);
+    r.on_end(&mut ticket, now);
+    primary
+}
+
+fn cswrr() -> String {
+    format!(
+        r#"{{"cluster":"c","algorithm":"client_side_weighted_round_robin",
+        "client_side_weighted_round_robin":{{"blackout_period_ms":1000,"weight_update_period_ms":500}},
+        "backends":{THREE}}}"#
+    )
+}
+
+#[test]
+fn reports_from_two_workers_make_the_weights_of_both() {
+    let store = Rc::new(MemoryStore::new());
+    let (mut a, mut b) = (router(&cswrr(), &store, 1), router(&cswrr(), &store, 2));
+    let capacity = [100.0, 200.0, 400.0];
+    // Worker a hears only from backends 0 and 1, worker b from 2 (as if each got some).
+    let text = |i: usize| {
+        format!("TEXT rps_fractional={}, application_utilization=0.5", capacity[i] * 0.5)
+    };
+    let mut t = 0;
+    while t < 3_000 * MS {
+        for r in [&mut a, &mut b] {
+            let _ = serve(r, t, text);
+            r.tick(t);
+        }
+        t += 10 * MS;
+    }
+    // After the blackout both workers weigh 1:2:4 (qps / utilization = capacity).
+    for r in [&a, &b] {
+        let w: Vec<u32> = (0..3).map(|i| r.balancer.weight(i).unwrap()).collect();
+        assert_eq!(w, [100, 200, 400]);
+    }
+    let mut count = [0usize; 3];
+    for _ in 0..700 {
+        count[serve(&mut a, t, text)] += 1;
+    }
+    assert_eq!(count, [100, 200, 400]);
+}
+
+#[test]
+fn unreadable_reports_change_nothing() {
+    let store = Rc::new(MemoryStore::new());
+    let mut r = router(&cswrr(), &store, 1);
+    for t in 0..300u64 {
+        let _ = serve(&mut r, t * 10 * MS, |_| "TEXT rps_fractional=oops".to_string());
+        let _ = serve(&mut r, t * 10 * MS, |_| "BIN AAAA".to_string());
+        r.tick(t * 10 * MS);
+    }
+    let table = &r.reports.as_ref().unwrap().table;
+    assert!((0..3).all(|i| table.get(i).unwrap().at == 0));
+    assert_eq!((0..3).map(|i| r.balancer.weight(i).unwrap()).collect::<Vec<_>>(), [1, 1, 1]);
+}
+
+#[test]
+fn least_load_steers_away_from_the_longest_reported_queue() {
+    let store = Rc::new(MemoryStore::new());
+    let json = format!(
+        r#"{{"cluster":"c","algorithm":"least_load","least_load":{{"metric":"named_metrics.q","choice_count":0}},"backends":{THREE}}}"#
+    );
+    let mut r = router(&json, &store, 1);
+    let queue = [30.0, 0.0, 10.0];
+    let text = |i: usize| format!("TEXT named_metrics.q={}", queue[i]);
+    // Learn each backend's queue (every backend answers at least once in a few picks).
+    for _ in 0..6 {
+        serve(&mut r, MS, text);
+    }
+    let mut count = [0usize; 3];
+    for _ in 0..20 {
+        let (_, mut t) = r.steer(None, None, 2 * MS).unwrap();
+        count[t.backend] += 1;
+        r.on_end(&mut t, 2 * MS);
+    }
+    // Backend 1 (queue 0) takes requests until 10 have been sent since its report, then
+    // it and backend 2 (queue 10) share; backend 0 (queue 30) gets none.
+    assert_eq!(count[0], 0, "{count:?}");
+    assert!(count[1] >= 10 && count[2] >= 4, "{count:?}");
+}
+
+#[test]
+fn reports_follow_their_backend_through_a_retry() {
+    let store = Rc::new(MemoryStore::new());
+    let json = format!(
+        r#"{{"cluster":"c","algorithm":"least_load","least_load":{{"metric":"named_metrics.q"}},"backends":{THREE}}}"#
+    );
+    let mut r = router(&json, &store, 1);
+    let (_, mut ticket) = r.steer(None, None, MS).unwrap();
+    let primary = ticket.backend;
+    let other = (primary + 1) % 3;
+    let served = format!("10.0.0.{}:80", other + 1);
+    // Second try, served by another backend than the primary.
+    r.on_response(&mut ticket, Some(&served), 200, 2, MS);
+    r.on_report(&ticket, "TEXT named_metrics.q=7", false, MS);
+    let table = &r.reports.as_ref().unwrap().table;
+    assert_eq!(table.get(other).unwrap().metric, 7.0);
+    assert_eq!(table.get(primary).unwrap().metric_at, 0);
+}
+
+#[test]
+fn the_status_page_shows_each_backends_last_report_and_weight() {
+    let store = Rc::new(MemoryStore::new());
+    let json = format!(
+        r#"{{"cluster":"c","algorithm":"client_side_weighted_round_robin","backends":{THREE},
+        "status":{{"path":"/lb"}}}}"#
+    );
+    let mut r = router(&json, &store, 1);
+    let (_, mut t) = r.steer(None, None, 5 * MS).unwrap();
+    let primary = t.backend;
+    r.on_response(&mut t, None, 200, 1, 5 * MS);
+    r.on_report(&t, "TEXT rps_fractional=12.5, cpu_utilization=0.25, eps=1", false, 5 * MS);
+    let doc: serde_json::Value = serde_json::from_str(&r.status_json(35 * MS)).unwrap();
+    let backends = doc["backends"].as_array().unwrap();
+    for (i, b) in backends.iter().enumerate() {
+        assert_eq!(b["load_weight"], 1, "{b}");
+        if i == primary {
+            let rep = &b["load_report"];
+            assert_eq!(
+                (rep["age_ms"].as_u64(), rep["rps"].as_f64()),
+                (Some(30), Some(12.5)),
+                "{b}"
+            );
+            assert_eq!((rep["utilization"].as_f64(), rep["eps"].as_f64()), (Some(0.25), Some(1.0)));
+            assert!(rep.get("metric").is_none());
+        } else {
+            assert!(b["load_report"].is_null(), "{b}");
+        }
+    }
+}
