@@ -94,7 +94,7 @@ demo-backend:
 	cargo build -p demo-backend
 
 run: build envoy demo-backend
-	@bash envoy/run-demo.sh
+	@DEMO_ALGORITHM="$(DEMO_ALGORITHM)" bash envoy/run-demo.sh
 
 unit:
 	cargo test --workspace --lib --bins
@@ -167,6 +167,7 @@ bench: build noop-filter ext-proc-picker envoy wrk
 	cargo bench --bench latency
 	cargo bench --bench scale
 	cargo bench --bench probes
+	cargo bench --bench load_reports
 
 soak: build envoy
 	SOAK_SECONDS=$(SOAK_SECONDS) SOAK_OUT=$(CURDIR)/bench/SOAK.md cargo bench --bench soak

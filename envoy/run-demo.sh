@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # `make run`: three demo backends (b1..b3 on 127.0.0.1:8081-8083, weights 1:2:3 in
 # envoy/envoy.yaml) and Envoy on :10000 with the filter. Ctrl-C stops everything.
+# The backends send ORCA load reports (capacities 100, 200 and 400 requests/s);
+# `make run DEMO_ALGORITHM=client_side_weighted_round_robin` balances on them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,11 +18,24 @@ stop() {
 trap stop EXIT
 trap 'stop; exit 0' INT TERM
 
+capacity=(0 100 200 400)
 for i in 1 2 3; do
-  "$backend" --id "b$i" --listen "127.0.0.1:808$i" &
+  "$backend" --id "b$i" --listen "127.0.0.1:808$i" --load-report text --capacity-rps "${capacity[$i]}" &
   pids+=($!)
 done
-"$envoy_bin" -c envoy/envoy.yaml --concurrency 2 --disable-hot-restart --log-level warn \
+config=envoy/envoy.yaml
+case "${DEMO_ALGORITHM:-}" in
+  "") ;;
+  client_side_weighted_round_robin)
+    # The shipped config with the algorithm replaced (a 1 s blackout instead of Envoy's 10 s).
+    config=$(mktemp --suffix=.yaml)
+    sed 's|"algorithm": "round_robin",|"algorithm": "client_side_weighted_round_robin", "client_side_weighted_round_robin": {"blackout_period_ms": 1000},|' \
+      envoy/envoy.yaml > "$config"
+    grep -q client_side_weighted_round_robin "$config" || { echo "cannot set the algorithm in $config" >&2; exit 1; }
+    ;;
+  *) echo "DEMO_ALGORITHM: only client_side_weighted_round_robin is supported" >&2; exit 1 ;;
+esac
+"$envoy_bin" -c "$config" --concurrency 2 --disable-hot-restart --log-level warn \
   --component-log-level wasm:info &
 envoy_pid=$!
 pids+=($envoy_pid)
@@ -35,6 +50,7 @@ Envoy is ready on :10000 (admin on 127.0.0.1:9901). Try:
   curl -si localhost:10000/ | grep x-backend
   curl -s localhost:9901/stats/prometheus | grep '^lb_'   # the filter's metrics
   curl -s localhost:10000/.lb/status             # the pool as the filter sees it (loopback only)
+  curl -si localhost:10000/ | grep endpoint-load-metrics   # the backend's load report (ORCA)
   pkill -f 'demo-backend --id b2'                # health checks take b2 out (Envoy logs it)
 Ctrl-C stops everything.
 MSG
