@@ -196,7 +196,8 @@ impl LoadTable {
         }
         let metric = rules.metric.as_deref().and_then(|m| report.get(m, &rules.wanted));
         if let Some(v) = metric {
-            e.metric = v;
+            // A negative load would outbid every honest backend: it counts as none.
+            e.metric = v.max(0.0);
             e.metric_at = now_ns;
             e.sent_since = 0;
         }

@@ -209,3 +209,11 @@ fn repool_moves_reports_with_their_backends_and_shares_them_again() {
     assert_eq!(dirty, [0, 1]);
     assert!(next.take_dirty().is_empty());
 }
+
+#[test]
+fn a_negative_metric_counts_as_zero() {
+    let r = rules(&[], Some("named_metrics.queue_depth"));
+    let mut t = LoadTable::new(1);
+    t.record(0, &report("named_metrics.queue_depth=-50", &r), &r, 3);
+    assert_eq!(t.get(0).unwrap().metric, 0.0);
+}

@@ -154,3 +154,27 @@ fn the_status_page_shows_each_backends_last_report_and_weight() {
         }
     }
 }
+
+#[test]
+fn unavailable_backends_are_never_picked_whatever_they_report() {
+    let store = Rc::new(MemoryStore::new());
+    let json = format!(
+        r#"{{"cluster":"c","algorithm":"least_load","least_load":{{"metric":"named_metrics.q","choice_count":0}},"backends":{THREE}}}"#
+    );
+    let mut r = router(&json, &store, 1);
+    // Backend 1 reports the lowest queue, then goes down.
+    let text = |i: usize| format!("TEXT named_metrics.q={}", if i == 1 { 0 } else { 50 });
+    for _ in 0..6 {
+        serve(&mut r, MS, text);
+    }
+    use crate::health::{Availability, Slot};
+    let up = Slot { accepted: true, available: true, weight_percent: 100 };
+    let down = Slot { accepted: false, available: false, weight_percent: 0 };
+    r.set_availability(Availability { slots: vec![up, down, up], ..Availability::default() });
+    for _ in 0..30 {
+        let (value, mut t) =
+            r.steer(None, None, 2 * MS).map(|(s, t)| (s.value.to_string(), t)).unwrap();
+        assert!(!value.contains("10.0.0.2:80"), "{value}");
+        r.on_end(&mut t, 2 * MS);
+    }
+}
