@@ -31,7 +31,7 @@ pub use health_check::HealthCheck;
 use health_check::RawHealthCheck;
 pub use outlier::OutlierDetection;
 use outlier::RawOutlier;
-use read::{Flag, Int, List, Name, Num, Obj, Str};
+use read::{Flag, Int, List, Name, Num, Obj, Opt, Str};
 use status::RawStatus;
 pub use status::Status;
 use sticky::RawSticky;
@@ -122,14 +122,17 @@ struct RawConfig {
     hash_on: Option<Obj<RawHashOn>>,
     maglev: Option<Obj<RawMaglev>>,
     ring_hash: Option<Obj<RawRingHash>>,
-    balance_factor: Option<Num<1, 100>>,
+    #[serde(default)]
+    balance_factor: Opt<Num<1, 100>>,
     client_side_weighted_round_robin: Option<Obj<RawCswrr>>,
     least_load: Option<Obj<RawLeastLoad>>,
     load_reports: Option<Obj<RawLoadReports>>,
     health_check: Option<Obj<RawHealthCheck>>,
-    panic_threshold_percent: Option<Int<0, 100>>,
+    #[serde(default)]
+    panic_threshold_percent: Opt<Int<0, 100>>,
     outlier_detection: Option<Obj<RawOutlier>>,
-    slow_start_ms: Option<Int<0, 3_600_000>>,
+    #[serde(default)]
+    slow_start_ms: Opt<Int<0, 3_600_000>>,
     sticky: Option<Obj<RawSticky>>,
     status: Option<Obj<RawStatus>>,
 }
@@ -140,7 +143,8 @@ struct RawBackend {
     id: Str,
     address: Option<Str>,
     cluster: Option<Str>,
-    weight: Option<Int<1, MAX_WEIGHT>>,
+    #[serde(default)]
+    weight: Opt<Int<1, MAX_WEIGHT>>,
     backup: Option<Flag>,
     drain: Option<Flag>,
 }

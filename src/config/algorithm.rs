@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-use super::read::{name_of, Flag, Int, List, Named, Num, Str};
+use super::read::{name_of, Flag, Int, List, Named, Num, Opt, Str};
 use super::text::{cookie_name, header_name, shown};
 use super::ConfigError;
 
@@ -162,16 +162,21 @@ const MAX_RING_SIZE: u32 = 8_388_608;
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLeastRequest {
-    choice_count: Option<Int<0, 100>>,
-    active_request_bias: Option<Num<0, 10>>,
+    #[serde(default)]
+    choice_count: Opt<Int<0, 100>>,
+    #[serde(default)]
+    active_request_bias: Opt<Num<0, 10>>,
 }
 
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLeastTime {
-    default_rtt_ms: Option<Int<1, 60_000>>,
-    decay_ms: Option<Int<1, 600_000>>,
-    error_penalty_ms: Option<Int<1, 600_000>>,
+    #[serde(default)]
+    default_rtt_ms: Opt<Int<1, 60_000>>,
+    #[serde(default)]
+    decay_ms: Opt<Int<1, 600_000>>,
+    #[serde(default)]
+    error_penalty_ms: Opt<Int<1, 600_000>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -186,23 +191,30 @@ pub(super) struct RawHashOn {
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMaglev {
-    table_size: Option<Int<1, MAX_MAGLEV_TABLE_SIZE>>,
+    #[serde(default)]
+    table_size: Opt<Int<1, MAX_MAGLEV_TABLE_SIZE>>,
 }
 
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRingHash {
-    min_ring_size: Option<Int<1, MAX_RING_SIZE>>,
-    max_ring_size: Option<Int<1, MAX_RING_SIZE>>,
+    #[serde(default)]
+    min_ring_size: Opt<Int<1, MAX_RING_SIZE>>,
+    #[serde(default)]
+    max_ring_size: Opt<Int<1, MAX_RING_SIZE>>,
 }
 
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCswrr {
-    blackout_period_ms: Option<Int<0, 3_600_000>>,
-    weight_expiration_period_ms: Option<Int<1, 86_400_000>>,
-    weight_update_period_ms: Option<Int<100, 3_600_000>>,
-    error_utilization_penalty: Option<Num<0, 1_000>>,
+    #[serde(default)]
+    blackout_period_ms: Opt<Int<0, 3_600_000>>,
+    #[serde(default)]
+    weight_expiration_period_ms: Opt<Int<1, 86_400_000>>,
+    #[serde(default)]
+    weight_update_period_ms: Opt<Int<100, 3_600_000>>,
+    #[serde(default)]
+    error_utilization_penalty: Opt<Num<0, 1_000>>,
     metric_names_for_computing_utilization: Option<List<Str>>,
 }
 
@@ -210,9 +222,12 @@ pub(super) struct RawCswrr {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLeastLoad {
     metric: Option<Str>,
-    max_report_age_ms: Option<Int<1, 3_600_000>>,
-    in_flight_weight: Option<Num<0, 1_000_000>>,
-    choice_count: Option<Int<0, 100>>,
+    #[serde(default)]
+    max_report_age_ms: Opt<Int<1, 3_600_000>>,
+    #[serde(default)]
+    in_flight_weight: Opt<Num<0, 1_000_000>>,
+    #[serde(default)]
+    choice_count: Opt<Int<0, 100>>,
 }
 
 /// A reported metric's name as Envoy's ORCA parser knows it; `maps_only` refuses the five

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::read::{name_of, Int, Name, Named, Str};
+use super::read::{name_of, Int, Name, Named, Opt, Str};
 use super::target::cluster_name;
 use super::ConfigError;
 
@@ -58,9 +58,12 @@ pub(super) struct RawDiscovery {
     admin_cluster: Str,
     cluster: Option<Str>,
     source: Option<Name<DiscoverySource>>,
-    interval_ms: Option<Int<MIN_INTERVAL_MS, MAX_MS>>,
-    timeout_ms: Option<Int<1, MAX_MS>>,
-    max_response_bytes: Option<Int<4096, MAX_RESPONSE_BYTES>>,
+    #[serde(default)]
+    interval_ms: Opt<Int<MIN_INTERVAL_MS, MAX_MS>>,
+    #[serde(default)]
+    timeout_ms: Opt<Int<1, MAX_MS>>,
+    #[serde(default)]
+    max_response_bytes: Opt<Int<4096, MAX_RESPONSE_BYTES>>,
 }
 
 impl RawDiscovery {

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use super::read::{Int, List, Str};
+use super::read::{Int, List, Opt, Str};
 use super::text::shown;
 use super::ConfigError;
 
@@ -67,12 +67,17 @@ impl Default for HealthCheck {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHealthCheck {
     path: Option<Str>,
-    interval_ms: Option<Int<MIN_INTERVAL_MS, MAX_MS>>,
-    timeout_ms: Option<Int<1, MAX_MS>>,
-    healthy_threshold: Option<Int<1, MAX_THRESHOLD>>,
-    unhealthy_threshold: Option<Int<1, MAX_THRESHOLD>>,
+    #[serde(default)]
+    interval_ms: Opt<Int<MIN_INTERVAL_MS, MAX_MS>>,
+    #[serde(default)]
+    timeout_ms: Opt<Int<1, MAX_MS>>,
+    #[serde(default)]
+    healthy_threshold: Opt<Int<1, MAX_THRESHOLD>>,
+    #[serde(default)]
+    unhealthy_threshold: Opt<Int<1, MAX_THRESHOLD>>,
     expected_statuses: Option<List<StatusRange>>,
-    jitter_ms: Option<Int<0, MAX_MS>>,
+    #[serde(default)]
+    jitter_ms: Opt<Int<0, MAX_MS>>,
     host: Option<Str>,
 }
 

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::read::Int;
+use super::read::{Int, Opt};
 use super::ConfigError;
 
 /// Validated passive ejection settings.
@@ -36,10 +36,14 @@ const MAX_MS: u32 = 3_600_000;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawOutlier {
-    consecutive_errors: Option<Int<1, 1000>>,
-    base_ejection_ms: Option<Int<1, MAX_MS>>,
-    max_ejection_ms: Option<Int<1, MAX_MS>>,
-    max_ejection_percent: Option<Int<0, 100>>,
+    #[serde(default)]
+    consecutive_errors: Opt<Int<1, 1000>>,
+    #[serde(default)]
+    base_ejection_ms: Opt<Int<1, MAX_MS>>,
+    #[serde(default)]
+    max_ejection_ms: Opt<Int<1, MAX_MS>>,
+    #[serde(default)]
+    max_ejection_percent: Opt<Int<0, 100>>,
 }
 
 impl RawOutlier {

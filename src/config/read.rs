@@ -248,6 +248,8 @@ fn map<'de, T: Shape<'de>, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
 /// A JSON scalar as read, before a [`Shape`] checks it. One visitor type for every scalar
 /// shape keeps serde_json's reader instantiated once for them (the .wasm stays small).
 enum Scalar {
+    /// `null` where it means absent ([`Opt`]).
+    Null,
     Bool(bool),
     Unsigned(u64),
     Signed(i64),
@@ -258,6 +260,8 @@ enum Scalar {
 struct ScalarVisitor<'a> {
     wrong: &'a dyn Fn(Found<'_>) -> String,
     expecting: &'a str,
+    /// `null` is [`Scalar::Null`] (an optional member), not refused.
+    nullable: bool,
 }
 
 impl<'de> Visitor<'de> for ScalarVisitor<'_> {
@@ -282,6 +286,9 @@ impl<'de> Visitor<'de> for ScalarVisitor<'_> {
         Ok(Scalar::Str(s.to_string()))
     }
     fn visit_unit<E: de::Error>(self) -> Result<Scalar, E> {
+        if self.nullable {
+            return Ok(Scalar::Null);
+        }
         Err(E::custom((self.wrong)(Found::Null)))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Scalar, A::Error> {
@@ -295,8 +302,13 @@ impl<'de> Visitor<'de> for ScalarVisitor<'_> {
 /// Deserializes a [`Shape`] that is a JSON scalar.
 pub(super) fn scalar<'de, T: Shape<'de>, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
     let expecting = T::expecting();
-    let value = d.deserialize_any(ScalarVisitor { wrong: &T::wrong, expecting: &expecting })?;
+    let value = d.deserialize_any(ScalarVisitor {
+        wrong: &T::wrong,
+        expecting: &expecting,
+        nullable: false,
+    })?;
     match value {
+        Scalar::Null => Err(T::wrong(Found::Null)),
         Scalar::Bool(b) => T::boolean(b),
         Scalar::Unsigned(n) => T::unsigned(n),
         Scalar::Signed(n) => T::signed(n),
@@ -331,9 +343,11 @@ impl Shape<'_> for Flag {
 }
 
 /// A JSON integer from `MIN` to `MAX` (`3.0` is not an integer).
+#[derive(Clone, Copy)]
 pub(super) struct Int<const MIN: u32, const MAX: u32>(pub u32);
 
 /// A JSON number (integers too) from `MIN` to `MAX`.
+#[derive(Clone, Copy)]
 pub(super) struct Num<const MIN: u32, const MAX: u32>(pub f64);
 
 /// The range of an [`Int`] or a [`Num`], checked at run time: one copy of the reading code
@@ -362,6 +376,7 @@ impl Range {
     /// An [`Int`]'s value.
     fn int(self, value: Scalar) -> Result<u32, String> {
         match value {
+            Scalar::Null => Err(self.wrong(Found::Null)),
             Scalar::Bool(b) => Err(self.wrong(Found::Bool(b))),
             Scalar::Unsigned(n) => self.unsigned(n),
             Scalar::Signed(n) => {
@@ -389,6 +404,7 @@ impl Range {
     /// A [`Num`]'s value.
     fn num(self, value: Scalar) -> Result<f64, String> {
         match value {
+            Scalar::Null => Err(self.wrong(Found::Null)),
             Scalar::Bool(b) => Err(self.wrong(Found::Bool(b))),
             Scalar::Unsigned(n) => self.within(n as f64, &n),
             Scalar::Signed(n) => self.within(n as f64, &n),
@@ -403,27 +419,66 @@ impl Range {
             Err(self.out_of_range(written))
         }
     }
-    /// Reads a JSON scalar for this range, `null`, an array and an object refused.
-    fn read<'de, D: Deserializer<'de>>(self, d: D) -> Result<Scalar, D::Error> {
+    /// Reads a JSON scalar for this range, an array and an object refused; `null` is
+    /// [`Scalar::Null`] if `nullable`, else refused.
+    fn read<'de, D: Deserializer<'de>>(self, d: D, nullable: bool) -> Result<Scalar, D::Error> {
         let expecting = self.expecting();
-        d.deserialize_any(ScalarVisitor {
-            wrong: &|found| self.wrong(found),
-            expecting: &expecting,
-        })
+        let wrong = |found: Found<'_>| self.wrong(found);
+        d.deserialize_any(ScalarVisitor { wrong: &wrong, expecting: &expecting, nullable })
     }
 }
 
 impl<'de, const MIN: u32, const MAX: u32> Deserialize<'de> for Int<MIN, MAX> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let range = Range { min: MIN, max: MAX, integer: true };
-        range.int(range.read(d)?).map(Int).map_err(de::Error::custom)
+        range.int(range.read(d, false)?).map(Int).map_err(de::Error::custom)
+    }
+}
+
+impl<'de, const MIN: u32, const MAX: u32> Deserialize<'de> for Opt<Int<MIN, MAX>> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let range = Range { min: MIN, max: MAX, integer: true };
+        match range.read(d, true)? {
+            Scalar::Null => Ok(Opt(None)),
+            value => range.int(value).map(|n| Opt(Some(Int(n)))).map_err(de::Error::custom),
+        }
     }
 }
 
 impl<'de, const MIN: u32, const MAX: u32> Deserialize<'de> for Num<MIN, MAX> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let range = Range { min: MIN, max: MAX, integer: false };
-        range.num(range.read(d)?).map(Num).map_err(de::Error::custom)
+        range.num(range.read(d, false)?).map(Num).map_err(de::Error::custom)
+    }
+}
+
+impl<'de, const MIN: u32, const MAX: u32> Deserialize<'de> for Opt<Num<MIN, MAX>> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let range = Range { min: MIN, max: MAX, integer: false };
+        match range.read(d, true)? {
+            Scalar::Null => Ok(Opt(None)),
+            value => range.num(value).map(|x| Opt(Some(Num(x)))).map_err(de::Error::custom),
+        }
+    }
+}
+
+/// An optional member (`#[serde(default)]`: absent is `None`, as is `null`), read by its
+/// value's own visitor rather than through serde's `Option`: serde_path_to_error wraps the
+/// `Option` visitor once per type (3 KB of the .wasm for the integer and number members).
+/// Reads as the `Option` it holds.
+pub(super) struct Opt<T>(Option<T>);
+
+impl<T> Default for Opt<T> {
+    fn default() -> Self {
+        Opt(None)
+    }
+}
+
+impl<T> std::ops::Deref for Opt<T> {
+    type Target = Option<T>;
+
+    fn deref(&self) -> &Option<T> {
+        &self.0
     }
 }
 

@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer};
 
-use super::read::{any, name_of, scalar, Flag, Int, Name, Named, Shape, Str};
+use super::read::{any, name_of, scalar, Flag, Int, Name, Named, Opt, Shape, Str};
 use super::text::{cookie_name, shown};
 use super::ConfigError;
 
@@ -118,7 +118,8 @@ const MAX_LABEL_LEN: usize = 63;
 pub(super) struct RawSticky {
     cookie: Option<Str>,
     secrets: Option<Secrets>,
-    ttl_s: Option<Int<1, MAX_TTL_S>>,
+    #[serde(default)]
+    ttl_s: Opt<Int<1, MAX_TTL_S>>,
     path: Option<Str>,
     domain: Option<Str>,
     secure: Option<Flag>,

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use super::read::{name_of, Flag, Int, Name, Named, Str};
+use super::read::{name_of, Flag, Int, Name, Named, Opt, Str};
 use super::text::{header_name, shown};
 use super::{ConfigError, MAX_CLUSTER_LEN};
 
@@ -72,7 +72,8 @@ pub struct Target {
 pub(super) struct RawTarget {
     mode: Option<Name<TargetMode>>,
     header: Option<Str>,
-    max_hosts: Option<Int<1, { MAX_HOSTS_LIMIT as u32 }>>,
+    #[serde(default)]
+    max_hosts: Opt<Int<1, { MAX_HOSTS_LIMIT as u32 }>>,
     allow_header_fallback: Option<Flag>,
     probe_cluster: Option<Str>,
 }
