@@ -8,6 +8,7 @@ mod discovery;
 mod health_check;
 mod outlier;
 mod read;
+pub(crate) use read::json_value;
 mod status;
 mod sticky;
 mod target;

@@ -207,7 +207,7 @@ fn json_number(v: &Value) -> Option<f64> {
 }
 
 fn parse_json(json: &str, wanted: &Wanted) -> Result<Report, ReportError> {
-    let Ok(Value::Object(members)) = serde_json::from_slice::<Value>(json.as_bytes()) else {
+    let Some(Value::Object(members)) = crate::config::json_value(json.as_bytes()) else {
         return Err(ReportError::Malformed);
     };
     let mut report = Report::default();

@@ -56,9 +56,6 @@ pub struct HostMetrics {
     /// request. Emptied by each flush: a request costs one hash lookup and a tick one host
     /// call per metric changed since the last, whatever the pool's size.
     pending: fnv::FnvHashMap<u32, i64>,
-    /// The `lb_load_weight` gauge of each backend that has had one, by backend id: defined on
-    /// first use, only by pools that weigh by load reports.
-    load_weights: fnv::FnvHashMap<String, u32>,
 }
 
 /// Backends whose metrics are all defined at configure: 7,000 defines, about 10–30 ms.
@@ -76,6 +73,9 @@ struct BackendMetrics {
     slots: Slots,
     /// The healthy gauge's value, until the gauge is defined and it is recorded.
     healthy: Option<bool>,
+    /// Its `lb_load_weight` gauge, defined on first use (only pools that weigh by load reports
+    /// have one; after a pool change it is looked up again by name).
+    load_weight: Option<u32>,
 }
 
 fn define(kind: MetricType, name: &str) -> Option<u32> {
@@ -107,7 +107,12 @@ impl HostMetrics {
         let label = metrics::pool_label(cluster);
         let backends = pool
             .iter()
-            .map(|b| BackendMetrics { id: b.id.clone(), slots: [None; 7], healthy: None })
+            .map(|b| BackendMetrics {
+                id: b.id.clone(),
+                slots: [None; 7],
+                healthy: None,
+                load_weight: None,
+            })
             .collect();
         let pool = PoolCounter::ALL
             .map(|c| define(MetricType::Counter, &metrics::pool_metric(c.name(), &label)));
@@ -121,7 +126,6 @@ impl HostMetrics {
             label,
             defined: Default::default(),
             pending: Default::default(),
-            load_weights: Default::default(),
         };
         metrics.define_backlog(EAGER_BACKENDS.saturating_mul(7));
         metrics
@@ -212,17 +216,14 @@ impl Metrics for HostMetrics {
     }
 
     fn load_weight(&mut self, backend: usize, weight: u32) {
-        let Some(b) = self.backends.get(backend) else { return };
-        let id = match self.load_weights.get(&b.id) {
-            Some(&id) => id,
-            None => {
-                let name = metrics::backend_metric(metrics::LOAD_WEIGHT, &self.label, &b.id);
-                let Some(id) = define(MetricType::Gauge, &name) else { return };
-                self.load_weights.insert(b.id.clone(), id);
-                id
-            }
-        };
-        let _ = hostcalls::record_metric(id, u64::from(weight));
+        let Some(b) = self.backends.get_mut(backend) else { return };
+        if b.load_weight.is_none() {
+            let name = metrics::backend_metric(metrics::LOAD_WEIGHT, &self.label, &b.id);
+            b.load_weight = define(MetricType::Gauge, &name);
+        }
+        if let Some(id) = b.load_weight {
+            let _ = hostcalls::record_metric(id, u64::from(weight));
+        }
     }
 
     fn pool_gauge(&mut self, gauge: PoolGauge, value: u64) {
@@ -251,6 +252,7 @@ impl Metrics for HostMetrics {
                 id: b.id.clone(),
                 slots: self.defined.get(&b.id).copied().unwrap_or([None; 7]),
                 healthy,
+                load_weight: None,
             })
             .collect();
         self.backlog = 0;

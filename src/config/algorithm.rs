@@ -79,6 +79,25 @@ pub struct Cswrr {
     pub metric_names_for_computing_utilization: Vec<String>,
 }
 
+impl Default for Cswrr {
+    /// Envoy's defaults.
+    fn default() -> Self {
+        Cswrr {
+            blackout_period_ms: 10_000,
+            weight_expiration_period_ms: 180_000,
+            weight_update_period_ms: 1_000,
+            error_utilization_penalty: 1.0,
+            metric_names_for_computing_utilization: Vec::new(),
+        }
+    }
+}
+
+impl Default for LeastLoadConfig {
+    fn default() -> Self {
+        LeastLoadConfig { metric: String::new(), max_report_age_ms: 2_000, in_flight_weight: 1.0 }
+    }
+}
+
 /// `least_load`'s settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LeastLoadConfig {
@@ -141,18 +160,8 @@ impl AlgorithmConfig {
             min_ring_size: 1024,
             max_ring_size: MAX_RING_SIZE as usize,
             balance_factor: None,
-            cswrr: Cswrr {
-                blackout_period_ms: 10_000,
-                weight_expiration_period_ms: 180_000,
-                weight_update_period_ms: 1_000,
-                error_utilization_penalty: 1.0,
-                metric_names_for_computing_utilization: Vec::new(),
-            },
-            least_load: LeastLoadConfig {
-                metric: String::new(),
-                max_report_age_ms: 2_000,
-                in_flight_weight: 1.0,
-            },
+            cswrr: Cswrr::default(),
+            least_load: LeastLoadConfig::default(),
         }
     }
 }
@@ -260,7 +269,7 @@ fn metric_name(name: &str, maps_only: bool, path: &str) -> Result<String, Config
 
 impl RawCswrr {
     fn validate(self) -> Result<Cswrr, ConfigError> {
-        let d = AlgorithmConfig::defaults(Algorithm::ClientSideWeightedRoundRobin).cswrr;
+        let d = Cswrr::default();
         let names = self.metric_names_for_computing_utilization.map(|l| l.0).unwrap_or_default();
         let base = "$.client_side_weighted_round_robin.metric_names_for_computing_utilization";
         if names.len() > crate::orca::MAX_WANTED {
@@ -294,7 +303,7 @@ impl RawCswrr {
 
 impl RawLeastLoad {
     fn validate(self) -> Result<(LeastLoadConfig, Option<usize>), ConfigError> {
-        let d = AlgorithmConfig::defaults(Algorithm::LeastLoad).least_load;
+        let d = LeastLoadConfig::default();
         let Some(Str(metric)) = self.metric else {
             return Err(ConfigError::at(
                 "$.least_load.metric",
@@ -387,7 +396,7 @@ impl RawAlgorithm {
         let cswrr = self.client_side_weighted_round_robin.unwrap_or_default().validate()?;
         let (least_load, load_choices) = match (a, self.least_load) {
             (LeastLoad, raw) => raw.unwrap_or_default().validate()?,
-            _ => (AlgorithmConfig::defaults(a).least_load, None),
+            _ => (LeastLoadConfig::default(), None),
         };
 
         let hash_on = match (a, self.hash_on) {

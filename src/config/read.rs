@@ -28,6 +28,12 @@ pub(super) fn parse<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, Con
     Ok(value)
 }
 
+/// A JSON document as a `Value`, read by the same code as the configuration (so the filter holds
+/// one copy of serde_json's `Value` reader, not two: a load report's JSON form uses it).
+pub(crate) fn json_value(bytes: &[u8]) -> Option<serde_json::Value> {
+    parse(bytes).ok()
+}
+
 /// Any JSON value, read as serde_json reads a `Value` (same errors: UTF-8, escapes, nesting
 /// limit, trailing commas) but kept nowhere.
 struct Syntax;

@@ -40,7 +40,7 @@ impl Balancer for LeastLoad {
     fn pick(&mut self, ctx: &mut PickCtx<'_>, out: &mut Picks) {
         let (max_age_ns, weight) = (self.max_age_ns, self.in_flight_weight);
         let reported = ctx.reported;
-        self.p2c.pick(ctx, out, |i, in_flight, now_ns| {
+        self.p2c.pick(ctx, out, &|i, in_flight, now_ns| {
             let fresh = reported
                 .and_then(|t| t.get(i))
                 .filter(|e| e.metric_at > 0 && now_ns.saturating_sub(e.metric_at) <= max_age_ns);

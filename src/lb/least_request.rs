@@ -53,11 +53,11 @@ impl Balancer for LeastRequest {
         if bias == 1.0 {
             // Its own cost function: no `powf` (an optimizer may merge `x.powf(1.0)` with `x`
             // in the other direction, calling `pow` for every candidate).
-            p2c.pick(ctx, out, |i, in_flight, _| {
+            p2c.pick(ctx, out, &|i, in_flight, _| {
                 -weight.get(i).copied().unwrap_or(0.0) / (in_flight as f64 + 1.0)
             });
         } else {
-            p2c.pick(ctx, out, |i, in_flight, _| -Self::score(weight, bias, i, in_flight));
+            p2c.pick(ctx, out, &|i, in_flight, _| -Self::score(weight, bias, i, in_flight));
         }
     }
 

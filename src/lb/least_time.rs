@@ -192,7 +192,7 @@ impl Balancer for LeastTime {
         let rescaled = ctx.now_ns >= self.latest_ns;
         let LeastTime { ewma, weight, p2c, scaled, .. } = self;
         let (ewma, weight, scaled) = (&*ewma, &*weight, &*scaled);
-        p2c.pick(ctx, out, |i, in_flight, now_ns| {
+        p2c.pick(ctx, out, &|i, in_flight, now_ns| {
             if rescaled {
                 Self::per_weight(scaled.get(i).copied().unwrap_or(0.0), weight, i, in_flight)
             } else {

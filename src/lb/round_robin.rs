@@ -152,7 +152,11 @@ pub struct SmoothWeighted {
 
 impl SmoothWeighted {
     pub fn new(weights: impl Iterator<Item = u32>) -> Self {
-        let mut weight: Vec<u64> = weights.map(u64::from).collect();
+        Self::with_weights(weights.map(u64::from).collect())
+    }
+
+    /// [`SmoothWeighted::new`] without its iterator: one copy of this for every caller.
+    fn with_weights(mut weight: Vec<u64>) -> Self {
         let n = weight.len();
         while weight.iter().sum::<u64>() > MAX_TOTAL {
             weight.iter_mut().filter(|w| **w > 1).for_each(|w| *w = w.div_ceil(2));

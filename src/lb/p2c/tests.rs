@@ -16,7 +16,7 @@ fn pick(
     load.reads.clear();
     let mut out = Picks::with_capacity(cap);
     let mut ctx = PickCtx { accept: &accept_all, rng, key: None, load, now_ns: 7, reported: None };
-    p2c.pick(&mut ctx, &mut out, cost);
+    p2c.pick(&mut ctx, &mut out, &cost);
     out.as_slice().iter().map(|&i| i as usize).collect()
 }
 
