@@ -21,10 +21,17 @@ fn router(json: &str, store: &Rc<MemoryStore>, seed: u64) -> Router {
 
 /// One request at `now`, answered 200 with `report` by its primary; its primary's index.
 fn serve(r: &mut Router, now: u64, report: impl Fn(usize) -> String) -> usize {
+    serve_some(r, now, |i| Some(report(i)))
+}
+
+/// [`serve`], the answer carrying a report only when `report` gives one.
+fn serve_some(r: &mut Router, now: u64, report: impl Fn(usize) -> Option<String>) -> usize {
     let (_, mut ticket) = r.steer(None, None, now).unwrap();
     let primary = ticket.backend;
     r.on_response(&mut ticket, None, 200, 1, now);
-    r.on_report(&ticket, &report(primary), false, now);
+    if let Some(text) = report(primary) {
+        r.on_report(&ticket, &text, false, now);
+    }
     r.on_end(&mut ticket, now);
     primary
 }
@@ -42,16 +49,17 @@ fn reports_from_two_workers_make_the_weights_of_both() {
     let store = Rc::new(MemoryStore::new());
     let (mut a, mut b) = (router(&cswrr(), &store, 1), router(&cswrr(), &store, 2));
     let capacity = [100.0, 200.0, 400.0];
-    // Worker a hears only from backends 0 and 1, worker b from 2 (as if each got some).
+    // Worker a hears only from backends 0 and 1, worker b only from 2: neither could weigh
+    // all three alone.
     let text = |i: usize| {
         format!("TEXT rps_fractional={}, application_utilization=0.5", capacity[i] * 0.5)
     };
     let mut t = 0;
     while t < 3_000 * MS {
-        for r in [&mut a, &mut b] {
-            let _ = serve(r, t, text);
-            r.tick(t);
-        }
+        let _ = serve_some(&mut a, t, |i| (i < 2).then(|| text(i)));
+        a.tick(t);
+        let _ = serve_some(&mut b, t, |i| (i == 2).then(|| text(i)));
+        b.tick(t);
         t += 10 * MS;
     }
     // After the blackout both workers weigh 1:2:4 (qps / utilization = capacity).
