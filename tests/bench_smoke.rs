@@ -1,4 +1,5 @@
-//! One short round of each Envoy bench (benches/envoy.rs, benches/latency.rs, benches/scale.rs),
+//! One short round of each Envoy bench (benches/envoy.rs, benches/latency.rs, benches/scale.rs,
+//! benches/load_reports.rs),
 //! so the harness keeps working: the bench code itself (benches/common/) runs here with small
 //! parameters, into a temporary file that must then hold every variant's row with positive
 //! figures. Needs wrk (`make wrk`), the no-op filter (`make noop-filter`), the ext_proc picker
@@ -16,7 +17,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use common::scale::{self, ScaleParams, Upstream};
-use common::{cpu, latency, shards, Params, LATENCY_HEADING, SCALE_HEADING};
+use common::{cpu, latency, load_reports, shards, Params, LATENCY_HEADING, SCALE_HEADING};
 
 /// One bench run at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -91,6 +92,37 @@ async fn envoy_benches_run_one_short_round() {
         "bench smoke: CPU bench {cpu_s:.0} s, latency bench {:.0} s",
         t0.elapsed().as_secs_f64() - cpu_s
     );
+}
+
+/// The load-reports bench (issue #18), one round of 1 s (its convergence phases 2 s and 1.5 s):
+/// every variant's row in each of its three tables, and the goal lines; no figure is judged.
+#[tokio::test(flavor = "multi_thread")]
+async fn load_reports_bench_runs_one_short_round() {
+    let _serial = SERIAL.lock().await;
+    let t0 = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("RESULTS.md");
+    std::fs::write(&out, format!("# Envoy benchmark\n\nCPU\n\n{LATENCY_HEADING}: l\n\nrows\n"))
+        .unwrap();
+    load_reports::run(&params(&out, &load_reports::WORKERS)).await;
+    let md = std::fs::read_to_string(&out).unwrap();
+    assert!(md.starts_with("# Envoy benchmark\n\nCPU\n\n"), "other sections lost:\n{md}");
+    assert_eq!(md.matches(load_reports::HEADING).count(), 1, "{md}");
+    for &w in &load_reports::WORKERS {
+        for v in load_reports::cswrr_variants() {
+            let name = format!("| ({}) {} | {w} |", v.key, v.name);
+            // The convergence table and the slowdown table.
+            assert_eq!(md.matches(&name).count(), 2, "{name}:\n{md}");
+        }
+        for v in load_reports::least_load_variants() {
+            let figures = row(&md, &format!("({}) {}", v.key, v.name), w);
+            // p50, p50 min (of min–max), p90, p99, p99 min, % to the slow backend, req/s.
+            assert_eq!(figures.len(), 7, "{} x{w}: {figures:?}", v.name);
+        }
+    }
+    assert!(md.contains("Goal (issue #18)"), "{md}");
+    assert!(md.contains("least_load's median p99 beside the others'"), "{md}");
+    eprintln!("bench smoke: load-reports bench {:.0} s", t0.elapsed().as_secs_f64());
 }
 
 /// A section written by hand after the latency one (the profile) survives a new latency run,

@@ -9,6 +9,7 @@
 
 pub mod cpu;
 pub mod latency;
+pub mod load_reports;
 pub mod scale;
 pub mod shards;
 
