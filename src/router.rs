@@ -563,9 +563,6 @@ impl Router {
             None => 1,
         };
         self.metrics.in_flight(backend, applied);
-        if let Some(r) = self.reports.as_mut() {
-            r.table.sent(backend);
-        }
         ticket.backend = backend;
         ticket.held = true;
     }

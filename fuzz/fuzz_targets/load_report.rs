@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
         if let Some(w) = rules.weight(&report) {
             assert!(w >= 1, "{header:?}");
         }
-        table.record(0, &report, &rules, 10);
+        table.record(0, &report, &rules, 10, 3);
     }
     let mut weights = Vec::new();
     table.weights(&rules, 10, &mut weights);

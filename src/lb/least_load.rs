@@ -1,11 +1,12 @@
 //! Least load, for inference servers: [`P2c`] over a metric the backends report themselves
-//! (e.g. `named_metrics.queue_depth` or a KV-cache utilization, [`super::reports`]), plus the
-//! requests sent to each since its last report, so that a burst does not all land on the
-//! backend whose last report was lowest. The cost of a candidate:
+//! (e.g. `named_metrics.queue_depth` or a KV-cache utilization, [`super::reports`]), corrected
+//! by how the backend's requests in flight changed since that report, so that a burst does not
+//! all land on the backend whose last report was lowest. The cost of a candidate:
 //!
-//! - with a report younger than `max_report_age`: `metric + in_flight_weight × sent_since`,
-//!   where `sent_since` counts this worker's requests to it since that report arrived (the
-//!   report already counts what was in flight when it was made);
+//! - with a report younger than `max_report_age`:
+//!   `max(0, metric + in_flight_weight × (in_flight − in_flight_at_report))`: the report counts
+//!   what the backend held when it was made; the requests sent to it since (by any worker) raise
+//!   the cost, those that ended since lower it;
 //! - without one (none yet, or stale): `in_flight_weight × in_flight`, the backend's requests
 //!   in flight across all workers, as least_request. With a queue-length metric and weight 1 the
 //!   two are in the same unit (requests).
@@ -45,7 +46,10 @@ impl Balancer for LeastLoad {
                 .and_then(|t| t.get(i))
                 .filter(|e| e.metric_at > 0 && now_ns.saturating_sub(e.metric_at) <= max_age_ns);
             match fresh {
-                Some(e) => e.metric + weight * f64::from(e.sent_since),
+                Some(e) => {
+                    let since = in_flight as f64 - e.in_flight_at as f64;
+                    (e.metric + weight * since).max(0.0)
+                }
                 None => weight * in_flight as f64,
             }
         });

@@ -1,7 +1,7 @@
 //! What each backend last reported about its load ([`crate::orca`]), as one VM knows it: from
 //! the responses it saw, merged with what the other workers saw ([`crate::state::load_reports`]).
 //! Feeds `client_side_weighted_round_robin` (a weight per backend) and `least_load` (a metric
-//! per backend, and the requests sent since).
+//! per backend, and its requests in flight when the metric was reported).
 //!
 //! The weight of one report and its validity over time follow Envoy's
 //! `client_side_weighted_round_robin` (source/extensions/load_balancing_policies/
@@ -43,11 +43,11 @@ pub struct BackendLoad {
     pub non_empty_since: u64,
     /// When the last report that gave a weight arrived.
     pub last_update: u64,
-    /// `least_load`'s metric in the last report that had it, and when that arrived.
+    /// `least_load`'s metric in the last report that had it, when that arrived, and the
+    /// backend's requests in flight (across workers) at that moment.
     pub metric: f64,
     pub metric_at: u64,
-    /// Requests this VM sent to the backend since `metric_at` (not shared).
-    pub sent_since: u32,
+    pub in_flight_at: u64,
 }
 
 impl Default for BackendLoad {
@@ -62,7 +62,7 @@ impl Default for BackendLoad {
             last_update: 0,
             metric: 0.0,
             metric_at: 0,
-            sent_since: 0,
+            in_flight_at: 0,
         }
     }
 }
@@ -90,7 +90,7 @@ impl BackendLoad {
         if other.metric_at > self.metric_at {
             self.metric = other.metric;
             self.metric_at = other.metric_at;
-            self.sent_since = 0;
+            self.in_flight_at = other.in_flight_at;
         }
     }
 }
@@ -180,8 +180,16 @@ impl LoadTable {
         }
     }
 
-    /// A report from `backend` arrived at `now_ns`.
-    pub fn record(&mut self, backend: usize, report: &Report, rules: &ReportRules, now_ns: u64) {
+    /// A report from `backend` arrived at `now_ns`, when the backend had `in_flight` requests
+    /// in flight across workers (read only for `least_load`'s metric; 0 otherwise).
+    pub fn record(
+        &mut self,
+        backend: usize,
+        report: &Report,
+        rules: &ReportRules,
+        now_ns: u64,
+        in_flight: u64,
+    ) {
         let Some(e) = self.entries.get_mut(backend) else { return };
         e.at = now_ns;
         e.rps = report.rps_fractional;
@@ -199,16 +207,14 @@ impl LoadTable {
             // A negative load would outbid every honest backend: it counts as none.
             e.metric = v.max(0.0);
             e.metric_at = now_ns;
-            e.sent_since = 0;
+            e.in_flight_at = in_flight;
         }
         self.mark(backend);
     }
 
-    /// This VM sent a request to `backend`.
-    pub fn sent(&mut self, backend: usize) {
-        if let Some(e) = self.entries.get_mut(backend) {
-            e.sent_since = e.sent_since.saturating_add(1);
-        }
+    /// Whether a report's metric is read (so its record needs the in-flight count).
+    pub fn wants_in_flight(rules: &ReportRules) -> bool {
+        rules.metric.is_some()
     }
 
     /// The backends with reports not yet shared, emptied.

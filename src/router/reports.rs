@@ -8,6 +8,7 @@ use super::Router;
 use crate::config::{Algorithm, Config};
 use crate::hash_key;
 use crate::lb::reports::{LoadTable, ReportRules};
+use crate::lb::LoadView;
 use crate::metrics::PoolCounter;
 use crate::orca::{self, Wanted};
 use crate::state::keys;
@@ -93,7 +94,14 @@ impl Router {
         match parsed {
             Ok(report) if ticket.backend < reports.table.backends() => {
                 let now = self.clock.at(now_ns);
-                reports.table.record(ticket.backend, &report, &reports.rules, now);
+                // least_load: the backend's requests in flight now (this one included, as in the
+                // report), one shared-data read.
+                let in_flight = match (&self.in_flight, LoadTable::wants_in_flight(&reports.rules))
+                {
+                    (Some(counters), true) => counters.view(&self.store).in_flight(ticket.backend),
+                    _ => 0,
+                };
+                reports.table.record(ticket.backend, &report, &reports.rules, now, in_flight);
                 self.metrics.pool(PoolCounter::LoadReports);
             }
             _ => self.metrics.pool(PoolCounter::LoadReportsInvalid),

@@ -8,7 +8,7 @@
 //!
 //! Value format, version 1 (little-endian): `[1u8]` then per backend of the shard, in pool
 //! order, `[key hash u64][at u64][rps f64][utilization f64][eps f64][weight u32]
-//! [non_empty_since u64][last_update u64][metric f64][metric_at u64]`. Each entry carries the
+//! [non_empty_since u64][last_update u64][metric f64][metric_at u64][in_flight_at u64]`. Each entry carries the
 //! hash of its backend's key ([`crate::state::keys::backend`]), so after a pool change an entry
 //! written for another backend at that index is ignored (and overwritten). Another version,
 //! a length that is not a whole number of entries, and non-finite numbers read as no entry.
@@ -19,7 +19,7 @@ use crate::lb::reports::{BackendLoad, LoadTable};
 /// Backends per shard.
 pub const SHARD: usize = 64;
 const VERSION: u8 = 1;
-const ENTRY: usize = 8 * 9 + 4;
+const ENTRY: usize = 8 * 10 + 4;
 /// Shards written per tick at most; the rest wait for the next tick.
 pub const MAX_WRITES_PER_TICK: usize = 32;
 /// CAS attempts for one shard write before it is left for the next tick.
@@ -49,6 +49,7 @@ fn encode_entry(out: &mut Vec<u8>, hash: u64, e: &BackendLoad) {
     out.extend_from_slice(&e.last_update.to_le_bytes());
     out.extend_from_slice(&e.metric.to_le_bytes());
     out.extend_from_slice(&e.metric_at.to_le_bytes());
+    out.extend_from_slice(&e.in_flight_at.to_le_bytes());
 }
 
 /// Reads little-endian fields off the front of a slice.
@@ -83,7 +84,7 @@ fn decode_entry(bytes: &[u8]) -> Option<(u64, BackendLoad)> {
         last_update: r.u64()?,
         metric: r.f64()?,
         metric_at: r.u64()?,
-        sent_since: 0,
+        in_flight_at: r.u64()?,
     };
     Some((hash, e))
 }

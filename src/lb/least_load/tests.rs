@@ -21,16 +21,21 @@ fn rules() -> ReportRules {
     }
 }
 
-fn table(queues: &[Option<(f64, u64)>]) -> LoadTable {
+/// Backends' reports `(queue, at)`, each made with `in_flight_at` requests in flight.
+fn table_at(queues: &[Option<(f64, u64)>], in_flight_at: &[u64]) -> LoadTable {
     let r = rules();
     let mut t = LoadTable::new(queues.len());
     for (i, q) in queues.iter().enumerate() {
         if let Some((q, at)) = q {
             let report = parse(&format!("TEXT named_metrics.q={q}"), &r.wanted).unwrap();
-            t.record(i, &report, &r, *at);
+            t.record(i, &report, &r, *at, in_flight_at.get(i).copied().unwrap_or(0));
         }
     }
     t
+}
+
+fn table(queues: &[Option<(f64, u64)>]) -> LoadTable {
+    table_at(queues, &[])
 }
 
 /// The full ranking (choice_count 0 scans every backend) at `now`.
@@ -50,23 +55,37 @@ fn ranking(t: &LoadTable, load: &mut FakeLoad, now_ns: u64, cap: usize) -> Vec<u
 
 #[test]
 fn fresh_reports_rank_by_metric() {
-    let t = table(&[Some((5.0, 10 * MS)), Some((1.0, 10 * MS)), Some((3.0, 10 * MS))]);
-    let mut load = FakeLoad::new(&[0, 50, 0]);
-    assert_eq!(
-        ranking(&t, &mut load, 20 * MS, 3),
-        [1, 2, 0],
-        "in-flight counts are not read for fresh reports' costs"
-    );
+    let t =
+        table_at(&[Some((5.0, 10 * MS)), Some((1.0, 10 * MS)), Some((3.0, 10 * MS))], &[4, 4, 4]);
+    let mut load = FakeLoad::new(&[4, 4, 4]);
+    assert_eq!(ranking(&t, &mut load, 20 * MS, 3), [1, 2, 0]);
 }
 
 #[test]
-fn requests_sent_since_the_report_count() {
-    let mut t = table(&[Some((2.0, 10 * MS)), Some((0.0, 10 * MS))]);
-    for _ in 0..3 {
-        t.sent(1);
-    }
+fn requests_in_flight_since_the_report_count_both_ways() {
+    // Backend 1 reported the shorter queue, but 3 more requests went to it since (by any
+    // worker); backend 0's 2 requests at its report have ended since.
+    let t = table_at(&[Some((2.0, 10 * MS)), Some((0.0, 10 * MS))], &[2, 0]);
+    let mut load = FakeLoad::new(&[0, 3]);
+    assert_eq!(ranking(&t, &mut load, 20 * MS, 2), [0, 1], "max(0, 2 - 2) < 0 + 3");
+    // Never below zero: a backend whose requests all ended ties with an idle one.
+    let t = table_at(&[Some((1.0, 10 * MS)), Some((0.0, 10 * MS))], &[9, 0]);
     let mut load = FakeLoad::new(&[0, 0]);
-    assert_eq!(ranking(&t, &mut load, 20 * MS, 2), [0, 1], "0 + 3 sent > 2");
+    let mut seen = [false; 2];
+    for seed in 0..40 {
+        let mut b = LeastLoad::new(2, 0, 100 * MS, 1.0);
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let ctx = &mut PickCtx {
+            accept: &accept_all,
+            rng: &mut rng,
+            key: None,
+            load: &mut load,
+            now_ns: 20 * MS,
+            reported: Some(&t),
+        };
+        seen[pick_in(&mut b, ctx, 1)[0]] = true;
+    }
+    assert_eq!(seen, [true, true], "equal costs 0 and 0, in random order");
 }
 
 #[test]

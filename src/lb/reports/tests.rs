@@ -78,8 +78,8 @@ fn a_weight_counts_after_the_blackout_and_until_it_expires() {
     let r = rules(&[], None);
     let mut t = LoadTable::new(3);
     let mut w = Vec::new();
-    t.record(0, &report("rps_fractional=100, cpu_utilization=1", &r), &r, 100 * S);
-    t.record(1, &report("rps_fractional=400, cpu_utilization=1", &r), &r, 100 * S);
+    t.record(0, &report("rps_fractional=100, cpu_utilization=1", &r), &r, 100 * S, 0);
+    t.record(1, &report("rps_fractional=400, cpu_utilization=1", &r), &r, 100 * S, 0);
     // In the blackout: nobody valid, everyone 1.
     t.weights(&r, 105 * S, &mut w);
     assert_eq!(w, [1, 1, 1]);
@@ -88,13 +88,13 @@ fn a_weight_counts_after_the_blackout_and_until_it_expires() {
     t.weights(&r, 110 * S, &mut w);
     assert_eq!(w, [100, 400, 400]);
     // Backend 1 keeps reporting, backend 0 stops: 180 s after its last report it expires...
-    t.record(1, &report("rps_fractional=400, cpu_utilization=1", &r), &r, 280 * S);
+    t.record(1, &report("rps_fractional=400, cpu_utilization=1", &r), &r, 280 * S, 0);
     t.weights(&r, 280 * S, &mut w);
     assert_eq!(w, [100, 400, 400], "still valid at exactly 180 s");
     t.weights(&r, 281 * S, &mut w);
     assert_eq!(w, [400, 400, 400]);
     // ... and a new report starts a new blackout.
-    t.record(0, &report("rps_fractional=50, cpu_utilization=1", &r), &r, 282 * S);
+    t.record(0, &report("rps_fractional=50, cpu_utilization=1", &r), &r, 282 * S, 0);
     t.weights(&r, 291 * S, &mut w);
     assert_eq!(w, [400, 400, 400]);
     t.weights(&r, 292 * S, &mut w);
@@ -106,7 +106,7 @@ fn the_default_weight_is_the_upper_median_of_the_valid_ones() {
     let r = rules(&[], None);
     let mut t = LoadTable::new(5);
     for (i, rps) in [(0, 10), (1, 30), (2, 20), (3, 40)] {
-        t.record(i, &report(&format!("rps_fractional={rps}, cpu_utilization=1"), &r), &r, 0);
+        t.record(i, &report(&format!("rps_fractional={rps}, cpu_utilization=1"), &r), &r, 0, 0);
     }
     let mut w = Vec::new();
     t.weights(&r, 10 * S, &mut w);
@@ -117,28 +117,25 @@ fn the_default_weight_is_the_upper_median_of_the_valid_ones() {
 fn an_invalid_report_keeps_the_last_weight() {
     let r = rules(&[], None);
     let mut t = LoadTable::new(1);
-    t.record(0, &report("rps_fractional=100, cpu_utilization=1", &r), &r, 0);
-    t.record(0, &report("rps_fractional=0, cpu_utilization=1", &r), &r, 5 * S);
+    t.record(0, &report("rps_fractional=100, cpu_utilization=1", &r), &r, 0, 0);
+    t.record(0, &report("rps_fractional=0, cpu_utilization=1", &r), &r, 5 * S, 0);
     let e = t.get(0).unwrap();
     assert_eq!((e.weight, e.last_update, e.at), (100, 0, 5 * S));
 }
 
 #[test]
-fn least_load_metric_and_requests_sent_since() {
+fn least_load_metric_and_the_in_flight_count_when_reported() {
     let r = rules(&[], Some("named_metrics.queue_depth"));
     let mut t = LoadTable::new(2);
-    t.sent(0);
-    t.sent(0);
-    assert_eq!(t.get(0).unwrap().sent_since, 2);
-    t.record(0, &report("named_metrics.queue_depth=7", &r), &r, 3);
+    t.record(0, &report("named_metrics.queue_depth=7", &r), &r, 3, 5);
     let e = t.get(0).unwrap();
-    assert_eq!((e.metric, e.metric_at, e.sent_since), (7.0, 3, 0));
-    t.sent(0);
-    // A report without the metric leaves it (and the count since) as they were.
-    t.record(0, &report("cpu_utilization=0.1", &r), &r, 9);
+    assert_eq!((e.metric, e.metric_at, e.in_flight_at), (7.0, 3, 5));
+    // A report without the metric leaves it (and its in-flight count) as they were.
+    t.record(0, &report("cpu_utilization=0.1", &r), &r, 9, 1);
     let e = t.get(0).unwrap();
-    assert_eq!((e.metric, e.metric_at, e.sent_since, e.at), (7.0, 3, 1, 9));
+    assert_eq!((e.metric, e.metric_at, e.in_flight_at, e.at), (7.0, 3, 5, 9));
     assert_eq!(MAX_WANTED, 8);
+    assert!(LoadTable::wants_in_flight(&r) && !LoadTable::wants_in_flight(&rules(&[], None)));
 }
 
 #[test]
@@ -159,12 +156,12 @@ fn absorbing_takes_the_newest_report_and_the_earliest_live_run() {
         last_update: 7,
         metric: 3.0,
         metric_at: 7,
+        in_flight_at: 9,
         ..Default::default()
     };
-    a.sent_since = 4;
     a.absorb(&b, 0);
     assert_eq!((a.at, a.rps, a.weight, a.non_empty_since, a.last_update), (7, 2.0, 20, 2, 7));
-    assert_eq!((a.metric, a.metric_at, a.sent_since), (3.0, 7, 0));
+    assert_eq!((a.metric, a.metric_at, a.in_flight_at), (3.0, 7, 9));
     // Older news changes nothing; an expired run's start is not taken.
     let before = a;
     a.absorb(
@@ -198,7 +195,7 @@ fn absorbing_takes_the_newest_report_and_the_earliest_live_run() {
 fn repool_moves_reports_with_their_backends_and_shares_them_again() {
     let r = rules(&[], None);
     let mut t = LoadTable::new(3);
-    t.record(2, &report("rps_fractional=30, cpu_utilization=1", &r), &r, 1);
+    t.record(2, &report("rps_fractional=30, cpu_utilization=1", &r), &r, 1, 0);
     t.take_dirty();
     let next = t.repool(2, &[None, Some(1), Some(0)]);
     assert_eq!(next.get(0).unwrap().weight, 30);
@@ -214,6 +211,6 @@ fn repool_moves_reports_with_their_backends_and_shares_them_again() {
 fn a_negative_metric_counts_as_zero() {
     let r = rules(&[], Some("named_metrics.queue_depth"));
     let mut t = LoadTable::new(1);
-    t.record(0, &report("named_metrics.queue_depth=-50", &r), &r, 3);
+    t.record(0, &report("named_metrics.queue_depth=-50", &r), &r, 3, 0);
     assert_eq!(t.get(0).unwrap().metric, 0.0);
 }

@@ -101,16 +101,21 @@ fn least_load_steers_away_from_the_longest_reported_queue() {
     for _ in 0..6 {
         serve(&mut r, MS, text);
     }
+    // 20 requests held open: each raises its backend's in-flight count above the report's.
     let mut count = [0usize; 3];
+    let mut held = Vec::new();
     for _ in 0..20 {
-        let (_, mut t) = r.steer(None, None, 2 * MS).unwrap();
+        let (_, t) = r.steer(None, None, 2 * MS).unwrap();
         count[t.backend] += 1;
-        r.on_end(&mut t, 2 * MS);
+        held.push(t);
     }
-    // Backend 1 (queue 0) takes requests until 10 have been sent since its report, then
-    // it and backend 2 (queue 10) share; backend 0 (queue 30) gets none.
+    // Backend 1 (queue 0) takes requests until 10 more are in flight than at its report,
+    // then it and backend 2 (queue 10) share; backend 0 (queue 30) gets none.
     assert_eq!(count[0], 0, "{count:?}");
     assert!(count[1] >= 10 && count[2] >= 4, "{count:?}");
+    for mut t in held {
+        r.on_end(&mut t, 3 * MS);
+    }
 }
 
 #[test]

@@ -22,7 +22,7 @@ fn rules() -> ReportRules {
 
 fn record(t: &mut LoadTable, i: usize, text: &str, at: u64) {
     let r = rules();
-    t.record(i, &parse(&format!("TEXT {text}"), &r.wanted).unwrap(), &r, at);
+    t.record(i, &parse(&format!("TEXT {text}"), &r.wanted).unwrap(), &r, at, 6);
 }
 
 fn hashes(n: usize) -> Vec<u64> {
