@@ -2,11 +2,12 @@
 //! beside Envoy's native policy of that name on the same ORCA-reporting backends (time to
 //! converge to reported capacities 1:2:4 and after one halves; p50 / p99 when one backend slows
 //! 4×), and envoy-lb's least_load on queue depth beside envoy-lb least_request, round_robin and
-//! Envoy's native least_request (p50 / p99 with queueing backends, one slower). The bench
-//! itself is in benches/common/load_reports.rs, shared with tests/bench_smoke.rs.
-//! Env: BENCH_ROUNDS (default 4), BENCH_SECONDS (default 4: seconds per least_load measurement;
-//! the other phases are multiples of it), BENCH_OUT (default bench/RESULTS.md: replaces or
-//! appends its section, keeps the rest).
+//! Envoy's native least_request (p50 / p99 with queueing backends: one slower, only this Envoy
+//! sending; and all equal, one also loaded by a client bypassing Envoy). The bench itself is in
+//! benches/common/load_reports.rs, shared with tests/bench_smoke.rs.
+//! Env: BENCH_ROUNDS (default 4), BENCH_SECONDS (default 4: a least_load measurement lasts 0.75
+//! of it, 3 s at the default, and the CSWRR phases are multiples of it), BENCH_OUT (default
+//! bench/RESULTS.md: replaces or appends its section, keeps the rest).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../tests/support/mod.rs"]

@@ -94,8 +94,9 @@ async fn envoy_benches_run_one_short_round() {
     );
 }
 
-/// The load-reports bench (issue #18), one round of 1 s (its convergence phases 2 s and 1.5 s):
-/// every variant's row in each of its three tables, and the goal lines; no figure is judged.
+/// The load-reports bench (issue #18), one round of 1 s (its convergence phases 2 s and 1.5 s,
+/// its least_load measurements 0.75 s): every variant's row in each of its four tables, and the
+/// goal lines; no figure is judged.
 #[tokio::test(flavor = "multi_thread")]
 async fn load_reports_bench_runs_one_short_round() {
     let _serial = SERIAL.lock().await;
@@ -115,9 +116,25 @@ async fn load_reports_bench_runs_one_short_round() {
             assert_eq!(md.matches(&name).count(), 2, "{name}:\n{md}");
         }
         for v in load_reports::least_load_variants() {
-            let figures = row(&md, &format!("({}) {}", v.key, v.name), w);
-            // p50, p50 min (of min–max), p90, p99, p99 min, % to the slow backend, req/s.
-            assert_eq!(figures.len(), 7, "{} x{w}: {figures:?}", v.name);
+            let name = format!("| ({}) {} | {w} |", v.key, v.name);
+            let rows: Vec<&str> = md.lines().filter(|l| l.starts_with(&name)).collect();
+            // Only this Envoy sending, then equal backends with the external load on e1.
+            assert_eq!(rows.len(), 2, "{name}:\n{md}");
+            let figures = |l: &str| -> Vec<f64> {
+                l.split('|')
+                    .skip(3)
+                    .filter_map(|cell| cell.trim().split('–').next().and_then(|n| n.parse().ok()))
+                    .collect()
+            };
+            // p50, p50 min (of min–max), p90, p99, p99 min, % to the slow b3, req/s; with the
+            // external load % to e1 instead of b3, and the external client's req/s and p99.
+            assert_eq!(figures(rows[0]).len(), 7, "{}", rows[0]);
+            assert_eq!(figures(rows[1]).len(), 9, "{}", rows[1]);
+        }
+        for scenario in ["only this Envoy sending", "equal backends, external load on e1"] {
+            let s = if w == 1 { "" } else { "s" };
+            let line = format!("- {scenario}, {w} worker{s}: lowest median p99 (");
+            assert!(md.contains(&line), "{line}:\n{md}");
         }
     }
     assert!(md.contains("Goal (issue #18)"), "{md}");

@@ -6,7 +6,7 @@
 //! `application_utilization` (so a weight, rate ÷ utilization, comes out as the capacity) and its
 //! simulated queue (`named_metrics.queue_depth`).
 //!
-//! Three measurements, Envoy `--concurrency 2`, every answer 200 (checked), latency per request
+//! Four measurements, Envoy `--concurrency 2`, every answer 200 (checked), latency per request
 //! from the client (send to body read, every request recorded, exact percentiles):
 //!
 //! - convergence: capacities 1:2:4, a fresh Envoy and fresh backends per variant and round, one
@@ -20,9 +20,15 @@
 //!   spread evenly over the workers, closed loop; mid-run the third backend's service time goes up
 //!   4× and its reported capacity down 4×: p50 / p99 of the requests sent in a fixed window from
 //!   the change on.
-//! - least_load: three backends with a queue ([`QUEUE_SLOTS`] slots, one slower), the latency
-//!   bench's closed-loop load ([`CONNECTIONS`] connections) against Envoys that stay up for the
-//!   whole run; p50 / p90 / p99 per measurement, medians over interleaved rounds.
+//! - least_load, only this Envoy sending: three backends with a queue ([`QUEUE_SLOTS`] slots, b3
+//!   slower), the latency bench's closed-loop load ([`CONNECTIONS`] connections) against Envoys
+//!   that stay up for the whole run; p50 / p90 / p99 per measurement, medians over interleaved
+//!   rounds.
+//! - least_load under external load: three other backends, equal ([`EQUAL_IDS`], the same slots,
+//!   all [`QUEUE_FAST`]), with Envoys of their own, and during each measurement an external
+//!   closed-loop client ([`EXTERNAL_CONNECTIONS`] connections) straight to e1, bypassing Envoy
+//!   (another gateway's traffic): load that only e1's reports show. Equal, because least_load's
+//!   metrics count requests, not time (see [`QUEUE_FAST`]).
 //!
 //! The weight-update timers tick once a second, so a CSWRR time depends on where in that second
 //! the first request (or the change) falls: round r of n offsets both by r/n of the period after
@@ -30,12 +36,12 @@
 //!
 //! The issue's goal, compared here and reported as measured: envoy-lb's
 //! client_side_weighted_round_robin converges no later than Envoy's native policy (both times)
-//! and has no higher p99 after the slowdown.
+//! and has no higher p99 after the slowdown; for least_load, p99 beside least_request and round
+//! robin (no numeric goal: which is lower is said per scenario).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use demo_backend::{LoadReport, QueueSim, ReportFormat};
@@ -51,12 +57,13 @@ use crate::support::{backend, plugin_config, Backend, BackendOptions, Envoy, Env
 /// Where this bench's section of bench/RESULTS.md starts (appended after the others).
 pub const HEADING: &str = "## Load reports (ORCA)";
 /// `make bench`'s Envoy worker counts, rounds (BENCH_ROUNDS), seconds per measurement
-/// (BENCH_SECONDS: the least_load load; the phases of the convergence and slowdown runs are
-/// [`CONVERGE_PHASES`] and [`SLOWDOWN_PHASES`] times it) and warm-up per least_load Envoy.
+/// (BENCH_SECONDS: a least_load measurement is [`LEAST_LOAD_SECONDS`] times it, the phases of
+/// the convergence and slowdown runs [`CONVERGE_PHASES`] and [`SLOWDOWN_PHASES`] times it) and
+/// warm-up per least_load Envoy.
 pub const WORKERS: [u32; 1] = [2];
 pub const ROUNDS: u64 = 4;
 pub const SECONDS: u64 = 4;
-pub const WARMUP_SECONDS: u64 = 2;
+pub const WARMUP_SECONDS: u64 = 1;
 
 /// Both CSWRRs: a weight counts 1 s after its first report, weights recomputed every second.
 const BLACKOUT_MS: u64 = 1_000;
@@ -83,12 +90,28 @@ const SLOWDOWN_FACTOR: u32 = 4;
 /// Connections of the slowdown's load: two thirds of the 12 slots.
 const SLOWDOWN_CONNECTIONS: usize = 8;
 
-/// least_load: slots per backend, service of b1 and b2 and of the slow b3.
+/// least_load: slots per backend; service of b1 and b2 and of the slow b3 (only this Envoy
+/// sending), and of each of the equal e1, e2, e3 (with the external load). The external load's
+/// backends are equal, as the replicas of one model server behind several gateways are (the
+/// case least_load is for): its metrics count requests, not time, so with backends of different
+/// speeds it can move requests from a loaded backend to a slower one where each waits longer.
 const QUEUE_SLOTS: usize = 2;
 const QUEUE_FAST: Duration = Duration::from_millis(10);
 const QUEUE_SLOW: Duration = Duration::from_millis(30);
+/// A least_load measurement lasts this fraction of BENCH_SECONDS (3 s at the default 4), so
+/// that the bench, with two scenarios of five variants, stays under 6.5 minutes.
+const LEAST_LOAD_SECONDS: f64 = 0.75;
+/// The external load: closed-loop keep-alive connections straight to e1 (index
+/// [`EXTERNAL_BACKEND`] of [`EQUAL_IDS`]), three times its slots, started this long before each
+/// measurement.
+const EXTERNAL_CONNECTIONS: usize = 6;
+const EXTERNAL_BACKEND: usize = 0;
+const EXTERNAL_LEAD: Duration = Duration::from_millis(500);
 
+/// The backends of the CSWRR runs and of least_load with only this Envoy sending.
 const IDS: [&str; 3] = ["b1", "b2", "b3"];
+/// The equal backends of least_load with the external load.
+const EQUAL_IDS: [&str; 3] = ["e1", "e2", "e3"];
 
 /// The two CSWRR variants.
 pub struct Cswrr {
@@ -108,8 +131,8 @@ pub fn cswrr_variants() -> Vec<Cswrr> {
     ]
 }
 
-/// Keys of the least_load variants compared in the summary.
-const LEAST_LOAD: char = 'f';
+/// Keys of the least_load variants compared in the summaries.
+const LEAST_LOADS: [char; 2] = ['f', 'g'];
 
 pub fn least_load_variants() -> Vec<Variant> {
     let v = |key, name, kind| Variant { key, name, kind, returning: false };
@@ -118,11 +141,19 @@ pub fn least_load_variants() -> Vec<Variant> {
         v('d', "envoy-lb round_robin", Kind::Ours(json!({"algorithm": "round_robin"}))),
         v('e', "envoy-lb least_request", Kind::Ours(json!({"algorithm": "least_request"}))),
         v(
-            LEAST_LOAD,
+            LEAST_LOADS[0],
             "envoy-lb least_load (named_metrics.queue_depth)",
             Kind::Ours(json!({
                 "algorithm": "least_load",
                 "least_load": {"metric": "named_metrics.queue_depth"}
+            })),
+        ),
+        v(
+            LEAST_LOADS[1],
+            "envoy-lb least_load (named_metrics.in_flight)",
+            Kind::Ours(json!({
+                "algorithm": "least_load",
+                "least_load": {"metric": "named_metrics.in_flight"}
             })),
         ),
     ]
@@ -191,7 +222,7 @@ struct Answer {
     sent: f64,
     /// Send to body read, µs.
     latency_us: u32,
-    /// Index in [`IDS`] of the backend that answered (its `x-backend`).
+    /// Index in [`IDS`], or in [`EQUAL_IDS`], of the backend that answered (its `x-backend`).
     backend: usize,
 }
 
@@ -241,7 +272,10 @@ async fn closed_loop(
                 let r = r.unwrap_or_else(|e| panic!("request to {url}: {e}"));
                 let status = r.status();
                 let id = r.headers().get("x-backend").and_then(|v| v.to_str().ok());
-                let backend = IDS.iter().position(|&i| Some(i) == id);
+                let backend = IDS
+                    .iter()
+                    .position(|&i| Some(i) == id)
+                    .or_else(|| EQUAL_IDS.iter().position(|&i| Some(i) == id));
                 let id = id.map(str::to_owned);
                 let body = r.bytes().await.unwrap_or_else(|e| panic!("body from {url}: {e}"));
                 assert_eq!(status, 200, "{body:?}");
@@ -442,43 +476,99 @@ struct Sample {
     p90_ms: f64,
     p99_ms: f64,
     rps: f64,
-    /// Share of the backends' requests that the slow one answered, %.
+    /// Share of the Envoy's answers (their `x-backend`) that the externally loaded backend (e1;
+    /// b1 without the external load) and the slow b3 (e3 with it) gave, %.
+    loaded_pct: f64,
     slow_pct: f64,
-}
-
-fn served(backends: &[Backend]) -> (u64, u64) {
-    let n: Vec<u64> = backends.iter().map(|b| b.stats.requests.load(Ordering::Relaxed)).collect();
-    (n.iter().sum(), n[n.len() - 1])
+    /// The external client's req/s and p99 (ms) over the measurement; 0 without one.
+    external_rps: f64,
+    external_p99_ms: f64,
 }
 
 /// The latency bench's load and figures ([`CONNECTIONS`] fresh keep-alive connections, closed
-/// loop) for `seconds`, against a least_load variant.
-async fn measure(proxy: &Proxy, seconds: u64, backends: &[Backend]) -> Sample {
-    let (total0, slow0) = served(backends);
+/// loop) for `seconds`, against a least_load variant; with `external`, the external client on
+/// that backend too ([`EXTERNAL_CONNECTIONS`] fresh connections, from [`EXTERNAL_LEAD`] before
+/// the measurement to its end).
+async fn measure(proxy: &Proxy, seconds: f64, external: Option<&Backend>) -> Sample {
     let bad0 = proxy.bad_answers().await;
+    let start = Instant::now();
+    let lead = if external.is_some() { EXTERNAL_LEAD } else { Duration::ZERO };
+    let (t0, until) = (start + lead, start + lead + Duration::from_secs_f64(seconds));
+    let external = external.map(|b| {
+        let clients = (0..EXTERNAL_CONNECTIONS).map(|_| one_connection_client()).collect();
+        let url = format!("http://{}/", b.addr);
+        tokio::spawn(async move { closed_loop(clients, &url, start, until, None).await })
+    });
+    tokio::time::sleep_until(t0.into()).await;
     let clients = (0..CONNECTIONS).map(|_| one_connection_client()).collect();
-    let t0 = Instant::now();
-    let until = t0 + Duration::from_secs(seconds);
     let answers =
         closed_loop(clients, &format!("http://{}/", proxy.listener), t0, until, None).await;
     let elapsed_s = t0.elapsed().as_secs_f64();
-    let (total1, slow1) = served(backends);
+    let (external_rps, external_p99_ms) = match external {
+        Some(task) => {
+            let all = task.await.unwrap();
+            // Those sent during the measurement.
+            let lead = lead.as_secs_f64();
+            let during: Vec<&Answer> = all.iter().filter(|a| a.sent >= lead).collect();
+            (during.len() as f64 / elapsed_s, latency_ms(&during).2)
+        }
+        None => (0.0, 0.0),
+    };
     assert_eq!(proxy.bad_answers().await, bad0, "4xx/5xx answers:\n{}", proxy.log());
     let (p50_ms, p90_ms, p99_ms) = latency_ms(&answers.iter().collect::<Vec<_>>());
+    let pct =
+        |i| answers.iter().filter(|a| a.backend == i).count() as f64 * 100.0 / answers.len() as f64;
     Sample {
         p50_ms,
         p90_ms,
         p99_ms,
         rps: answers.len() as f64 / elapsed_s,
-        slow_pct: (slow1 - slow0) as f64 * 100.0 / (total1 - total0).max(1) as f64,
+        loaded_pct: pct(EXTERNAL_BACKEND),
+        slow_pct: pct(IDS.len() - 1),
+        external_rps,
+        external_p99_ms,
     }
 }
 
+/// The two least_load scenarios, each with backends and Envoys of its own.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    /// Only this Envoy sends to b1, b2 and the slower b3.
+    Alone,
+    /// Equal e1, e2, e3, and an external client also keeps e1 busy.
+    External,
+}
+
+const SCENARIOS: [Scenario; 2] = [Scenario::Alone, Scenario::External];
+
+/// The least_load backends of `scenario`, each with a queue of [`QUEUE_SLOTS`] slots.
+async fn least_load_backends(scenario: Scenario) -> Vec<Backend> {
+    let (ids, services) = match scenario {
+        Scenario::Alone => (IDS, [QUEUE_FAST, QUEUE_FAST, QUEUE_SLOW]),
+        Scenario::External => (EQUAL_IDS, [QUEUE_FAST; 3]),
+    };
+    let mut backends = Vec::new();
+    for (id, service) in ids.iter().zip(services) {
+        backends.push(reporting(id, None, Some(QueueSim { slots: QUEUE_SLOTS, service })).await);
+    }
+    backends
+}
+
+/// One long-lived Envoy of a least_load scenario and its measurements.
 struct Cell {
+    scenario: Scenario,
     variant: usize,
     workers: u32,
     proxy: Proxy,
     samples: Vec<Sample>,
+}
+
+/// The measurements of variant `variant` at `workers` in `scenario`.
+fn samples(cells: &[Cell], scenario: Scenario, variant: usize, workers: u32) -> &[Sample] {
+    let found = cells
+        .iter()
+        .find(|c| c.scenario == scenario && c.variant == variant && c.workers == workers);
+    &found.unwrap().samples
 }
 
 /// `s` seconds, or "> limit" for a run that did not converge.
@@ -528,30 +618,54 @@ pub async fn run(p: &Params) -> String {
     let seconds = p.seconds as f64;
     let phases = (CONVERGE_PHASES.0 * seconds, CONVERGE_PHASES.1 * seconds);
     let (slow_before_s, slow_window_s) = (SLOWDOWN_PHASES.0 * seconds, SLOWDOWN_PHASES.1 * seconds);
+    let ll_seconds = LEAST_LOAD_SECONDS * seconds;
 
-    // least_load: backends and Envoys up for the whole run, as in the latency bench.
+    // least_load: per scenario, backends and an Envoy per variant up for the whole run, as in
+    // the latency bench (warmed up without the external load).
     let mut ll_backends = Vec::new();
-    for (id, service) in IDS.iter().zip([QUEUE_FAST, QUEUE_FAST, QUEUE_SLOW]) {
-        ll_backends.push(reporting(id, None, Some(QueueSim { slots: QUEUE_SLOTS, service })).await);
-    }
-    let endpoints: Vec<SocketAddr> = ll_backends.iter().map(|b| b.addr).collect();
-    let pool: Vec<(&str, SocketAddr, u32)> =
-        ll_backends.iter().map(|b| (b.id(), b.addr, 1)).collect();
-    eprintln!("load-reports bench: starting {} Envoys", ll_variants.len() * p.workers.len());
-    let mut cells = Vec::new();
-    for &workers in &p.workers {
-        for (i, v) in ll_variants.iter().enumerate() {
-            let cfg = match &v.kind {
-                Kind::Ours(extra) => plugin_config(&pool, extra.clone()),
-                _ => plugin_config(&pool, json!({})),
-            };
-            let proxy = start(&v.kind, &endpoints, &cfg, workers).await;
-            if p.warmup_seconds > 0 {
-                measure(&proxy, p.warmup_seconds, &ll_backends).await;
+    eprintln!(
+        "load-reports bench: starting {} Envoys",
+        SCENARIOS.len() * ll_variants.len() * p.workers.len()
+    );
+    let (mut cells, started_at) = (Vec::new(), Instant::now());
+    for scenario in SCENARIOS {
+        let backends = least_load_backends(scenario).await;
+        let endpoints: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
+        let pool: Vec<(&str, SocketAddr, u32)> =
+            backends.iter().map(|b| (b.id(), b.addr, 1)).collect();
+        // The scenario's Envoys start at once (each task with a variant of its own), then warm
+        // up one after the other.
+        let mut starting = tokio::task::JoinSet::new();
+        for &workers in &p.workers {
+            for (i, v) in ll_variants.iter().enumerate() {
+                let cfg = match &v.kind {
+                    Kind::Ours(extra) => plugin_config(&pool, extra.clone()),
+                    _ => plugin_config(&pool, json!({})),
+                };
+                let endpoints = endpoints.clone();
+                starting.spawn(async move {
+                    let v = least_load_variants().swap_remove(i);
+                    (i, workers, start(&v.kind, &endpoints, &cfg, workers).await)
+                });
             }
-            cells.push(Cell { variant: i, workers, proxy, samples: Vec::new() });
         }
+        let mut started = Vec::new();
+        while let Some(proxy) = starting.join_next().await {
+            started.push(proxy.unwrap());
+        }
+        started.sort_by_key(|&(i, workers, _)| (workers, i));
+        for (variant, workers, proxy) in started {
+            if p.warmup_seconds > 0 {
+                measure(&proxy, p.warmup_seconds as f64, None).await;
+            }
+            let samples = Vec::new();
+            cells.push(Cell { scenario, variant, workers, proxy, samples });
+        }
+        ll_backends.push(backends);
     }
+    eprintln!("load-reports bench: Envoys ready in {:.1} s", started_at.elapsed().as_secs_f64());
+    // The externally loaded backend, e1.
+    let loaded = &ll_backends[1][EXTERNAL_BACKEND];
 
     let mut conv: BTreeMap<(usize, u32), Vec<Convergence>> = BTreeMap::new();
     let mut slow: BTreeMap<(usize, u32), Vec<Slowdown>> = BTreeMap::new();
@@ -593,22 +707,31 @@ pub async fn run(p: &Params) -> String {
                 slow.entry((i, w)).or_default().push(s);
             }
         }
-        for cell in &mut cells {
-            let s = measure(&cell.proxy, p.seconds, &ll_backends).await;
-            eprintln!(
-                "round {}/{} ({}) {} x{}: p50 {:.2} ms, p99 {:.2} ms, {:.1}% to the slow backend, \
-                 {:.0} req/s",
-                round + 1,
-                p.rounds,
-                ll_variants[cell.variant].key,
-                ll_variants[cell.variant].name,
-                cell.workers,
-                s.p50_ms,
-                s.p99_ms,
-                s.slow_pct,
-                s.rps
-            );
-            cell.samples.push(s);
+        for scenario in SCENARIOS {
+            let external = (scenario == Scenario::External).then_some(loaded);
+            for cell in cells.iter_mut().filter(|c| c.scenario == scenario) {
+                let s = measure(&cell.proxy, ll_seconds, external).await;
+                let shares = match scenario {
+                    Scenario::Alone => format!("{:.1}% to the slow b3", s.slow_pct),
+                    Scenario::External => format!(
+                        "equal backends, external load on e1: {:.1}% to e1; external client \
+                         {:.0} req/s, p99 {:.2} ms",
+                        s.loaded_pct, s.external_rps, s.external_p99_ms
+                    ),
+                };
+                eprintln!(
+                    "round {}/{} ({}) {} x{}: p50 {:.2} ms, p99 {:.2} ms, {:.0} req/s; {shares}",
+                    round + 1,
+                    p.rounds,
+                    ll_variants[cell.variant].key,
+                    ll_variants[cell.variant].name,
+                    cell.workers,
+                    s.p50_ms,
+                    s.p99_ms,
+                    s.rps,
+                );
+                cell.samples.push(s);
+            }
         }
     }
     let measured = t0.elapsed();
@@ -814,76 +937,187 @@ pub async fn run(p: &Params) -> String {
     // least_load.
     let _ = writeln!(
         md,
-        "\n### least_load on queue depth\n\n\
+        "\n### least_load, only this Envoy sending\n\n\
          Three backends with a queue: {QUEUE_SLOTS} requests served at once, b1 and b2 {} ms \
-         each, b3 {} ms (others wait; latency grows with the queue), reporting \
-         `named_metrics.queue_depth`. Load: the latency bench's client, {CONNECTIONS} keep-alive \
-         connections (reqwest, one each), closed loop, {} s per measurement; these Envoys stay \
-         up for the whole run ({} s of warm-up each), rounds interleaved with the runs above. \
-         (c) the shipped envoy.yaml without the wasm filter, cluster `pool` on \
-         `envoy.load_balancing_policies.least_request`; (d)–(f) envoy-lb with `{{\"algorithm\": \
-         ...}}` (least_load: `\"least_load\": {{\"metric\": \"named_metrics.queue_depth\"}}`), \
-         defaults otherwise.\n",
+         each, b3 {} ms (others wait; latency grows with the queue), each reporting \
+         `named_metrics.queue_depth` (requests waiting for a slot) and `named_metrics.in_flight` \
+         (requests inside it, waiting or served). Only this Envoy sends to them, so the requests \
+         it has in flight are the backends' whole load: least_request counts them exactly and at \
+         once, and the reports can only tell least_load the same, a little later.\n\n\
+         Load: the latency bench's client, {CONNECTIONS} keep-alive connections (reqwest, one \
+         each), closed loop, {ll_seconds} s per measurement (BENCH_SECONDS × \
+         {LEAST_LOAD_SECONDS}, so that the bench stays under 6.5 minutes with both scenarios); \
+         each scenario has its own backends and its own Envoys, one per variant, which stay up \
+         for the whole run ({} s of warm-up each, without the external load); rounds \
+         interleaved with the runs above, each round measuring every variant of this scenario, \
+         then every variant of the next. (c) the shipped envoy.yaml without the wasm \
+         filter, cluster `pool` on `envoy.load_balancing_policies.least_request`; (d)–(g) \
+         envoy-lb with `{{\"algorithm\": ...}}` (least_load: `\"least_load\": {{\"metric\": \
+         \"named_metrics.queue_depth\"}}`, resp. `\"named_metrics.in_flight\"`), defaults \
+         otherwise. least_load compares two random backends on `metric + in_flight_weight (1) × \
+         (this Envoy's requests in flight to it now − those in flight when its last report \
+         arrived)` while that report is at most `max_report_age_ms` (2000) old, else on the \
+         requests in flight alone.\n",
         QUEUE_FAST.as_millis(),
         QUEUE_SLOW.as_millis(),
-        p.seconds,
         p.warmup_seconds,
     );
+    least_load_table(&mut md, Scenario::Alone, &cells, &ll_variants, &p.workers);
     let _ = writeln!(
         md,
-        "| variant | workers | p50 ms (median) | p50 min–max | p90 ms (median) | p99 ms (median) \
-         | p99 min–max | % to slow b3 (median) | req/s (median) |"
+        "\n### least_load, equal backends, one also loaded by clients this Envoy cannot see\n\n\
+         Three other backends, e1, e2, e3, all equal: the same queue ({QUEUE_SLOTS} slots), {} ms \
+         each, the same reports; the same load and variants as above, with Envoys of their own. \
+         This is the case least_load is for: several gateways or clients sharing identical \
+         replicas (of a model server, say). During each measurement (and from {} ms before it) an external client, \
+         {EXTERNAL_CONNECTIONS} keep-alive connections (reqwest, one each), closed loop, \
+         straight to e1's address, bypassing Envoy (as another gateway would), keeps e1's \
+         {QUEUE_SLOTS} slots busy and about {} requests waiting there. least_request and round \
+         robin count only this Envoy's requests (least_request sees the external load only as \
+         its own requests to e1 staying in flight longer); least_load reads e1's reports, which \
+         count the external requests too. The backends are equal here because both metrics \
+         count requests, not time: with backends of different speeds, a count-based metric can \
+         prefer a slow backend, where fewer requests wait but each waits longer, so \
+         least_request may do better there. \"% to e1\" is the share of this Envoy's answers \
+         that came from e1; the external client's figures are those of its requests sent during \
+         the measurement.\n",
+        QUEUE_FAST.as_millis(),
+        EXTERNAL_LEAD.as_millis(),
+        EXTERNAL_CONNECTIONS.saturating_sub(QUEUE_SLOTS),
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
-    let col = |c: &Cell, f: fn(&Sample) -> f64| c.samples.iter().map(f).collect::<Vec<f64>>();
-    for &w in &p.workers {
-        for (i, v) in ll_variants.iter().enumerate() {
-            let c = cells.iter().find(|c| c.variant == i && c.workers == w).unwrap();
-            let (p50, p99) = (col(c, |s| s.p50_ms), col(c, |s| s.p99_ms));
-            let ((p50lo, p50hi), (p99lo, p99hi)) = (min_max(&p50), min_max(&p99));
-            let _ = writeln!(
-                md,
-                "| ({}) {} | {w} | {:.2} | {p50lo:.2}–{p50hi:.2} | {:.2} | {:.2} \
-                 | {p99lo:.2}–{p99hi:.2} | {:.1} | {:.0} |",
-                v.key,
-                v.name,
-                median(&p50),
-                median(&col(c, |s| s.p90_ms)),
-                median(&p99),
-                median(&col(c, |s| s.slow_pct)),
-                median(&col(c, |s| s.rps)),
-            );
+    least_load_table(&mut md, Scenario::External, &cells, &ll_variants, &p.workers);
+
+    let _ = writeln!(
+        md,
+        "\nGoal (issue #18): envoy-lb least_load's median p99 beside the others' (p99 ours vs \
+         least_request vs round robin; no numeric target). \"overlapping\": the min–max ranges \
+         overlap, the difference is within this run's noise.\n"
+    );
+    for scenario in SCENARIOS {
+        for &w in &p.workers {
+            least_load_verdicts(&mut md, scenario, &cells, &ll_variants, w);
         }
-    }
-    let _ = writeln!(md, "\nenvoy-lb least_load's median p99 beside the others':\n");
-    for &w in &p.workers {
-        let p99 = |key: char| {
-            let i = ll_variants.iter().position(|v| v.key == key).unwrap();
-            let c = cells.iter().find(|c| c.variant == i && c.workers == w).unwrap();
-            col(c, |s| s.p99_ms)
-        };
-        let ours = p99(LEAST_LOAD);
-        let others: Vec<String> = ll_variants
-            .iter()
-            .filter(|v| v.key != LEAST_LOAD)
-            .map(|v| {
-                let theirs = p99(v.key);
-                format!(
-                    "÷ ({}) {:.2} ({}, {:.2} ms vs {:.2} ms)",
-                    v.key,
-                    median(&ours) / median(&theirs),
-                    if median(&ours) <= median(&theirs) { "lower or equal" } else { "higher" },
-                    median(&ours),
-                    median(&theirs)
-                )
-            })
-            .collect();
-        let _ =
-            writeln!(md, "- {w} worker{}: {}", if w == 1 { "" } else { "s" }, others.join("; "));
     }
 
     replace_section(&p.out, HEADING, &md);
     drop(cells);
     drop(ll_backends);
     md
+}
+
+/// The least_load table of `scenario`: one row per variant and worker count.
+fn least_load_table(
+    md: &mut String,
+    scenario: Scenario,
+    cells: &[Cell],
+    variants: &[Variant],
+    workers: &[u32],
+) {
+    // Only this Envoy sending: the share of the slow b3; with the external load: that of the
+    // externally loaded e1 (no backend is slower there), and the external client's figures.
+    let (share, ext) = match scenario {
+        Scenario::Alone => (" % to slow b3 (median) |", ""),
+        Scenario::External => (
+            " % to e1, externally loaded (median) |",
+            " external client req/s (median) | external client p99 ms (median) |",
+        ),
+    };
+    let _ = writeln!(
+        md,
+        "| variant | workers | p50 ms (median) | p50 min–max | p90 ms (median) | p99 ms (median) \
+         | p99 min–max |{share} req/s (median) |{ext}"
+    );
+    let _ = writeln!(
+        md,
+        "|---|---|---|---|---|---|---|---|---|{}",
+        if ext.is_empty() { "" } else { "---|---|" }
+    );
+    for &w in workers {
+        for (i, v) in variants.iter().enumerate() {
+            let samples = samples(cells, scenario, i, w);
+            let col = |f: fn(&Sample) -> f64| samples.iter().map(f).collect::<Vec<f64>>();
+            let (p50, p99) = (col(|s| s.p50_ms), col(|s| s.p99_ms));
+            let ((p50lo, p50hi), (p99lo, p99hi)) = (min_max(&p50), min_max(&p99));
+            let (share, ext) = match scenario {
+                Scenario::Alone => (median(&col(|s| s.slow_pct)), String::new()),
+                Scenario::External => (
+                    median(&col(|s| s.loaded_pct)),
+                    format!(
+                        " {:.0} | {:.2} |",
+                        median(&col(|s| s.external_rps)),
+                        median(&col(|s| s.external_p99_ms))
+                    ),
+                ),
+            };
+            let _ = writeln!(
+                md,
+                "| ({}) {} | {w} | {:.2} | {p50lo:.2}–{p50hi:.2} | {:.2} | {:.2} \
+                 | {p99lo:.2}–{p99hi:.2} | {share:.1} | {:.0} |{ext}",
+                v.key,
+                v.name,
+                median(&p50),
+                median(&col(|s| s.p90_ms)),
+                median(&p99),
+                median(&col(|s| s.rps)),
+            );
+        }
+    }
+}
+
+/// The goal lines of `scenario` at `w` workers: the lowest median p99, and each least_load
+/// variant's beside the other variants', saying which is lower.
+fn least_load_verdicts(
+    md: &mut String,
+    scenario: Scenario,
+    cells: &[Cell],
+    variants: &[Variant],
+    w: u32,
+) {
+    let p99 = |key: char| {
+        let i = variants.iter().position(|v| v.key == key).unwrap();
+        samples(cells, scenario, i, w).iter().map(|s| s.p99_ms).collect::<Vec<f64>>()
+    };
+    let label = match scenario {
+        Scenario::Alone => "only this Envoy sending",
+        Scenario::External => "equal backends, external load on e1",
+    };
+    let s = if w == 1 { "" } else { "s" };
+    let lowest =
+        variants.iter().min_by(|a, b| median(&p99(a.key)).total_cmp(&median(&p99(b.key)))).unwrap();
+    let _ = writeln!(
+        md,
+        "- {label}, {w} worker{s}: lowest median p99 ({}) {}, {:.2} ms",
+        lowest.key,
+        lowest.name,
+        median(&p99(lowest.key))
+    );
+    for key in LEAST_LOADS {
+        let ours = p99(key);
+        let name = variants.iter().find(|v| v.key == key).unwrap().name;
+        let others: Vec<String> = variants
+            .iter()
+            .filter(|v| !LEAST_LOADS.contains(&v.key))
+            .map(|v| {
+                let theirs = p99(v.key);
+                let ((olo, ohi), (tlo, thi)) = (min_max(&ours), min_max(&theirs));
+                format!(
+                    "{} ({}) {}'s {:.2} ms (×{:.2}{})",
+                    if median(&ours) < median(&theirs) {
+                        "lower than"
+                    } else if median(&ours) > median(&theirs) {
+                        "higher than"
+                    } else {
+                        "equal to"
+                    },
+                    v.key,
+                    v.name,
+                    median(&theirs),
+                    median(&ours) / median(&theirs),
+                    if olo <= thi && tlo <= ohi { ", overlapping" } else { "" },
+                )
+            })
+            .collect();
+        let _ =
+            writeln!(md, "  - ({key}) {name}: p99 {:.2} ms, {}", median(&ours), others.join("; "));
+    }
 }
