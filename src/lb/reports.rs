@@ -143,6 +143,9 @@ impl ReportRules {
 #[derive(Debug, Clone, Default)]
 pub struct LoadTable {
     entries: Vec<BackendLoad>,
+    /// The earliest end of a blackout not yet counted by [`LoadTable::weights`] (`NEVER`:
+    /// none): the weights are worth recomputing then, before the next update period.
+    wake_ns: u64,
     /// Backends with a report not yet shared, each once.
     dirty: Vec<u32>,
     is_dirty: Vec<bool>,
@@ -152,6 +155,7 @@ impl LoadTable {
     pub fn new(backends: usize) -> Self {
         LoadTable {
             entries: vec![BackendLoad::default(); backends],
+            wake_ns: NEVER,
             dirty: Vec::new(),
             is_dirty: vec![false; backends],
         }
@@ -200,6 +204,7 @@ impl LoadTable {
             e.last_update = now_ns;
             if e.non_empty_since == NEVER {
                 e.non_empty_since = now_ns;
+                self.wake_ns = self.wake_ns.min(now_ns.saturating_add(rules.blackout_ns));
             }
         }
         let metric = rules.metric.as_deref().and_then(|m| report.get(m, &rules.wanted));
@@ -245,6 +250,12 @@ impl LoadTable {
         next
     }
 
+    /// When a blackout ends that the last [`LoadTable::weights`] did not count (`NEVER`: no
+    /// such blackout), so that a weight can count as soon as it is valid.
+    pub fn wake_ns(&self) -> u64 {
+        self.wake_ns
+    }
+
     /// Every backend's weight at `now_ns` (`updateWeightsOnHosts`), written into `out`;
     /// expired runs of reports are ended (as Envoy resets `non_empty_since`).
     pub fn weights(&mut self, rules: &ReportRules, now_ns: u64, out: &mut Vec<u32>) {
@@ -252,8 +263,13 @@ impl LoadTable {
         let min_last_update = now_ns.saturating_sub(rules.expiration_ns);
         out.clear();
         let mut valid = Vec::with_capacity(self.entries.len());
+        self.wake_ns = NEVER;
         for e in &mut self.entries {
-            let weight = if e.non_empty_since == NEVER || max_non_empty_since < e.non_empty_since {
+            let weight = if e.non_empty_since == NEVER {
+                None
+            } else if max_non_empty_since < e.non_empty_since {
+                let ends = e.non_empty_since.saturating_add(rules.blackout_ns);
+                self.wake_ns = self.wake_ns.min(ends);
                 None
             } else if e.last_update < min_last_update {
                 e.non_empty_since = NEVER;

@@ -2,7 +2,8 @@
 //! report is parsed and recorded against the backend that served it; each tick shares this
 //! VM's new reports ([`SharedReports::publish`]); each sync period takes the other workers'
 //! ([`SharedReports::gather`]) and, for `client_side_weighted_round_robin`, hands the balancer
-//! the weights of that moment.
+//! the weights of that moment; a sync also comes at the first tick after a backend's blackout
+//! ends, so that its weight counts as soon as it is valid.
 
 use super::Router;
 use crate::config::{Algorithm, Config};
@@ -115,7 +116,10 @@ impl Router {
         let now = self.clock.at(now_ns);
         let expired_before = r.expired_before(now);
         r.shared.publish(&self.store, &mut r.table, expired_before);
-        if now < r.next_sync_ns {
+        // Every update period, and as soon as a backend's blackout has ended (its weight then
+        // counts at once, not up to a period later; at most once a tick).
+        let woken = r.weighs && now >= r.table.wake_ns();
+        if now < r.next_sync_ns && !woken {
             return;
         }
         r.next_sync_ns = now.saturating_add(r.sync_ns);

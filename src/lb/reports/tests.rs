@@ -214,3 +214,21 @@ fn a_negative_metric_counts_as_zero() {
     t.record(0, &report("named_metrics.queue_depth=-50", &r), &r, 3, 0);
     assert_eq!(t.get(0).unwrap().metric, 0.0);
 }
+
+#[test]
+fn the_table_tells_when_a_blackout_ends() {
+    let r = rules(&[], None);
+    let mut t = LoadTable::new(2);
+    let mut w = Vec::new();
+    assert_eq!(t.wake_ns(), NEVER);
+    t.record(0, &report("rps_fractional=10, cpu_utilization=1", &r), &r, 100 * S, 0);
+    t.record(1, &report("rps_fractional=20, cpu_utilization=1", &r), &r, 103 * S, 0);
+    assert_eq!(t.wake_ns(), 110 * S, "the earliest end");
+    // A later report of a running backend does not move it.
+    t.record(0, &report("rps_fractional=10, cpu_utilization=1", &r), &r, 104 * S, 0);
+    assert_eq!(t.wake_ns(), 110 * S);
+    t.weights(&r, 110 * S, &mut w);
+    assert_eq!((w.as_slice(), t.wake_ns()), ([10, 10].as_slice(), 113 * S), "backend 1 next");
+    t.weights(&r, 113 * S, &mut w);
+    assert_eq!((w.as_slice(), t.wake_ns()), ([10, 20].as_slice(), NEVER));
+}

@@ -191,3 +191,31 @@ fn unavailable_backends_are_never_picked_whatever_they_report() {
         r.on_end(&mut t, 2 * MS);
     }
 }
+
+#[test]
+fn a_weight_counts_at_the_first_tick_after_its_blackout_not_a_period_later() {
+    let store = Rc::new(MemoryStore::new());
+    let json = format!(
+        r#"{{"cluster":"c","algorithm":"client_side_weighted_round_robin",
+        "client_side_weighted_round_robin":{{"blackout_period_ms":1000,"weight_update_period_ms":1000}},
+        "backends":{THREE}}}"#
+    );
+    let mut r = router(&json, &store, 1);
+    let capacity = [100.0, 200.0, 400.0];
+    let text = |i: usize| {
+        format!("TEXT rps_fractional={}, application_utilization=0.5", capacity[i] * 0.5)
+    };
+    let weights = |r: &Router| (0..3).map(|i| r.balancer.weight(i).unwrap()).collect::<Vec<_>>();
+    r.tick(0);
+    for _ in 0..3 {
+        serve(&mut r, 50 * MS, text);
+    }
+    // The periodic update at 1000 ms is still in the blackout (it ends at 1050 ms).
+    for t in (100..=1000).step_by(100) {
+        r.tick(t * MS);
+    }
+    assert_eq!(weights(&r), [1, 1, 1]);
+    // The first tick after 1050 ms counts the weights, 900 ms before the next period.
+    r.tick(1100 * MS);
+    assert_eq!(weights(&r), [100, 200, 400]);
+}
