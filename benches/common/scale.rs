@@ -89,9 +89,19 @@ pub fn outlier_detection() -> Value {
     json!({"consecutive_errors": 5})
 }
 
-/// The algorithms, with the members each needs (hashing: the `x-user` header).
-pub const ALGORITHMS: [&str; 6] =
-    ["round_robin", "random", "least_request", "least_time", "ring_hash", "maglev"];
+/// The algorithms, with the members each needs (hashing: the `x-user` header; least_load: a
+/// metric, which these backends do not report, so it balances on requests in flight, and
+/// client_side_weighted_round_robin keeps equal weights: their report path is not measured here).
+pub const ALGORITHMS: [&str; 8] = [
+    "round_robin",
+    "random",
+    "least_request",
+    "least_time",
+    "ring_hash",
+    "maglev",
+    "client_side_weighted_round_robin",
+    "least_load",
+];
 
 pub struct ScaleVariant {
     pub key: char,
@@ -116,6 +126,9 @@ pub fn variants() -> Vec<ScaleVariant> {
             let mut cfg = json!({"algorithm": algorithm});
             if matches!(algorithm, "ring_hash" | "maglev") {
                 cfg["hash_on"] = json!({"header": "x-user"});
+            }
+            if algorithm == "least_load" {
+                cfg["least_load"] = json!({"metric": "named_metrics.queue_depth"});
             }
             let mut name = format!("envoy-lb {algorithm}");
             if extras {

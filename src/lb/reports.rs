@@ -139,6 +139,21 @@ impl ReportRules {
     }
 }
 
+impl ReportRules {
+    /// For tests: least_load's rules on `named_metrics.q`, no blackout, nothing expires.
+    #[cfg(test)]
+    pub(crate) fn least_load_on_q() -> Self {
+        ReportRules {
+            wanted: Wanted::new(["named_metrics.q".to_string()]),
+            utilization_metrics: 0,
+            error_utilization_penalty: 1.0,
+            metric: Some("named_metrics.q".into()),
+            blackout_ns: 0,
+            expiration_ns: u64::MAX / 2,
+        }
+    }
+}
+
 /// Every backend's [`BackendLoad`] in pool order, and which changed since they were last shared.
 #[derive(Debug, Clone, Default)]
 pub struct LoadTable {

@@ -5,20 +5,13 @@
 use super::*;
 use crate::lb::reports::{LoadTable, ReportRules};
 use crate::lb::testkit::{accept_all, check_picks_contract, pick_in, FakeLoad};
-use crate::orca::{parse, Wanted};
+use crate::orca::parse;
 use proptest::prelude::*;
 
 const MS: u64 = 1_000_000;
 
 fn rules() -> ReportRules {
-    ReportRules {
-        wanted: Wanted::new(["named_metrics.q".to_string()]),
-        utilization_metrics: 0,
-        error_utilization_penalty: 1.0,
-        metric: Some("named_metrics.q".into()),
-        blackout_ns: 0,
-        expiration_ns: u64::MAX,
-    }
+    ReportRules::least_load_on_q()
 }
 
 /// Backends' reports `(queue, at)`, each made with `in_flight_at` requests in flight.

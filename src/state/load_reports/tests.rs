@@ -5,19 +5,12 @@
 
 use super::*;
 use crate::lb::reports::ReportRules;
-use crate::orca::{parse, Wanted};
+use crate::orca::parse;
 use crate::state::memory::MemoryStore;
 use proptest::prelude::*;
 
 fn rules() -> ReportRules {
-    ReportRules {
-        wanted: Wanted::new(["named_metrics.q".to_string()]),
-        utilization_metrics: 0,
-        error_utilization_penalty: 1.0,
-        metric: Some("named_metrics.q".into()),
-        blackout_ns: 0,
-        expiration_ns: u64::MAX / 2,
-    }
+    ReportRules::least_load_on_q()
 }
 
 fn record(t: &mut LoadTable, i: usize, text: &str, at: u64) {
