@@ -106,7 +106,7 @@ pub struct LeastLoadConfig {
     pub metric: String,
     /// A report older than this is stale: the backend's cost is its requests in flight.
     pub max_report_age_ms: u64,
-    /// What one request in flight (or sent since the report) adds to the metric.
+    /// What one request in flight (or more in flight than at the report) adds to the metric.
     pub in_flight_weight: f64,
 }
 

@@ -1,5 +1,5 @@
-//! Native tests: fresh reports rank by metric plus requests sent since; stale or missing ones by
-//! in-flight count; the picks contract.
+//! Native tests: fresh reports rank by metric plus the change in requests in flight since;
+//! stale or missing ones by in-flight count; the picks contract.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
