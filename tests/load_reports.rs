@@ -79,7 +79,7 @@ fn assert_shares(what: &str, got: &[f64], want: &[f64]) {
     }
 }
 
-/// Capacities 100:200:400 → shares 1:2:4 within 10 s of the first request (blackout 1 s);
+/// Capacities 100:200:400 → shares 1:2:4 within 5 s of the first request (blackout 1 s);
 /// then one backend's capacity halves and its weight halves within 3 weight-update periods,
 /// after which the shares are 1:2:2.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -99,8 +99,8 @@ async fn client_side_weighted_round_robin_follows_reported_capacity() {
     .await;
     let clients = envoy.client_per_worker().await;
     let url = envoy.url("/");
-    // Converging: 8 s of traffic, then the shares over the next 2 s.
-    let (_, leaked) = drive(&clients, &url, Duration::from_secs(8)).await;
+    // Converging: 5 s of traffic, then the shares over the next 2 s.
+    let (_, leaked) = drive(&clients, &url, Duration::from_secs(5)).await;
     assert!(!leaked, "remove_from_response: no report reaches the client");
     let (counts, _) = drive(&clients, &url, Duration::from_secs(2)).await;
     assert_shares(
@@ -115,7 +115,7 @@ async fn client_side_weighted_round_robin_follows_reported_capacity() {
     // c's capacity halves while traffic flows: its weight follows within 3 update periods.
     let traffic = {
         let (clients, url) = (clients.clone(), url.clone());
-        tokio::spawn(async move { drive(&clients, &url, Duration::from_secs(6)).await })
+        tokio::spawn(async move { drive(&clients, &url, Duration::from_secs(4)).await })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
     backends[2].set_capacity_rps(200.0);
