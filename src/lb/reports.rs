@@ -161,9 +161,14 @@ pub struct LoadTable {
     /// The earliest end of a blackout not yet counted by [`LoadTable::weights`] (`NEVER`:
     /// none): the weights are worth recomputing then, before the next update period.
     wake_ns: u64,
+    /// When a report came whose weight is at least twice, or at most half, the one that
+    /// counted at the last [`LoadTable::weights`] (`NEVER`: none since).
+    changed_ns: u64,
     /// Backends with a report not yet shared, each once.
     dirty: Vec<u32>,
     is_dirty: Vec<bool>,
+    /// Each backend's weight as the last [`LoadTable::weights`] counted it (0: not valid then).
+    applied: Vec<u32>,
 }
 
 impl LoadTable {
@@ -171,8 +176,10 @@ impl LoadTable {
         LoadTable {
             entries: vec![BackendLoad::default(); backends],
             wake_ns: NEVER,
+            changed_ns: NEVER,
             dirty: Vec::new(),
             is_dirty: vec![false; backends],
+            applied: vec![0; backends],
         }
     }
 
@@ -220,6 +227,12 @@ impl LoadTable {
             if e.non_empty_since == NEVER {
                 e.non_empty_since = now_ns;
                 self.wake_ns = self.wake_ns.min(now_ns.saturating_add(rules.blackout_ns));
+            }
+            // A counted weight that has doubled or halved is worth applying before the period.
+            let applied = u64::from(self.applied.get(backend).copied().unwrap_or(0));
+            let w = u64::from(w);
+            if applied > 0 && (w >= 2 * applied || 2 * w <= applied) {
+                self.changed_ns = self.changed_ns.min(now_ns);
             }
         }
         let metric = rules.metric.as_deref().and_then(|m| report.get(m, &rules.wanted));
@@ -271,6 +284,12 @@ impl LoadTable {
         self.wake_ns
     }
 
+    /// When a report came whose weight is at least twice, or at most half, the one that
+    /// counted at the last [`LoadTable::weights`] (`NEVER`: none since).
+    pub fn changed_ns(&self) -> u64 {
+        self.changed_ns
+    }
+
     /// Every backend's weight at `now_ns` (`updateWeightsOnHosts`), written into `out`;
     /// expired runs of reports are ended (as Envoy resets `non_empty_since`).
     pub fn weights(&mut self, rules: &ReportRules, now_ns: u64, out: &mut Vec<u32>) {
@@ -279,6 +298,8 @@ impl LoadTable {
         out.clear();
         let mut valid = Vec::with_capacity(self.entries.len());
         self.wake_ns = NEVER;
+        self.changed_ns = NEVER;
+        self.applied.clear();
         for e in &mut self.entries {
             let weight = if e.non_empty_since == NEVER {
                 None
@@ -295,6 +316,7 @@ impl LoadTable {
             if let Some(w) = weight {
                 valid.push(u64::from(w));
             }
+            self.applied.push(weight.unwrap_or(0));
             out.push(weight.unwrap_or(0));
         }
         // A sort rather than a selection: the filter already has a sort of `u64`s, and each

@@ -3,7 +3,8 @@
 //! VM's new reports ([`SharedReports::publish`]); each sync period takes the other workers'
 //! ([`SharedReports::gather`]) and, for `client_side_weighted_round_robin`, hands the balancer
 //! the weights of that moment; a sync also comes at the first tick after a backend's blackout
-//! ends, so that its weight counts as soon as it is valid.
+//! ends, so that its weight counts as soon as it is valid, and after a report whose weight has
+//! doubled or halved since the last sync (these early syncs at most every quarter period).
 
 use super::Router;
 use crate::config::{Algorithm, Config};
@@ -26,7 +27,9 @@ pub(super) struct Reports {
     /// Whether weights are computed (client_side_weighted_round_robin).
     weighs: bool,
     sync_ns: u64,
+    /// The next periodic sync (a fixed schedule, as Envoy's timer), and the last sync.
     next_sync_ns: u64,
+    last_sync_ns: u64,
     weights: Vec<u32>,
 }
 
@@ -67,6 +70,7 @@ impl Reports {
             weighs,
             sync_ns,
             next_sync_ns: 0,
+            last_sync_ns: 0,
             weights: Vec::new(),
         })
     }
@@ -116,13 +120,19 @@ impl Router {
         let now = self.clock.at(now_ns);
         let expired_before = r.expired_before(now);
         r.shared.publish(&self.store, &mut r.table, expired_before);
-        // Every update period, and as soon as a backend's blackout has ended (its weight then
-        // counts at once, not up to a period later; at most once a tick).
-        let woken = r.weighs && now >= r.table.wake_ns();
-        if now < r.next_sync_ns && !woken {
+        // Every update period; early when a backend's blackout has ended (its weight then counts
+        // at once, not up to a period later), or when its reported weight doubled or halved (at
+        // most every quarter period: noisy reports cannot make every tick a sync).
+        let changed = r.last_sync_ns.saturating_add(r.sync_ns / 4).max(r.table.changed_ns());
+        let early = r.table.wake_ns().min(changed);
+        if now < r.next_sync_ns && !(r.weighs && now >= early) {
             return;
         }
-        r.next_sync_ns = now.saturating_add(r.sync_ns);
+        if now >= r.next_sync_ns {
+            let next = r.next_sync_ns.saturating_add(r.sync_ns);
+            r.next_sync_ns = if next > now { next } else { now.saturating_add(r.sync_ns) };
+        }
+        r.last_sync_ns = now;
         r.shared.gather(&self.store, &mut r.table, expired_before);
         if r.weighs {
             let mut weights = Vec::with_capacity(r.table.backends());

@@ -219,3 +219,52 @@ fn a_weight_counts_at_the_first_tick_after_its_blackout_not_a_period_later() {
     r.tick(1100 * MS);
     assert_eq!(weights(&r), [100, 200, 400]);
 }
+
+#[test]
+fn a_weight_that_halves_counts_before_the_period_a_smaller_change_waits_for_it() {
+    let store = Rc::new(MemoryStore::new());
+    let json = format!(
+        r#"{{"cluster":"c","algorithm":"client_side_weighted_round_robin",
+        "client_side_weighted_round_robin":{{"blackout_period_ms":0,"weight_update_period_ms":1000}},
+        "backends":{THREE}}}"#
+    );
+    let mut r = router(&json, &store, 1);
+    let weights = |r: &Router| (0..3).map(|i| r.balancer.weight(i).unwrap()).collect::<Vec<_>>();
+    let serve_all = |r: &mut Router, now: u64, capacity: [f64; 3]| {
+        for _ in 0..30 {
+            serve(r, now, |i| {
+                format!("TEXT rps_fractional={}, application_utilization=0.5", capacity[i] * 0.5)
+            });
+        }
+    };
+    serve_all(&mut r, 0, [100.0, 200.0, 400.0]);
+    r.tick(0);
+    assert_eq!(weights(&r), [100, 200, 400]);
+    // 300 (× 0.75) waits for the period at 1000 ms.
+    serve_all(&mut r, 300 * MS, [100.0, 200.0, 300.0]);
+    for t in (400..=900).step_by(100) {
+        r.tick(t * MS);
+        assert_eq!(weights(&r), [100, 200, 400], "at {t} ms");
+    }
+    r.tick(1000 * MS);
+    assert_eq!(weights(&r), [100, 200, 300]);
+    // 150 (× 0.5) counts at the first tick a quarter period after the last update, 1250 ms.
+    serve_all(&mut r, 1100 * MS, [100.0, 200.0, 150.0]);
+    r.tick(1200 * MS);
+    assert_eq!(weights(&r), [100, 200, 300]);
+    r.tick(1300 * MS);
+    assert_eq!(weights(&r), [100, 200, 150]);
+    // The periodic updates keep their schedule (2000 ms, not 2300): 600 (× 4) at 1400 ms
+    // waits for the quarter period after 1300 ms and counts at 1600 ms; 450 (× 0.75) at 1700
+    // ms waits for the period.
+    serve_all(&mut r, 1400 * MS, [100.0, 200.0, 600.0]);
+    r.tick(1500 * MS);
+    assert_eq!(weights(&r), [100, 200, 150]);
+    r.tick(1600 * MS);
+    assert_eq!(weights(&r), [100, 200, 600]);
+    serve_all(&mut r, 1700 * MS, [100.0, 200.0, 450.0]);
+    r.tick(1900 * MS);
+    assert_eq!(weights(&r), [100, 200, 600]);
+    r.tick(2000 * MS);
+    assert_eq!(weights(&r), [100, 200, 450]);
+}
