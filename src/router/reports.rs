@@ -11,7 +11,7 @@ use crate::config::{Algorithm, Config};
 use crate::hash_key;
 use crate::lb::reports::{LoadTable, ReportRules};
 use crate::lb::LoadView;
-use crate::metrics::PoolCounter;
+use crate::metrics::{Metrics, PoolCounter};
 use crate::orca::{self, Wanted};
 use crate::state::keys;
 use crate::state::load_reports::SharedReports;
@@ -19,6 +19,10 @@ use crate::MS;
 
 /// How often `least_load` takes the other workers' reports (its own arrive with responses).
 const LEAST_LOAD_SYNC_NS: u64 = 250 * MS;
+
+/// `lb_load_weight` gauges set at most per tick: the first update of a large pool defines one
+/// per backend (a host call each, ~15 µs), spread over ticks like the other backend metrics.
+const GAUGES_PER_TICK: usize = 512;
 
 pub(super) struct Reports {
     pub(super) table: LoadTable,
@@ -30,7 +34,11 @@ pub(super) struct Reports {
     /// The next periodic sync (a fixed schedule, as Envoy's timer), and the last sync.
     next_sync_ns: u64,
     last_sync_ns: u64,
+    /// The weights in use, the ones the gauges show, and the first backend whose gauge may
+    /// lag (`weights.len()`: none).
     weights: Vec<u32>,
+    shown: Vec<u32>,
+    show_from: usize,
 }
 
 fn key_hashes(config: &Config) -> Vec<u64> {
@@ -72,11 +80,31 @@ impl Reports {
             next_sync_ns: 0,
             last_sync_ns: 0,
             weights: Vec::new(),
+            shown: Vec::new(),
+            show_from: 0,
         })
     }
 
     fn expired_before(&self, now_ns: u64) -> u64 {
         now_ns.saturating_sub(self.rules.expiration_ns)
+    }
+
+    /// Brings up to [`GAUGES_PER_TICK`] lagging weight gauges up to date, in pool order.
+    fn show(&mut self, metrics: &mut dyn Metrics) {
+        self.shown.resize(self.weights.len(), 0);
+        let mut budget = GAUGES_PER_TICK;
+        while budget > 0 {
+            let i = self.show_from;
+            let (Some(&w), Some(shown)) = (self.weights.get(i), self.shown.get_mut(i)) else {
+                return;
+            };
+            if *shown != w {
+                metrics.load_weight(i, w);
+                *shown = w;
+                budget -= 1;
+            }
+            self.show_from += 1;
+        }
     }
 }
 
@@ -126,6 +154,7 @@ impl Router {
         let changed = r.last_sync_ns.saturating_add(r.sync_ns / 4).max(r.table.changed_ns());
         let early = r.table.wake_ns().min(changed);
         if now < r.next_sync_ns && !(r.weighs && now >= early) {
+            r.show(&mut *self.metrics);
             return;
         }
         if now >= r.next_sync_ns {
@@ -138,12 +167,9 @@ impl Router {
             let mut weights = Vec::with_capacity(r.table.backends());
             r.table.weights(&r.rules, now, &mut weights);
             self.balancer.reweight(&weights);
-            for (i, &w) in weights.iter().enumerate() {
-                if r.weights.get(i) != Some(&w) {
-                    self.metrics.load_weight(i, w);
-                }
-            }
             r.weights = weights;
+            r.show_from = 0;
+            r.show(&mut *self.metrics);
         }
     }
 
@@ -157,6 +183,7 @@ impl Router {
         // The new balancer starts unweighted: reweigh (and show every weight) at the next tick.
         r.next_sync_ns = 0;
         r.weights.clear();
+        r.shown.clear();
     }
 
     /// Registers the shard keys (at construction).

@@ -268,3 +268,49 @@ fn a_weight_that_halves_counts_before_the_period_a_smaller_change_waits_for_it()
     r.tick(2000 * MS);
     assert_eq!(weights(&r), [100, 200, 450]);
 }
+
+/// Records the `lb_load_weight` gauges set, in order.
+struct Gauges(Rc<std::cell::RefCell<Vec<(usize, u32)>>>);
+
+impl crate::metrics::Metrics for Gauges {
+    fn load_weight(&mut self, backend: usize, weight: u32) {
+        self.0.borrow_mut().push((backend, weight));
+    }
+}
+
+#[test]
+fn a_large_pools_weight_gauges_are_set_over_ticks_at_most_512_a_tick() {
+    let backends: Vec<String> = (0..1_200)
+        .map(|i| format!(r#"{{"id":"b{i}","address":"10.0.{}.{}:80"}}"#, i / 250, i % 250 + 1))
+        .collect();
+    let json = format!(
+        r#"{{"cluster":"c","algorithm":"client_side_weighted_round_robin",
+        "client_side_weighted_round_robin":{{"blackout_period_ms":0,"weight_update_period_ms":1000}},
+        "backends":[{}]}}"#,
+        backends.join(",")
+    );
+    let config = Config::from_json(json.as_bytes()).unwrap();
+    let set = Rc::new(std::cell::RefCell::new(Vec::new()));
+    let store: Rc<MemoryStore> = Rc::new(MemoryStore::new());
+    let mut r = Router::new(config, 1, 0, Box::new(store), Box::new(Gauges(Rc::clone(&set))));
+    // Every backend reports a weight of 40.
+    let report = |weight: u32| format!("TEXT rps_fractional={weight}, application_utilization=1");
+    for _ in 0..1_200 {
+        serve(&mut r, 0, |_| report(40));
+    }
+    let mut counts = Vec::new();
+    for t in 0..4 {
+        r.tick(t * 100 * MS);
+        let set = set.borrow_mut().drain(..).collect::<Vec<_>>();
+        assert!(set.iter().all(|&(_, w)| w == 40), "{set:?}");
+        counts.push(set.len());
+    }
+    // Each shown once, over three ticks.
+    assert_eq!(counts, [512, 512, 176, 0]);
+    // Then a change shows at once: backend 7 reports 100 (the median stays 40).
+    for _ in 0..1_200 {
+        serve_some(&mut r, 350 * MS, |i| (i == 7).then(|| report(100)));
+    }
+    r.tick(400 * MS);
+    assert_eq!(*set.borrow(), [(7, 100)]);
+}
