@@ -336,8 +336,14 @@ fn slow_start_admits_a_ramping_backend_with_its_ramp_probability() {
 #[test]
 fn every_backend_ramping_still_gets_every_request_picked() {
     use crate::health::{Availability, Slot};
-    for algorithm in ["round_robin", "random", "least_request", "least_time", "maglev"] {
-        let hash_on = if algorithm == "maglev" { r#","hash_on":{"header":"x-k"}"# } else { "" };
+    let algorithms = ["round_robin", "random", "least_request", "least_time", "maglev"];
+    let with_reports = ["client_side_weighted_round_robin", "least_load"];
+    for algorithm in algorithms.into_iter().chain(with_reports) {
+        let hash_on = match algorithm {
+            "maglev" => r#","hash_on":{"header":"x-k"}"#,
+            "least_load" => r#","least_load":{"metric":"named_metrics.q"}"#,
+            _ => "",
+        };
         let json = format!(
             r#"{{"cluster":"pool","algorithm":"{algorithm}","backends":{THREE},"slow_start_ms":60000{hash_on}}}"#
         );
