@@ -7,7 +7,8 @@
 //! Env: BENCH_ROUNDS (default 3), BENCH_SECONDS (wrk duration per measurement, default 3),
 //! BENCH_SCALE_SIZES (default `3,100,1000,10000`), BENCH_SCALE_VARIANTS (keys, e.g. `ad`;
 //! default all), BENCH_OUT (default bench/RESULTS.md: replaces or appends its section, keeps
-//! the rest).
+//! the rest), BENCH_SCALE_PERF (a directory: each cell's first measurement also profiled with
+//! `perf record -g`, one file per cell).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../tests/support/mod.rs"]

@@ -480,6 +480,11 @@ impl Proxy {
     }
 
     /// utime + stime in clock ticks, of Envoy and of its ext_proc picker if it has one.
+    /// The Envoy process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn cpu_ticks(&self) -> u64 {
         process_ticks(self.child.id()) + self.picker_ticks()
     }

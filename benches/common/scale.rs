@@ -253,6 +253,8 @@ struct Sample {
 
 struct Cell {
     variant: usize,
+    /// The variant's key (a, b, …).
+    key: char,
     workers: u32,
     /// The size asked for, and the size measured (smaller when it did not fit).
     asked: usize,
@@ -450,6 +452,7 @@ async fn configure_ms(proxy: &Proxy, workers: u32, n: usize) -> Result<Option<f6
 /// One wrk run against the cell's Envoy; an error for any 4xx/5xx answer, a wrk error, a socket
 /// timeout or an admin API that stops answering.
 async fn load(cell: &mut Cell, script: &Path, seconds: u64, mid: bool) -> Result<Sample, String> {
+    let profile = format!("{}-x{}-n{}.data", cell.key, cell.workers, cell.n);
     let proxy = cell.alive()?;
     let rq0 = stat(proxy, "http.ingress.downstream_rq_total").await?;
     let bad0 = bad_answers(proxy).await?;
@@ -462,6 +465,24 @@ async fn load(cell: &mut Cell, script: &Path, seconds: u64, mid: bool) -> Result
         .stderr(Stdio::piped())
         .spawn()
         .expect("wrk not found: run `make wrk`");
+    // BENCH_SCALE_PERF=<dir>: the first round's run of each cell profiled (`perf record -g`,
+    // 999 Hz), into <dir>/<variant>-x<workers>-n<N>.data; perf's own overhead is in that
+    // round's figures.
+    let perf = match std::env::var_os("BENCH_SCALE_PERF") {
+        Some(dir) if mid => {
+            let out = Path::new(&dir).join(profile);
+            let child = tokio::process::Command::new("perf")
+                .args(["record", "-q", "-F", "999", "-g", "-p", &proxy.pid().to_string(), "-o"])
+                .arg(&out)
+                .args(["--", "sleep", &seconds.saturating_sub(1).max(1).to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("perf not found (BENCH_SCALE_PERF)");
+            Some(child)
+        }
+        _ => None,
+    };
     let (mut rss_load_kib, mut fds_load) = (None, None);
     if mid {
         tokio::time::sleep(Duration::from_millis(seconds * 500)).await;
@@ -469,6 +490,9 @@ async fn load(cell: &mut Cell, script: &Path, seconds: u64, mid: bool) -> Result
         fds_load = open_files(proxy);
     }
     let out = wrk.wait_with_output().await.map_err(|e| format!("wrk: {e}"))?;
+    if let Some(mut perf) = perf {
+        let _ = perf.wait().await;
+    }
     let proxy = cell.alive()?;
     let cpu1 = proxy.cpu_ticks();
     let elapsed_s = started.elapsed().as_secs_f64();
@@ -600,6 +624,7 @@ pub async fn run(p: &ScaleParams) -> String {
                 };
                 let mut cell = Cell {
                     variant: vi,
+                    key: v.key,
                     workers,
                     asked,
                     n,
