@@ -2,7 +2,7 @@
 //! backends, round robin's worst case (every weight different: as many classes as backends),
 //! the Maglev table build for 1000 backends, and one request's steering with sticky
 //! cookies: the worst a client can send (8 forged cookies against 8 secrets of 1 KB) and the
-//! usual case (1 valid cookie). Load reads come from an in-memory view here; inside Envoy each
+//! usual case (1 valid cookie), and a response's ORCA load report parsed and recorded. Load reads come from an in-memory view here; inside Envoy each
 //! read is a shared-data host call (measured by the Envoy benchmarks, not here).
 #![allow(clippy::unwrap_used)]
 
@@ -192,5 +192,63 @@ fn sticky_cookies(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, picks, round_robin_distinct_weights, maglev_build, sticky_cookies);
+/// One response's ORCA load report as the demo backends send it, parsed (TEXT and JSON forms)
+/// and recorded into a 1000-backend table with client_side_weighted_round_robin's rules and
+/// least_load's (which names a metric): what each response costs inside the filter besides
+/// the header read.
+fn load_reports(c: &mut Criterion) {
+    use envoy_lb::lb::reports::{LoadTable, ReportRules};
+    use envoy_lb::orca::{self, Wanted};
+    let text = "TEXT rps_fractional=812.3, application_utilization=0.81, cpu_utilization=0.81, \
+                named_metrics.queue_depth=3, named_metrics.in_flight=5";
+    let json = "JSON {\"rps_fractional\":812.3,\"application_utilization\":0.81,\
+                \"cpu_utilization\":0.81,\"named_metrics\":{\"queue_depth\":3,\"in_flight\":5}}";
+    let rules = |metric: Option<&str>| ReportRules {
+        wanted: Wanted::new(metric.map(str::to_string)),
+        utilization_metrics: 0,
+        error_utilization_penalty: 1.0,
+        metric: metric.map(str::to_string),
+        blackout_ns: 10_000_000_000,
+        expiration_ns: 180_000_000_000,
+    };
+    let mut group = c.benchmark_group("load_report");
+    group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+    for (name, header) in [("parse_text", text), ("parse_json", json)] {
+        let rules = rules(None);
+        assert!(orca::parse(header, &rules.wanted).is_ok());
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(orca::parse(black_box(header), &rules.wanted).is_ok()))
+        });
+    }
+    for (name, metric) in [
+        ("record_text_cswrr_1000", None),
+        ("record_text_least_load_1000", Some("named_metrics.queue_depth")),
+    ] {
+        let rules = rules(metric);
+        let mut table = LoadTable::new(1000);
+        let mut turn = 0usize;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                turn = (turn + 1) % 1000;
+                if let Ok(report) = orca::parse(black_box(text), &rules.wanted) {
+                    table.record(turn, &report, &rules, turn as u64, 5);
+                }
+                // The tick shares these; keep the list of unshared ones short.
+                if turn == 0 {
+                    black_box(table.take_dirty().len());
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    picks,
+    round_robin_distinct_weights,
+    maglev_build,
+    sticky_cookies,
+    load_reports
+);
 criterion_main!(benches);
