@@ -89,9 +89,10 @@ pub fn outlier_detection() -> Value {
     json!({"consecutive_errors": 5})
 }
 
-/// The algorithms, with the members each needs (hashing: the `x-user` header; least_load: a
-/// metric, which these backends do not report, so it balances on requests in flight, and
-/// client_side_weighted_round_robin keeps equal weights: their report path is not measured here).
+/// The algorithms, with the members each needs (hashing: the `x-user` header; the two that read
+/// load reports ask every backend for one, `endpoint-load-metrics-format: TEXT`, which the
+/// backends answer with their rate, utilization against a capacity of 1,000 req/s and an empty
+/// queue: their whole report path is measured, with equal weights).
 pub const ALGORITHMS: [&str; 8] = [
     "round_robin",
     "random",
@@ -129,6 +130,12 @@ pub fn variants() -> Vec<ScaleVariant> {
             }
             if algorithm == "least_load" {
                 cfg["least_load"] = json!({"metric": "named_metrics.queue_depth"});
+            }
+            if matches!(algorithm, "least_load" | "client_side_weighted_round_robin") {
+                cfg["load_reports"] = json!({
+                    "request_header": "endpoint-load-metrics-format",
+                    "request_header_value": "TEXT"
+                });
             }
             let mut name = format!("envoy-lb {algorithm}");
             if extras {
@@ -392,6 +399,17 @@ async fn start_envoy(yaml: &str, workers: u32) -> Result<Proxy, String> {
         .parse()
         .map_err(|e| format!("listener address: {e}"))?;
     Ok(proxy)
+}
+
+/// Whether the cell's Envoy read load reports, none of them invalid.
+async fn check_reports(cell: &mut Cell) -> Result<(), String> {
+    let proxy = cell.alive()?;
+    let read = stat(proxy, "wasmcustom.lb_load_reports_total.pool.pool").await?;
+    let invalid = stat(proxy, "wasmcustom.lb_load_reports_invalid_total.pool.pool").await?;
+    if read == 0 || invalid > 0 {
+        return Err(format!("load reports: {read} read, {invalid} invalid"));
+    }
+    Ok(())
 }
 
 /// A counter or gauge, or why the admin API did not give it.
@@ -712,6 +730,13 @@ pub async fn run(p: &ScaleParams) -> String {
             }
         }
         measured += t0.elapsed();
+        // The algorithms that ask for load reports got them, every one readable.
+        let reads_reports = matches!(&v.kind, Kind::Ours(cfg) if cfg.get("load_reports").is_some());
+        for cell in cells.iter_mut().filter(|c| reads_reports && c.failed.is_none()) {
+            if let Err(e) = check_reports(cell).await {
+                cell.fail(e).await;
+            }
+        }
         for cell in &mut cells {
             cell.read_overflows().await;
             cell.proxy = None;

@@ -7,7 +7,8 @@
 //! (benches/scale.rs) runs [`serve_if_shard`] first thing in `main`, the bench smoke test
 //! (tests/bench_smoke.rs) in a test that does nothing unless the variable is set. Backend `i`
 //! listens on 127.2.(i / 250).(i % 250 + 1), port chosen by the kernel, and answers with its id
-//! `s<i>` (demo-backend: `/healthz` 200, every other path 200 with the id). A shard prints one
+//! `s<i>` (demo-backend: `/healthz` 200, every other path 200 with the id, and an ORCA load
+//! report when the request carries `endpoint-load-metrics-format`). A shard prints one
 //! `shard-backend <id> <address>` line per backend, then `shard-ready`, and exits when its
 //! standard input closes (the parent's end is dropped with [`Shards`], or the parent died).
 
@@ -45,7 +46,14 @@ pub fn serve_if_shard() {
         let mut running = Vec::with_capacity(count);
         let mut out = String::new();
         for i in first..first + count {
-            let options = demo_backend::Options::new(id(i));
+            let mut options = demo_backend::Options::new(id(i));
+            // Reports for the algorithms that ask (scale::ALGORITHMS): each backend's weight
+            // comes out as its capacity, 1,000 req/s.
+            options.load_report = Some(demo_backend::LoadReport {
+                format: demo_backend::ReportFormat::Text,
+                capacity_rps: Some(1000.0),
+                only_when_asked: true,
+            });
             let b = demo_backend::start(address(i), options)
                 .await
                 .unwrap_or_else(|e| panic!("shard: cannot listen on {}: {e}", address(i)));
