@@ -188,7 +188,7 @@ async fn scale_bench_runs_one_short_round() {
         warmup_step_seconds: 1,
         sizes: vec![3, 100],
         workers: vec![1, 2],
-        keys: "ad".into(),
+        keys: "ap".into(),
         upstream: Upstream::KeepAlive,
         out: out.clone(),
         launcher: Box::new(move || {
@@ -201,7 +201,7 @@ async fn scale_bench_runs_one_short_round() {
     let md = std::fs::read_to_string(&out).unwrap();
     assert!(md.starts_with("# Envoy benchmark\n\nCPU\n\n"), "other sections lost:\n{md}");
     assert_eq!(md.matches(SCALE_HEADING).count(), 1, "{md}");
-    let variants: Vec<_> = scale::variants().into_iter().filter(|v| "ad".contains(v.key)).collect();
+    let variants: Vec<_> = scale::variants().into_iter().filter(|v| "ap".contains(v.key)).collect();
     assert_eq!(variants.len(), 2);
     for w in [1, 2] {
         for v in &variants {
