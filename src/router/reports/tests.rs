@@ -314,3 +314,40 @@ fn a_large_pools_weight_gauges_are_set_over_ticks_at_most_512_a_tick() {
     r.tick(400 * MS);
     assert_eq!(*set.borrow(), [(7, 100)]);
 }
+
+#[test]
+fn a_sticky_session_stays_on_its_backend_whatever_the_reported_weights() {
+    const NOW: u64 = 1_700_000_000 * 1_000 * MS;
+    let store = Rc::new(MemoryStore::new());
+    let json = format!(
+        r#"{{"cluster":"c","algorithm":"client_side_weighted_round_robin",
+        "client_side_weighted_round_robin":{{"blackout_period_ms":0,"weight_update_period_ms":1000}},
+        "sticky":{{"secrets":["0123456789abcdef0123456789abcdef"]}},
+        "backends":{THREE}}}"#
+    );
+    let mut r = router(&json, &store, 1);
+    let capacity = [1, 2, 400];
+    for _ in 0..30 {
+        serve(&mut r, NOW, |i| {
+            format!("TEXT rps_fractional={}, application_utilization=1", capacity[i])
+        });
+    }
+    r.tick(NOW);
+    assert_eq!((0..3).map(|i| r.balancer.weight(i).unwrap()).collect::<Vec<_>>(), [1, 2, 400]);
+    // A new session that the weights sent to backend 0 (1 request in 403): its cookie.
+    let cookie = loop {
+        let (_, mut t) = r.steer(None, None, NOW).unwrap();
+        let primary = t.backend;
+        let cookie = r.on_response(&mut t, None, 200, 1, NOW).set_cookie;
+        r.on_end(&mut t, NOW);
+        if primary == 0 {
+            break cookie.unwrap();
+        }
+    };
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    for _ in 0..100 {
+        let (_, mut t) = r.steer(None, Some(&cookie), NOW).unwrap();
+        assert_eq!(t.backend, 0);
+        r.on_end(&mut t, NOW);
+    }
+}
