@@ -37,10 +37,16 @@ fn serve_some(r: &mut Router, now: u64, report: impl Fn(usize) -> Option<String>
 }
 
 fn cswrr() -> String {
+    cswrr_with(1000, 500, THREE, "")
+}
+
+/// A client_side_weighted_round_robin config over `backends` (a JSON list), with `extra`
+/// members (each starting with a comma).
+fn cswrr_with(blackout_ms: u64, period_ms: u64, backends: &str, extra: &str) -> String {
     format!(
         r#"{{"cluster":"c","algorithm":"client_side_weighted_round_robin",
-        "client_side_weighted_round_robin":{{"blackout_period_ms":1000,"weight_update_period_ms":500}},
-        "backends":{THREE}}}"#
+        "client_side_weighted_round_robin":{{"blackout_period_ms":{blackout_ms},"weight_update_period_ms":{period_ms}}},
+        "backends":{backends}{extra}}}"#
     )
 }
 
@@ -195,11 +201,7 @@ fn unavailable_backends_are_never_picked_whatever_they_report() {
 #[test]
 fn a_weight_counts_at_the_first_tick_after_its_blackout_not_a_period_later() {
     let store = Rc::new(MemoryStore::new());
-    let json = format!(
-        r#"{{"cluster":"c","algorithm":"client_side_weighted_round_robin",
-        "client_side_weighted_round_robin":{{"blackout_period_ms":1000,"weight_update_period_ms":1000}},
-        "backends":{THREE}}}"#
-    );
+    let json = cswrr_with(1000, 1000, THREE, "");
     let mut r = router(&json, &store, 1);
     let capacity = [100.0, 200.0, 400.0];
     let text = |i: usize| {
@@ -223,11 +225,7 @@ fn a_weight_counts_at_the_first_tick_after_its_blackout_not_a_period_later() {
 #[test]
 fn a_weight_that_halves_counts_before_the_period_a_smaller_change_waits_for_it() {
     let store = Rc::new(MemoryStore::new());
-    let json = format!(
-        r#"{{"cluster":"c","algorithm":"client_side_weighted_round_robin",
-        "client_side_weighted_round_robin":{{"blackout_period_ms":0,"weight_update_period_ms":1000}},
-        "backends":{THREE}}}"#
-    );
+    let json = cswrr_with(0, 1000, THREE, "");
     let mut r = router(&json, &store, 1);
     let weights = |r: &Router| (0..3).map(|i| r.balancer.weight(i).unwrap()).collect::<Vec<_>>();
     let serve_all = |r: &mut Router, now: u64, capacity: [f64; 3]| {
@@ -283,12 +281,7 @@ fn a_large_pools_weight_gauges_are_set_over_ticks_at_most_512_a_tick() {
     let backends: Vec<String> = (0..1_200)
         .map(|i| format!(r#"{{"id":"b{i}","address":"10.0.{}.{}:80"}}"#, i / 250, i % 250 + 1))
         .collect();
-    let json = format!(
-        r#"{{"cluster":"c","algorithm":"client_side_weighted_round_robin",
-        "client_side_weighted_round_robin":{{"blackout_period_ms":0,"weight_update_period_ms":1000}},
-        "backends":[{}]}}"#,
-        backends.join(",")
-    );
+    let json = cswrr_with(0, 1000, &format!("[{}]", backends.join(",")), "");
     let config = Config::from_json(json.as_bytes()).unwrap();
     let set = Rc::new(std::cell::RefCell::new(Vec::new()));
     let store: Rc<MemoryStore> = Rc::new(MemoryStore::new());
@@ -319,12 +312,8 @@ fn a_large_pools_weight_gauges_are_set_over_ticks_at_most_512_a_tick() {
 fn a_sticky_session_stays_on_its_backend_whatever_the_reported_weights() {
     const NOW: u64 = 1_700_000_000 * 1_000 * MS;
     let store = Rc::new(MemoryStore::new());
-    let json = format!(
-        r#"{{"cluster":"c","algorithm":"client_side_weighted_round_robin",
-        "client_side_weighted_round_robin":{{"blackout_period_ms":0,"weight_update_period_ms":1000}},
-        "sticky":{{"secrets":["0123456789abcdef0123456789abcdef"]}},
-        "backends":{THREE}}}"#
-    );
+    let sticky = r#","sticky":{"secrets":["0123456789abcdef0123456789abcdef"]}"#;
+    let json = cswrr_with(0, 1000, THREE, sticky);
     let mut r = router(&json, &store, 1);
     let capacity = [1, 2, 400];
     for _ in 0..30 {
