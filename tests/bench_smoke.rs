@@ -38,6 +38,24 @@ fn row(md: &str, name: &str, workers: u32) -> Vec<f64> {
         .collect()
 }
 
+/// The text from the heading that starts with `heading` to the next heading.
+fn section<'a>(md: &'a str, heading: &str) -> &'a str {
+    let start =
+        md.find(&format!("\n{heading}")).unwrap_or_else(|| panic!("no {heading} in:\n{md}"));
+    let rest = &md[start + 1..];
+    let end = rest[1..].find("\n#").map_or(rest.len(), |e| e + 1);
+    &rest[..end]
+}
+
+/// Column `column` (split on `|`) of a table's rows for `workers`, as numbers.
+fn ratio_column(table: &str, workers: u32, column: usize) -> Vec<f64> {
+    table
+        .lines()
+        .filter(|l| l.starts_with(&format!("| {workers} | ")) && l.contains(") ÷ ("))
+        .map(|l| l.split('|').nth(column).unwrap().trim().parse().unwrap())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn envoy_benches_run_one_short_round() {
     let _serial = SERIAL.lock().await;
@@ -55,13 +73,13 @@ async fn envoy_benches_run_one_short_round() {
             assert!(figures.iter().all(|&f| f > 0.0), "{} x{w}: {figures:?}", v.name);
         }
         // The side-by-side ratios (issue #17): sticky new, sticky returning, the picker.
-        let ratios: Vec<f64> = md
-            .lines()
-            .filter(|l| l.starts_with(&format!("| {w} | ")) && l.contains(") ÷ ("))
-            .map(|l| l.split('|').nth(5).unwrap().trim().parse().unwrap())
-            .collect();
+        let ratios = ratio_column(section(&md, "## Side by side"), w, 5);
         assert_eq!(ratios.len(), 3, "side by side x{w}:\n{md}");
         assert!(ratios.iter().all(|&r| r > 0.0), "x{w}: {ratios:?}");
+        // The floors under round robin's host calls: four ratios.
+        let floors = ratio_column(section(&md, "### The floor under"), w, 4);
+        assert_eq!(floors.len(), 4, "floors x{w}:\n{md}");
+        assert!(floors.iter().all(|&r| r > 0.0), "x{w}: {floors:?}");
         let picker = format!("- (k) at {w} worker{}: Envoy ", if w == 1 { "" } else { "s" });
         assert!(md.contains(&picker), "{picker}:\n{md}");
     }

@@ -7,7 +7,9 @@
 //! cookie the filter issued); beside them what users would pick instead (issue #17): (i), (j)
 //! Envoy's own sticky sessions (`stateful_session` cookie, native round robin, Envoy's health
 //! checks) for new and returning sessions, and (k) an external endpoint picker over ext_proc (ext-proc-picker/, the
-//! Gateway API Inference Extension's design) steering the same override_host cluster.
+//! Gateway API Inference Extension's design) steering the same override_host cluster; (l), (m)
+//! the floors under round robin's host calls (the no-op filter setting the steering header,
+//! and also reading what envoy-lb reads of each response).
 //! CPU per request = (utime + stime of the Envoy process, and of the picker's for (k),
 //! /proc/<pid>/stat) / (increase of `http.ingress.downstream_rq_total`) over one wrk run.
 //! A returning-session run must have every answer from the cookie's backend (the demo
@@ -42,9 +44,12 @@ const STICKY_RETURNING: char = 'h';
 const STATEFUL: char = 'i';
 const STATEFUL_RETURNING: char = 'j';
 const PICKER: char = 'k';
+/// The floors under round robin's host calls (the no-op filter in its floor mode).
+const FLOOR_STEER: char = 'l';
+const FLOOR_READ: char = 'm';
 
 /// The order in which a round measures the variants (see [`run`]).
-const ORDER: &str = "abckdihjefg";
+const ORDER: &str = "ablmckdihjefg";
 
 /// The median over rounds of `num`'s CPU per request ÷ `den`'s in the same round, with the
 /// smallest and largest of those ratios.
@@ -98,6 +103,8 @@ pub fn variants() -> Vec<Variant> {
             Kind::NativeStatefulSession,
         ),
         v(PICKER, "ext_proc picker (round robin) + override_host", Kind::ExtProcPicker),
+        v(FLOOR_STEER, "floor: the no-op filter setting the steering header", Kind::Floor(false)),
+        v(FLOOR_READ, "floor: the steering header + the response's two reads", Kind::Floor(true)),
     ]
 }
 
@@ -162,6 +169,45 @@ struct Cell {
     rss_idle_kib: u64,
 }
 
+/// The ratios that split round robin's cost over the no-op filter (#17's goal: ≤ 1.04) into the
+/// host calls it needs and its own work: (l) and (m) are the no-op filter making only those
+/// calls.
+const FLOORS: [(char, char, &str); 4] = [
+    (FLOOR_STEER, 'b', "the steering header set (one host call) ÷ the no-op filter"),
+    (
+        FLOOR_READ,
+        'b',
+        "the steering header + the response's `:status` and attempt count ÷ the no-op filter",
+    ),
+    (ROUND_ROBIN, FLOOR_READ, "envoy-lb round_robin ÷ the floor with the same host calls"),
+    (ROUND_ROBIN, 'b', "envoy-lb round_robin ÷ the no-op filter (goal ≤ 1.04)"),
+];
+
+fn write_floors(md: &mut String, p: &Params, variants: &[Variant], cells: &[Cell]) {
+    let _ = writeln!(
+        md,
+        "\n### The floor under round robin's host calls\n\n({FLOOR_STEER}) and ({FLOOR_READ}) are \
+         the no-op filter in its floor mode (`noop-filter/`): each request's \
+         `x-gateway-destination-endpoint` set to the next rotation of the three addresses (the \
+         value envoy-lb's round robin writes), and for ({FLOOR_READ}) the response's `:status` \
+         and `upstream.request_attempt_count` read, as envoy-lb reads them on every response; \
+         no other work. Ratios: the median of the ratios within each round, smallest–largest.\n"
+    );
+    let _ = writeln!(md, "| workers | ratio | variants | median | min–max |");
+    let _ = writeln!(md, "|---|---|---|---|---|");
+    for &w in &p.workers {
+        let of = |key: char| {
+            let i = variants.iter().position(|v| v.key == key).unwrap();
+            cells.iter().find(|c| c.variant == i && c.workers == w).unwrap()
+        };
+        for (num, den, what) in FLOORS {
+            let (ratio, lo, hi) = paired(of(num), of(den));
+            let _ =
+                writeln!(md, "| {w} | {what} | ({num}) ÷ ({den}) | {ratio:.2} | {lo:.2}–{hi:.2} |");
+        }
+    }
+}
+
 /// Runs the bench, writes its section (the head of `p.out`, a latency section already there is
 /// kept) and returns the section's markdown.
 pub async fn run(p: &Params) -> String {
@@ -178,6 +224,7 @@ pub async fn run(p: &Params) -> String {
         for (i, v) in variants.iter().enumerate() {
             let cfg = match &v.kind {
                 Kind::Ours(extra) | Kind::Baseline(extra) => plugin_config(&pool, extra.clone()),
+                Kind::Floor(read) => super::floor_config(&endpoints, *read),
                 _ => plugin_config(&pool, json!({})),
             };
             let proxy = start(&v.kind, &endpoints, &cfg, workers).await;
@@ -315,6 +362,7 @@ pub async fn run(p: &Params) -> String {
             );
         }
     }
+    write_floors(&mut md, p, &variants, &cells);
     let _ = writeln!(
         md,
         "\n## Side by side with what users would pick instead (issue #17)\n\nThe ratio of the \

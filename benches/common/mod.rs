@@ -49,6 +49,9 @@ pub enum Kind {
     ExtProcPicker,
     /// The shipped config with the no-op filter's .wasm.
     Noop,
+    /// The no-op filter's .wasm in its floor mode ([`floor_config`]): the steering header set on
+    /// each request, and with `true` the response's two reads envoy-lb makes, and nothing else.
+    Floor(bool),
     /// The shipped config with envoy-lb and these plugin-config fields.
     Ours(serde_json::Value),
     /// As `Ours`, with the .wasm named by BENCH_BASELINE_WASM (a before/after comparison).
@@ -179,6 +182,21 @@ pub fn require_tools(wrk: bool, noop: bool, variants: &[Variant]) {
     }
 }
 
+/// The plugin configuration of [`Kind::Floor`]: the shipped override_host header, set to the
+/// pool's addresses in each rotation in turn (a round robin over `endpoints` with fallbacks, the
+/// shape envoy-lb's round robin writes), and with `read_response` the response's reads.
+pub fn floor_config(endpoints: &[SocketAddr], read_response: bool) -> String {
+    let values: Vec<String> = (0..endpoints.len())
+        .map(|i| {
+            let rotation = endpoints[i..].iter().chain(&endpoints[..i]);
+            rotation.map(SocketAddr::to_string).collect::<Vec<_>>().join(",")
+        })
+        .collect();
+    serde_json::json!({"floor": {"header": "x-gateway-destination-endpoint", "values": values,
+        "read_response": read_response}})
+    .to_string()
+}
+
 /// The cookie of [`Kind::NativeStatefulSession`]: name, path and TTL as envoy-lb's sticky
 /// variants have them (the filter's default `ttl_s` is 3600).
 pub const STATEFUL_COOKIE: &str = "envoy_session";
@@ -269,7 +287,7 @@ pub fn render_with_picker(
         | Kind::NativeLeastRequest
         | Kind::NativeStatefulSession
         | Kind::ExtProcPicker => None,
-        Kind::Noop => Some(noop_wasm_path()),
+        Kind::Noop | Kind::Floor(_) => Some(noop_wasm_path()),
         Kind::Ours(_) => Some(wasm_path()),
         Kind::Baseline(_) => baseline_wasm(),
     };
@@ -364,6 +382,9 @@ pub async fn start(
     if matches!(kind, Kind::ExtProcPicker) {
         picker_steers(&proxy, endpoints).await;
     }
+    if matches!(kind, Kind::Floor(_)) {
+        floor_steers(&proxy, endpoints).await;
+    }
     proxy
 }
 
@@ -374,8 +395,34 @@ pub async fn start(
 /// reach every backend, each as often, one at a time: the picker replaced the client's value
 /// with its own round robin.
 async fn picker_steers(proxy: &Proxy, endpoints: &[SocketAddr]) {
-    let url = format!("http://{}/", proxy.listener);
     let picker = proxy.picker.as_ref().unwrap();
+    let seen = answers_despite_client_header(proxy, endpoints).await;
+    assert!(
+        seen.len() == endpoints.len() && seen.values().all(|&n| n == 2),
+        "the ext_proc picker at {} does not steer: backends answered {seen:?}",
+        picker.addr
+    );
+}
+
+/// A [`Kind::Floor`] Envoy replaces the client's steering header: every backend answers
+/// (each worker's VM rotates over them from the first, so whichever worker takes the larger
+/// share of the six requests reaches all three).
+async fn floor_steers(proxy: &Proxy, endpoints: &[SocketAddr]) {
+    let seen = answers_despite_client_header(proxy, endpoints).await;
+    assert!(
+        seen.len() == endpoints.len(),
+        "the floor filter does not steer: backends answered {seen:?}\n{}",
+        proxy.log()
+    );
+}
+
+/// Which backends answered 2 × `endpoints` requests, each on a new connection, that name the
+/// first endpoint in the steering header (override_host would honour a header left as is).
+async fn answers_despite_client_header(
+    proxy: &Proxy,
+    endpoints: &[SocketAddr],
+) -> std::collections::BTreeMap<String, usize> {
+    let url = format!("http://{}/", proxy.listener);
     let mut seen = std::collections::BTreeMap::<String, usize>::new();
     for _ in 0..2 * endpoints.len() {
         let r = client()
@@ -388,11 +435,7 @@ async fn picker_steers(proxy: &Proxy, endpoints: &[SocketAddr]) {
         let backend = r.headers().get("x-backend").and_then(|v| v.to_str().ok()).unwrap_or("?");
         *seen.entry(backend.to_owned()).or_default() += 1;
     }
-    assert!(
-        seen.len() == endpoints.len() && seen.values().all(|&n| n == 2),
-        "the ext_proc picker at {} does not steer: backends answered {seen:?}",
-        picker.addr
-    );
+    seen
 }
 
 /// One running Envoy (with its ext_proc picker, if any); killed on drop.
