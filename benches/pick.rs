@@ -131,7 +131,8 @@ fn maglev_build(c: &mut Criterion) {
 /// a request carrying 8 forged cookies (well-formed, this pool's, signed with a secret the
 /// proxies do not have: the most tags a client can make the filter compute), and one carrying
 /// a single valid cookie: the same one on every request (a returning session, which the
-/// filter's cache of verified values serves without a tag) or one not seen lately.
+/// filter's cache of verified values serves without a tag) or one not seen lately; and a new
+/// session's request and response, whose Set-Cookie is signed once per backend and second.
 fn sticky_cookies(c: &mut Criterion) {
     const NOW_S: u64 = 1_700_000_000;
     let secrets: Vec<String> = (0..8).map(|i| format!("{i}").repeat(1024)).collect();
@@ -186,6 +187,22 @@ fn sticky_cookies(c: &mut Criterion) {
             b.iter(|| {
                 let steered = router.steer(None, Some(header), NOW_S * 1_000_000_000);
                 black_box(steered.map(|(s, _)| s.value.len()))
+            })
+        });
+    }
+    // A new session from request to response (its Set-Cookie): every request in one second
+    // (the value issued for each backend within a second is reused), or each in a second of
+    // its own (every one signs, as every new session did before that reuse).
+    for (name, step_s) in [("new_session", 0), ("new_session_each_second", 1)] {
+        let mut now_s = NOW_S;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                now_s += step_s;
+                let now_ns = now_s * 1_000_000_000;
+                let (_, mut ticket) = router.steer(None, None, now_ns).unwrap();
+                let answer = router.on_response(&mut ticket, None, 200, 1, now_ns);
+                router.on_end(&mut ticket, now_ns);
+                black_box(answer.set_cookie.map(|c| c.len()))
             })
         });
     }

@@ -16,7 +16,19 @@ pub(super) struct StickyState {
     secrets: Secrets,
     pool: [u8; 8],
     ttl_s: u64,
+    /// The `Set-Cookie` values issued lately, per backend: a cookie names its backend and
+    /// expiry second and nothing else, so every new session that a backend serves within one
+    /// second gets the same value, signed once. Direct-mapped by pool index
+    /// ([`ISSUED_SLOTS`] slots), each value kept with its [`IssuedKey`].
+    issued: Vec<Option<(IssuedKey, String)>>,
 }
+
+/// What an issued value was for: the backend's pool index, the pool's generation (discovery
+/// changes which backend an index is) and the expiry second.
+type IssuedKey = (usize, u64, u64);
+
+/// Slots of [`StickyState::issued`]: at most 64 × ~200 bytes.
+const ISSUED_SLOTS: usize = 64;
 
 /// What a request's cookie said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -69,7 +81,7 @@ pub(super) fn state_for(config: &Config, store: &dyn SharedStore) -> Option<Stic
     };
     let attrs = s.cookie_attributes();
     let pool = sticky::pool_identity(&config.cluster, "");
-    Some(StickyState { attrs, secrets, pool, ttl_s: s.ttl_s })
+    Some(StickyState { attrs, secrets, pool, ttl_s: s.ttl_s, issued: Vec::new() })
 }
 
 impl Router {
@@ -114,22 +126,38 @@ impl Router {
     }
 
     /// The `Set-Cookie` to add to a response served by `served`: when the request had no
-    /// valid cookie for it, or its cookie is past half its TTL.
+    /// valid cookie for it, or its cookie is past half its TTL. Signed once per backend and
+    /// expiry second ([`StickyState::issued`]).
     pub(super) fn cookie_for(
-        &self,
+        &mut self,
         ticket: StickyTicket,
         served: Option<usize>,
         now_ns: u64,
     ) -> Option<String> {
-        let s = self.sticky.as_ref()?;
+        let s = self.sticky.as_mut()?;
         let served = served?;
         if ticket.pinned == Some(served) && !ticket.refresh {
             return None;
         }
         let backend = self.config.pool.get(served)?;
         let expires_s = (now_ns / 1_000_000_000).saturating_add(s.ttl_s);
+        if s.issued.is_empty() {
+            s.issued.resize_with(ISSUED_SLOTS, || None);
+        }
+        let key = (served, self.pool_generation, expires_s);
+        let slot = s.issued.get_mut(served % ISSUED_SLOTS)?;
+        if let Some((issued, set_cookie)) = slot {
+            if *issued == key {
+                return Some(set_cookie.clone());
+            }
+        }
         let value = s.secrets.sign(s.pool, &backend.id, expires_s);
-        (!value.is_empty()).then(|| sticky::set_cookie(&s.attrs, &value))
+        if value.is_empty() {
+            return None;
+        }
+        let set_cookie = sticky::set_cookie(&s.attrs, &value);
+        *slot = Some((key, set_cookie.clone()));
+        Some(set_cookie)
     }
 }
 

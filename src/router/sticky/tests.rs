@@ -120,3 +120,62 @@ fn issuing_a_cookie_keys_no_secret() {
     assert!(cookie.is_some_and(|c| c.starts_with("lb_session=")));
     assert_eq!((keyed, tags), (0, 1));
 }
+
+/// The `Set-Cookie` issued for a new session served by `backend` (its address, as Envoy
+/// reports it after a retry) at `now_s`, with the tags computed.
+fn issued(router: &mut Router, backend: &str, now_s: u64) -> (String, usize) {
+    let now_ns = now_s * 1_000_000_000;
+    let (cookie, _, tags) = work::of(|| {
+        let (_, mut ticket) = router.steer(None, None, now_ns).unwrap();
+        router.on_response(&mut ticket, Some(backend), 200, 2, now_ns).set_cookie
+    });
+    (cookie.unwrap(), tags)
+}
+
+/// The backend a `Set-Cookie` value pins when sent back.
+fn pins(router: &mut Router, set_cookie: &str, now_s: u64) -> Option<usize> {
+    let pair = set_cookie.split(';').next().unwrap();
+    let now_ns = now_s * 1_000_000_000;
+    router.steer(None, Some(pair), now_ns).map(|(_, t)| t.sticky.pinned).unwrap()
+}
+
+/// New sessions served by one backend within one second get one value, signed once; the next
+/// second, or another backend, signs again, and every value pins its own backend. Before: a
+/// tag per new session.
+#[test]
+fn new_sessions_of_one_backend_and_second_share_one_signature() {
+    let mut r = router();
+    let (first, tags) = issued(&mut r, "10.0.0.2:80", NOW_S);
+    assert_eq!(tags, 1);
+    for _ in 0..3 {
+        assert_eq!(issued(&mut r, "10.0.0.2:80", NOW_S), (first.clone(), 0));
+    }
+    let (other, tags) = issued(&mut r, "10.0.0.3:80", NOW_S);
+    assert_eq!(tags, 1);
+    let (later, tags) = issued(&mut r, "10.0.0.2:80", NOW_S + 1);
+    assert_eq!(tags, 1);
+    assert!(first != other && first != later, "{first} {other} {later}");
+    assert_eq!(pins(&mut r, &first, NOW_S + 1), Some(1));
+    assert_eq!(pins(&mut r, &later, NOW_S + 1), Some(1));
+    assert_eq!(pins(&mut r, &other, NOW_S + 1), Some(2));
+}
+
+/// Backends that share a slot of the issued values (pool indexes 0 and 64) never get each
+/// other's value.
+#[test]
+fn backends_sharing_a_slot_of_issued_values_get_their_own() {
+    let backends: Vec<_> = (0..65)
+        .map(|i| serde_json::json!({"id": format!("b{i}"), "address": format!("10.0.1.{i}:80")}))
+        .collect();
+    let config = serde_json::json!({"cluster": "pool", "sticky": {"secrets": secrets()},
+        "backends": backends});
+    let config = Config::from_json(config.to_string().as_bytes()).unwrap();
+    let mut r = Router::new(config, 1, 0, Box::new(MemoryStore::new()), Box::new(NoMetrics));
+    let (zero, _) = issued(&mut r, "10.0.1.0:80", NOW_S);
+    let (sixty_four, tags) = issued(&mut r, "10.0.1.64:80", NOW_S);
+    assert_eq!(tags, 1);
+    assert_eq!(pins(&mut r, &zero, NOW_S), Some(0));
+    assert_eq!(pins(&mut r, &sixty_four, NOW_S), Some(64));
+    // Each still signs again after the other took the slot.
+    assert_eq!(issued(&mut r, "10.0.1.0:80", NOW_S), (zero, 1));
+}

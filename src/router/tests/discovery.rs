@@ -240,3 +240,30 @@ fn latency_is_carried_and_new_endpoints_ramp_up() {
     assert!(av.weight_percent(fresh) < 100, "the new endpoint ramps up");
     assert_eq!(av.weight_percent(slow), 100, "the others do not");
 }
+
+/// A new session's cookie names the backend that served it, also when a pool change in the
+/// same second gave its pool index to another endpoint (cookies issued within one second are
+/// reused per index: see `StickyState::issued`).
+#[test]
+fn a_cookie_issued_after_a_pool_change_names_the_new_endpoint() {
+    let store = Rc::new(MemoryStore::new());
+    let extra = r#","sticky":{"secrets":["0123456789abcdef0123456789abcdef"]}"#;
+    let mut r = vm(&store, 1, extra, 0);
+    // Both cookies are issued at `at` (one expiry second), the pool moving between them.
+    let at = 2 * S;
+    let issue = |r: &mut Router, host: &str| {
+        let (_, mut ticket) = r.steer(None, None, at).unwrap();
+        let set_cookie = r.on_response(&mut ticket, Some(host), 200, 2, at).set_cookie.unwrap();
+        let cookie = set_cookie.split(';').next().unwrap().to_string();
+        r.steer(None, Some(&cookie), at).map(|(_, t)| t.sticky.pinned).unwrap()
+    };
+    let mut now = S;
+    for eps in [[addr(1), addr(2)], [addr(0), addr(2)]] {
+        for _ in 0..3 {
+            tick_all(&mut [&mut r], now, &eps);
+            now += S;
+        }
+        assert_eq!(hosts(&r), eps);
+        assert_eq!(issue(&mut r, &eps[0]), Some(0), "{eps:?}");
+    }
+}
