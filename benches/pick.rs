@@ -206,6 +206,24 @@ fn sticky_cookies(c: &mut Criterion) {
             })
         });
     }
+    // 1,000 backends, round robin: each new session of a second goes to another backend, so
+    // with 64 slots of issued values every one signs (the cost the reuse does not remove).
+    let backends: Vec<serde_json::Value> = (0..1000)
+        .map(|i| serde_json::json!({"id": format!("b{i}"), "address": format!("10.0.{}.{}:80", i / 250, i % 250 + 1)}))
+        .collect();
+    let config = serde_json::json!({"cluster": "pool", "sticky": {"secrets": secrets},
+        "backends": backends});
+    let config = Config::from_json(config.to_string().as_bytes()).unwrap();
+    let mut large = Router::new(config, 1, 0, Box::new(MemoryStore::new()), Box::new(NoMetrics));
+    group.bench_function("new_session_1000_backends", |b| {
+        b.iter(|| {
+            let now_ns = NOW_S * 1_000_000_000;
+            let (_, mut ticket) = large.steer(None, None, now_ns).unwrap();
+            let answer = large.on_response(&mut ticket, None, 200, 1, now_ns);
+            large.on_end(&mut ticket, now_ns);
+            black_box(answer.set_cookie.map(|c| c.len()))
+        })
+    });
     group.finish();
 }
 
